@@ -1,0 +1,278 @@
+"""The `paperbot` command line: run the bot, and work with the paper library from a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import aiosqlite
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from bot import console as terminal
+from bot.config import ConfigError, Settings, discord_token, load_settings
+from bot.digests.ingest import FileOutcome, IngestSummary, ingest_locations
+from bot.digests.parse import DigestFormatError, parse_file
+from bot.digests.sources import SourceError, expand
+from storage import db, papers
+from storage.search_query import QueryError
+
+app = typer.Typer(
+    help="Paperbot: daily AI-paper digests as a searchable library, on Discord and here.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Settings file (default: ./config.toml when present)."),
+]
+T = TypeVar("T")
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(1)
+
+
+def settings_from(config: Path | None) -> Settings:
+    try:
+        settings = load_settings(config)
+    except ConfigError as error:
+        raise fail(str(error)) from None
+    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def with_library(config: Path | None, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    """Open (and migrate) the configured database, run `work`, close it."""
+    settings = settings_from(config)
+
+    async def main() -> T:
+        try:
+            conn = await db.connect(settings.database.path)
+        except (OSError, db.DatabaseError) as error:
+            raise fail(f"cannot open database {settings.database.path}: {error}") from None
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date like 2025-02-20", param_hint=option) from None
+
+
+async def ingest_with_progress(conn: aiosqlite.Connection, targets: list[str], producer: str | None) -> IngestSummary:
+    try:
+        locations = expand(targets, producer)
+    except SourceError as error:
+        raise fail(str(error)) from None
+    columns = (TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("", total=len(locations))
+
+        def report(outcome: FileOutcome) -> None:
+            progress.update(task, advance=1, description=Path(outcome.location.target).name)
+            if outcome.error:
+                progress.console.print(f"[red]failed[/red] {outcome.error}", highlight=False)
+            for problem in outcome.problems:
+                progress.console.print(
+                    f"[yellow]problem[/yellow] {outcome.location.target}:{problem.line}: {problem.message}",
+                    highlight=False,
+                )
+
+        return await ingest_locations(conn, locations, on_file=report)
+
+
+@app.command()
+def ingest(
+    targets: Annotated[list[str], typer.Argument(help="Digest files, folders (recursive) or http(s) URLs.")],
+    producer: Annotated[str | None, typer.Option(help="Producer name (default: from the path).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Parse digests and store them in the library; re-ingesting is safe."""
+
+    async def work(conn: aiosqlite.Connection) -> IngestSummary:
+        return await ingest_with_progress(conn, targets, producer)
+
+    summary = with_library(config, work)
+    out.print(summary.describe())
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def parse(
+    files: Annotated[list[Path], typer.Argument(help="Digest files (.md or producers' .json).")],
+) -> None:
+    """Print each digest as one JSON object per line: date, papers, problems."""
+    unreadable = 0
+    for path in files:
+        try:
+            digest = parse_file(path)
+        except (OSError, DigestFormatError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            err.print(f"error: cannot read {path}: {reason}", markup=False, highlight=False)
+            unreadable += 1
+            continue
+        sys.stdout.write(json.dumps(digest.to_json(), ensure_ascii=False) + "\n")
+    if unreadable:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help='Words, "a phrase", prefix*, -excluded, a OR b.')],
+    tag: Annotated[str | None, typer.Option(help="Only papers with this tag.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only digests on or after this day.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only digests on or before this day.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    config: ConfigOption = None,
+) -> None:
+    """Full-text search over titles, authors, summaries and tags, best matches first."""
+    since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
+
+    async def work(conn: aiosqlite.Connection) -> None:
+        try:
+            page = await papers.search(conn, query, tag=tag, since=since_day, until=until_day, limit=limit)
+        except QueryError as error:
+            raise fail(str(error)) from None
+        if not page.hits:
+            raise fail(f"no papers match {query!r}" + (f" with tag {tag!r}" if tag else ""))
+        out.print(terminal.search_results(page))
+
+    with_library(config, work)
+
+
+@app.command()
+def show(
+    arxiv_id: Annotated[str, typer.Argument(help="An arXiv id, or an arXiv/HuggingFace URL.")],
+    config: ConfigOption = None,
+) -> None:
+    """One paper in full."""
+    from storage.models import arxiv_id_from
+
+    paper_id = arxiv_id_from(arxiv_id)
+    if paper_id is None:
+        raise fail(f"{arxiv_id!r} is not an arXiv id (like 2502.13923) or an arXiv/HuggingFace URL")
+
+    async def work(conn: aiosqlite.Connection) -> None:
+        paper = await papers.get_paper(conn, paper_id)
+        if paper is None:
+            raise fail(f"paper {paper_id} is not in the library")
+        out.print(terminal.paper_text(paper))
+
+    with_library(config, work)
+
+
+@app.command()
+def tags(config: ConfigOption = None) -> None:
+    """Every tag with its number of papers, most used first."""
+
+    async def work(conn: aiosqlite.Connection) -> None:
+        for tag in await papers.tag_counts(conn):
+            out.print(f"{tag.count:6d}  {tag.name}", markup=False)
+
+    with_library(config, work)
+
+
+@app.command()
+def run(config: ConfigOption = None) -> None:
+    """Run the Discord bot; without DISCORD_TOKEN, a local preview of the latest digest."""
+    settings = settings_from(config)
+    token = discord_token()
+    if token is None:
+        err.print(terminal.NO_TOKEN_HELP, markup=False, highlight=False)
+        asyncio.run(preview_latest_digest(settings))
+        return
+    from bot.client import run_bot
+
+    run_bot(settings, token)
+
+
+async def preview_latest_digest(settings: Settings) -> None:
+    """Ingest the sample and configured folders, then print the latest day as it would be posted."""
+    folders = [str(s.folder) for s in settings.sources if s.folder]
+    if settings.console.sample_folder.is_dir():
+        folders.append(str(settings.console.sample_folder))
+    conn = await db.connect(settings.database.path)
+    try:
+        if folders:
+            out.print((await ingest_with_progress(conn, folders, None)).describe())
+        day = await papers.latest_day(conn)
+        if day is None:
+            raise fail("the library is empty: ingest a digest with `paperbot ingest PATH`")
+        out.print(terminal.digest_preview(day, await papers.papers_on_day(conn, day)))
+    finally:
+        await conn.close()
+
+
+@db_app.command("migrate")
+def db_migrate(config: ConfigOption = None) -> None:
+    """Create the database or bring it to the current schema."""
+
+    async def work(conn: aiosqlite.Connection) -> None:
+        version = await db.schema_version(conn)
+        out.print(f"{settings_from(config).database.path}: schema version {version}")
+
+    with_library(config, work)
+
+
+@db_app.command("check")
+def db_check(config: ConfigOption = None) -> None:
+    """Check the database's integrity and foreign keys."""
+
+    async def work(conn: aiosqlite.Connection) -> list[str]:
+        return await db.integrity_check(conn)
+
+    problems = with_library(config, work)
+    for problem in problems:
+        err.print(problem, markup=False)
+    if problems:
+        raise typer.Exit(1)
+    out.print("ok")
+
+
+@db_app.command("backup")
+def db_backup(
+    destination: Annotated[Path, typer.Argument(help="The backup file to write.")],
+    config: ConfigOption = None,
+) -> None:
+    """Copy the database safely, even while the bot runs."""
+    if destination.exists():
+        raise fail(f"{destination} already exists; choose a new file name")
+
+    async def work(conn: aiosqlite.Connection) -> None:
+        await db.backup(conn, destination)
+
+    with_library(config, work)
+    out.print(f"backed up to {destination}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Slash commands that read the paper library: /papers search|tag|day, /paper, /tags.
+
+No SQL here: the cog asks `storage.papers`, renders with `bot.render` and
+leaves every error reply to `bot.errors`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.errors import UserError
+from bot.views import Pager
+from storage import papers
+from storage.models import SearchHit, SearchPage, arxiv_id_from
+
+MAX_CHOICES = 25
+
+
+def parse_date(value: str | None, option: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise UserError(f"`{option}` must be a date like 2025-02-20, not “{value[:40]}”.") from None
+
+
+def quoted(text: str) -> str:
+    """User text echoed back safely inside a reply."""
+    return render.truncate(discord.utils.escape_markdown(text), 100)
+
+
+def search_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
+    limits = interaction.client.settings.commands  # type: ignore[attr-defined]
+    return app_commands.Cooldown(limits.search_rate, limits.search_per_seconds)
+
+
+searches_are_limited = app_commands.checks.dynamic_cooldown(search_cooldown, key=lambda i: i.user.id)
+
+
+class Papers(commands.GroupCog, group_name="papers", group_description="Find papers in the library"):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.db = bot.db  # type: ignore[attr-defined]
+        self.settings = bot.settings  # type: ignore[attr-defined]
+        super().__init__()
+
+    # ----- helpers ---------------------------------------------------------------------
+
+    async def _resolve_tag(self, tag: str | None) -> str | None:
+        if not tag:
+            return None
+        name = await papers.resolve_tag(self.db, tag)
+        if name is None:
+            closest = await papers.closest_tags(self.db, tag)
+            hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
+            raise UserError(f"No paper is tagged “{quoted(tag)}”.{hint} `/tags` lists every tag.")
+        return name
+
+    async def _send_pages(self, interaction: discord.Interaction, title: str, first: SearchPage, fetch) -> None:
+        """Page through results: `fetch(offset, limit)` returns a SearchPage."""
+        size = self.settings.commands.page_size
+        page_count = max(1, math.ceil(first.total / size))
+
+        async def render_page(number: int) -> discord.Embed:
+            page = first if number == 0 else await fetch(number * size, size)
+            return render.search_results_embed(
+                page, title=title, page_number=number + 1, page_count=page_count, first_number=number * size + 1
+            )
+
+        await Pager.send(
+            interaction,
+            page_count=page_count,
+            render_page=render_page,
+            timeout=self.settings.commands.view_timeout_seconds,
+        )
+
+    async def tag_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        tags = await papers.suggest_tags(self.db, current, limit=MAX_CHOICES)
+        return [app_commands.Choice(name=render.truncate(f"{t.name} ({t.count})", 100), value=t.name[:100]) for t in tags]
+
+    # ----- commands --------------------------------------------------------------------
+
+    @app_commands.command(name="search", description="Full-text search: best matches first")
+    @app_commands.describe(
+        query='Words, "an exact phrase", prefix*, -excluded, this OR that',
+        tag="Only papers with this tag",
+        since="Only digests on or after this day (YYYY-MM-DD)",
+        until="Only digests on or before this day (YYYY-MM-DD)",
+        has_code="Only papers with (or without) a GitHub link",
+    )
+    @app_commands.autocomplete(tag=tag_autocomplete)
+    @searches_are_limited
+    async def search(
+        self,
+        interaction: discord.Interaction,
+        query: app_commands.Range[str, 1, 200],
+        tag: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        has_code: bool | None = None,
+    ) -> None:
+        since_day, until_day = parse_date(since, "since"), parse_date(until, "until")
+        if since_day and until_day and since_day > until_day:
+            raise UserError(f"`since` ({since_day}) is after `until` ({until_day}).")
+        tag_name = await self._resolve_tag(tag)
+
+        async def fetch(offset: int, limit: int) -> SearchPage:
+            return await papers.search(
+                self.db, query, tag=tag_name, since=since_day, until=until_day,
+                has_code=has_code, limit=limit, offset=offset,
+            )
+
+        first = await fetch(0, self.settings.commands.page_size)
+        if first.total == 0:
+            filters = [f"tag **{tag_name}**" if tag_name else "", f"since {since_day}" if since_day else "",
+                       f"until {until_day}" if until_day else "",
+                       {True: "with code", False: "without code", None: ""}[has_code]]
+            searched = ", ".join(f for f in filters if f)
+            raise UserError(f"No papers match “{quoted(query)}”" + (f" ({searched})." if searched else "."))
+        await self._send_pages(interaction, f"🔎 {render.truncate(query, 200)}", first, fetch)
+
+    @app_commands.command(name="tag", description="The newest papers with a tag")
+    @app_commands.describe(tag="A tag (start typing to see them)")
+    @app_commands.autocomplete(tag=tag_autocomplete)
+    @searches_are_limited
+    async def tag(self, interaction: discord.Interaction, tag: str) -> None:
+        name = await self._resolve_tag(tag)
+
+        async def fetch(offset: int, limit: int) -> SearchPage:
+            return await papers.papers_with_tag(self.db, name, limit=limit, offset=offset)
+
+        await self._send_pages(interaction, f"🏷️ {name}", await fetch(0, self.settings.commands.page_size), fetch)
+
+    async def day_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        days = await papers.digest_days(self.db)
+        matching = [d.isoformat() for d in reversed(days) if current.strip() in d.isoformat()]
+        return [app_commands.Choice(name=d, value=d) for d in matching[:MAX_CHOICES]]
+
+    @app_commands.command(name="day", description="One day's digest (default: the latest)")
+    @app_commands.describe(day="The digest day, YYYY-MM-DD")
+    @app_commands.autocomplete(day=day_autocomplete)
+    async def day(self, interaction: discord.Interaction, day: str | None = None) -> None:
+        wanted = parse_date(day, "day") or await papers.latest_day(self.db)
+        if wanted is None:
+            raise UserError("The library is empty: no digest has been ingested yet.")
+        found = await papers.papers_on_day(self.db, wanted)
+        if not found:
+            raise UserError(f"There is no digest for {wanted} (weekends and holidays have none).")
+        hits = [SearchHit(paper=paper, snippet="") for paper in found]
+
+        async def fetch(offset: int, limit: int) -> SearchPage:
+            return SearchPage(hits=hits[offset : offset + limit], total=len(hits))
+
+        title = f"📄 Papers for {wanted.isoformat()}"
+        await self._send_pages(interaction, title, await fetch(0, self.settings.commands.page_size), fetch)
+
+
+class Library(commands.Cog):
+    """The top-level commands: /paper and /tags."""
+
+    def __init__(self, bot: commands.Bot) -> None:
+        self.db = bot.db  # type: ignore[attr-defined]
+        self.settings = bot.settings  # type: ignore[attr-defined]
+
+    @app_commands.command(name="paper", description="One paper in full")
+    @app_commands.describe(id="An arXiv id (2502.13923) or an arXiv/HuggingFace link")
+    async def paper(self, interaction: discord.Interaction, id: app_commands.Range[str, 1, 200]) -> None:
+        arxiv_id = arxiv_id_from(id)
+        if arxiv_id is None:
+            raise UserError(f"“{quoted(id)}” is not an arXiv id (like 2502.13923) or an arXiv/HuggingFace link.")
+        found = await papers.get_paper(self.db, arxiv_id)
+        if found is None:
+            raise UserError(f"Paper {arxiv_id} is not in the library yet.")
+        await interaction.response.send_message(embed=render.paper_embed(found), allowed_mentions=render.NO_MENTIONS)
+
+    @app_commands.command(name="tags", description="Every tag with its number of papers")
+    async def tags(self, interaction: discord.Interaction) -> None:
+        counts = await papers.tag_counts(self.db)
+        if not counts:
+            raise UserError("No paper has a tag yet.")
+        pages = render.tag_list_embeds(counts)
+
+        async def render_page(number: int) -> discord.Embed:
+            return pages[number]
+
+        await Pager.send(
+            interaction,
+            page_count=len(pages),
+            render_page=render_page,
+            timeout=self.settings.commands.view_timeout_seconds,
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Papers(bot))
+    await bot.add_cog(Library(bot))

@@ -1,0 +1,117 @@
+"""Settings: `config.toml`, overridden by `PAPERBOT_*` environment variables.
+
+Every setting is documented in `config.example.toml`. The bot token is a secret,
+so it is never a setting: it is read from `DISCORD_TOKEN` when the bot starts and
+is never logged or written anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+DEFAULT_CONFIG = Path("config.toml")
+TOKEN_VARIABLE = "DISCORD_TOKEN"
+
+
+class DatabaseSettings(BaseModel):
+    path: Path = Path("paperbot.db")
+
+
+class DiscordSettings(BaseModel):
+    # Both optional: point the bot at a REST rate-limit proxy or gateway proxy (or a test fake).
+    api_base_url: str | None = None
+    gateway_url: str | None = None
+    # Sync commands to these guilds only (instant, for development) instead of globally.
+    dev_guild_ids: list[int] = Field(default_factory=list)
+
+
+class CommandSettings(BaseModel):
+    page_size: int = Field(default=5, ge=1, le=10)
+    # Per-user cooldown of the search commands: `search_rate` uses per `search_per_seconds`.
+    search_rate: int = Field(default=5, ge=1)
+    search_per_seconds: float = Field(default=30.0, gt=0)
+    # Buttons stop working (and are disabled) after this long without use.
+    view_timeout_seconds: float = Field(default=300.0, gt=0)
+
+
+class SourceSettings(BaseModel):
+    """Where one producer's digests come from: URL templates and/or a local folder."""
+
+    name: str
+    markdown_url: str | None = None  # e.g. https://…/archive/{yyyy}/{mm}/{dd}.md
+    json_url: str | None = None  # the producer's daily_results twin, where it has one
+    folder: Path | None = None
+
+    @model_validator(mode="after")
+    def _has_a_location(self) -> SourceSettings:
+        if not (self.markdown_url or self.json_url or self.folder):
+            raise ValueError(f"source {self.name!r} needs markdown_url, json_url or folder")
+        return self
+
+
+class ConsoleSettings(BaseModel):
+    # Digests ingested by `paperbot run` when no token is set, so a newcomer sees it work.
+    sample_folder: Path = Path("examples/digests")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PAPERBOT_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    log_level: str = "INFO"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    commands: CommandSettings = Field(default_factory=CommandSettings)
+    sources: list[SourceSettings] = Field(default_factory=list)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init arguments; the environment overrides them.
+        return (env_settings, init_settings)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which file and setting."""
+
+
+def load_settings(config_path: Path | None = None) -> Settings:
+    """Settings from `config_path` (or ./config.toml when present) and the environment."""
+    path = config_path
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    values: dict = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        raise ConfigError(f"invalid configuration in {path or 'the environment'}: {error}") from None
+
+
+def discord_token() -> SecretStr | None:
+    """The bot token from the environment, wrapped so it never shows up in a repr or log."""
+    token = os.environ.get(TOKEN_VARIABLE, "").strip()
+    return SecretStr(token) if token else None

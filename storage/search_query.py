@@ -1,0 +1,135 @@
+"""Turning what a person types into a safe FTS5 MATCH expression.
+
+FTS5's query language treats `"`, `*`, `(`, `:`, `^`, `-`, `NEAR`, `AND`…
+as syntax, so raw user text either crashes the query or means something the
+user did not intend. Here every word or phrase becomes a quoted FTS5 string
+(inside which nothing is syntax), and only the few operators people use in
+web searches are honoured:
+
+    cats dogs        both words (AND)
+    "exact phrase"   the words next to each other (an unclosed quote is closed)
+    transform*       words starting with "transform"
+    -dogs, NOT dogs  leave out papers with "dogs"
+    cats OR dogs     either word; OR binds tighter than the implied AND,
+                     so `llm agents OR robots` = llm AND (agents OR robots)
+
+Everything else — NEAR, parentheses, `title:`, `^`, `+`, lone punctuation —
+is plain text. Pure Python, no SQL: the store runs the result.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+MAX_TERMS = 32
+
+_TOKEN = re.compile(r'(?P<neg>-*)"(?P<phrase>[^"]*)(?:"|$)(?P<star>\*?)|(?P<word>[^\s"]+)')
+
+# Word endings the porter stemmer strips (see migration 001's tokenizer). A prefix that ends
+# part-way into one of them ("generat*") would miss the stems in the index ("gener"), so the
+# prefix is also searched with that partial ending cut off.
+_PORTER_SUFFIXES = (
+    "ational tional enci anci izer bli alli entli eli ousli ization ation ator alism iveness "
+    "fulness ousness aliti iviti biliti logi icate ative alize iciti ical ful ness al ance ence "
+    "er ic able ible ant ement ment ent ion ou ism ate iti ous ive ize ing ed es ies s e y li"
+).split()
+_MIN_STEM = 4
+
+
+class QueryError(ValueError):
+    """A search that cannot be run; the message is meant for the person who typed it."""
+
+
+@dataclass
+class _Term:
+    text: str
+    negated: bool = False
+    prefix: bool = False
+
+    def searchable(self) -> bool:
+        return any(char.isalnum() for char in self.text)
+
+    def to_fts(self) -> str:
+        quoted = '"' + self.text.replace('"', '""') + '"'
+        if not self.prefix:
+            return quoted
+        shorter = _stem_safe_prefix(self.text)
+        return f'({quoted}* OR "{shorter}"*)' if shorter else f"{quoted}*"
+
+
+def _stem_safe_prefix(prefix: str) -> str | None:
+    """The prefix with a partial porter suffix cut off (generat -> gener), or None if none applies."""
+    word = prefix.lower()
+    if not (word.isascii() and word.isalpha()):
+        return None
+    for cut in range(len(word) - _MIN_STEM, 0, -1):
+        tail = word[-cut:]
+        if any(suffix.startswith(tail) for suffix in _PORTER_SUFFIXES):
+            return word[:-cut]
+    return None
+
+
+def _clean(user_text: str) -> str:
+    """Control characters and lone surrogates become spaces: they cannot be bound or searched."""
+    return "".join(" " if unicodedata.category(char) in ("Cc", "Cs") else char for char in user_text)
+
+
+def _lex(user_text: str) -> list[_Term | str]:
+    """Terms and the operator words OR / AND / NOT, in order."""
+    items: list[_Term | str] = []
+    for match in _TOKEN.finditer(_clean(user_text)):
+        if match.group("word") is None:
+            negated = bool(match.group("neg"))
+            items.append(_Term(match.group("phrase"), negated=negated, prefix=bool(match.group("star"))))
+            continue
+        word = match.group("word")
+        if word in ("OR", "AND", "NOT"):
+            items.append(word)
+            continue
+        body = word.lstrip("-")
+        negated = bool(body) and body != word
+        prefix = body.endswith("*")
+        items.append(_Term(body.rstrip("*"), negated=negated, prefix=prefix))
+    return items
+
+
+def _group_terms(items: list[_Term | str]) -> tuple[list[list[_Term]], list[_Term]]:
+    """Positive terms grouped by OR (groups are ANDed), and the terms to leave out."""
+    groups: list[list[_Term]] = []
+    excluded: list[_Term] = []
+    joining = negating = False
+    for item in items:
+        if isinstance(item, str):
+            joining = item == "OR" and bool(groups)
+            negating = item == "NOT"
+            continue
+        if not item.searchable():
+            continue
+        if item.negated or negating:
+            excluded.append(item)
+        elif joining:
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+        joining = negating = False
+    return groups, excluded
+
+
+def to_fts_query(user_text: str) -> str:
+    """A safe FTS5 MATCH expression for `user_text`, or QueryError if it has nothing to look for."""
+    groups, excluded = _group_terms(_lex(user_text))
+    if sum(map(len, groups)) + len(excluded) > MAX_TERMS:
+        raise QueryError(f"Your search has too many words; use at most {MAX_TERMS}.")
+    if not groups:
+        if excluded:
+            raise QueryError("Your search only says which words to leave out; add a word to look for.")
+        raise QueryError("Your search has no words to look for.")
+    wanted = " AND ".join(
+        group[0].to_fts() if len(group) == 1 else "(" + " OR ".join(term.to_fts() for term in group) + ")"
+        for group in groups
+    )
+    if not excluded:
+        return wanted
+    return f"({wanted}) NOT ({' OR '.join(term.to_fts() for term in excluded)})"

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real corpus as a library, and a running Paperbot on a fake Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.digests.ingest import ingest_targets
+from storage import db
+from tests.fakediscord.fixtures import fake_discord  # noqa: F401  (a fixture)
+
+DATA = Path(__file__).parent / "data"
+CORPUS = DATA / "corpus"
+
+
+@pytest.fixture(scope="session")
+def corpus_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whole corpus ingested once per run; tests get their own copy (`library_path`)."""
+    path = tmp_path_factory.mktemp("corpus") / "library.db"
+
+    async def build() -> None:
+        conn = await db.connect(path)
+        try:
+            summary = await ingest_targets(conn, [str(CORPUS)])
+            assert summary.failed == 0, [o.error for o in summary.outcomes if o.error]
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return path
+
+
+@pytest.fixture
+def library_path(corpus_library: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "library.db"
+    shutil.copyfile(corpus_library, copy)
+    return copy

@@ -1,0 +1,288 @@
+"""The library's slash commands, end to end: the real Paperbot client on a fake Discord.
+
+Every assertion reads what discord.py actually sent over the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.client import Paperbot
+from bot.config import CommandSettings, DatabaseSettings, Settings
+from storage import papers as library
+from tests.fakediscord import FakeDiscord, running_bot
+from tests.fakediscord.state import Channel, Guild, User
+
+EPHEMERAL = 64
+
+
+@dataclass
+class World:
+    fake: FakeDiscord
+    bot: Paperbot
+    guild: Guild
+    channel: Channel
+    alice: User
+    bob: User
+
+    async def command(self, name: str, subcommand: str | None = None, user: User | None = None, **options: Any):
+        handle = await self.fake.send_slash_command(
+            self.guild, self.channel, user or self.alice, name, subcommand=subcommand, options=options
+        )
+        return handle, await handle.response()
+
+    async def autocomplete(self, name: str, focused: str, value: str, subcommand: str | None = None):
+        handle = await self.fake.send_autocomplete(
+            self.guild, self.channel, self.alice, name, subcommand=subcommand, focused=focused, value=value
+        )
+        return (await handle.response())["data"]["choices"]
+
+
+class QuickBot(Paperbot):
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """No 5 s pause before a re-IDENTIFY in tests."""
+
+
+def settings_for(path: Path, **commands: Any) -> Settings:
+    return Settings(database=DatabaseSettings(path=path), commands=CommandSettings(**commands))
+
+
+@pytest_asyncio.fixture
+async def world(fake_discord: FakeDiscord, library_path: Path, request: pytest.FixtureRequest):
+    marker = request.node.get_closest_marker("commands")
+    settings = settings_for(library_path, **(marker.kwargs if marker else {}))
+    guild = fake_discord.add_guild("Research", channels=("papers",))
+    alice, bob = fake_discord.add_user("alice"), fake_discord.add_user("bob")
+    fake_discord.add_member(guild, alice)
+    fake_discord.add_member(guild, bob)
+    channel = fake_discord.state.channel(guild.channel_ids[0])
+    async with running_bot(fake_discord, lambda: QuickBot(settings, guild_ready_timeout=0.01)) as bot:
+        yield World(fake_discord, bot, guild, channel, alice, bob)
+
+
+def first_embed(response: dict) -> dict:
+    return response["data"]["embeds"][0]
+
+
+def text_of(embed: dict) -> str:
+    parts = [embed.get("title", ""), embed.get("description", ""), embed.get("footer", {}).get("text", "")]
+    parts += [f"{f['name']} {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(parts)
+
+
+def assert_private_error(response: dict, *fragments: str) -> str:
+    assert response["type"] == 4
+    assert response["data"]["flags"] & EPHEMERAL, "errors are shown only to the member"
+    text = text_of(first_embed(response)) if response["data"].get("embeds") else response["data"]["content"]
+    for fragment in fragments:
+        assert fragment.lower() in text.lower(), text
+    return text
+
+
+def buttons(message: dict) -> dict[str, dict]:
+    return {b["label"]: b for row in message["components"] for b in row["components"]}
+
+
+# ----- command sync ------------------------------------------------------------------------
+
+
+async def test_commands_are_synced_globally(world: World) -> None:
+    synced = world.fake.commands[None]
+    assert {"papers", "paper", "tags"} <= set(synced)
+    subcommands = {option["name"] for option in synced["papers"]["options"]}
+    assert subcommands == {"search", "tag", "day"}
+
+
+# ----- /papers search ----------------------------------------------------------------------
+
+
+async def test_search_finds_a_title_first_and_shows_matched_words(world: World) -> None:
+    _, response = await world.command("papers", "search", query="SongGen")
+    embed = first_embed(response)
+    assert response["type"] == 4 and not response["data"].get("flags", 0) & EPHEMERAL
+    first_entry = embed["description"].split("\n\n")[0] if embed.get("description") else text_of(embed)
+    assert "SongGen" in first_entry
+    assert "**SongGen**" in text_of(embed) or "**songgen**" in text_of(embed).lower()
+    assert response["data"]["allowed_mentions"] == {"parse": []}
+
+
+async def test_search_pages_forward_for_the_owner_only(world: World) -> None:
+    handle, response = await world.command("papers", "search", query="language model")
+    footer = first_embed(response)["footer"]["text"]
+    pages = int(re.search(r"Page 1 of (\d+)", footer).group(1))
+    assert pages > 1
+    controls = buttons(handle.original)
+    assert controls["◀ Previous"]["disabled"] and not controls["Next ▶"].get("disabled", False)
+
+    click = await world.fake.click_button(handle.original, controls["Next ▶"]["custom_id"], world.alice)
+    turned = await click.response()
+    assert turned["type"] == 7
+    assert f"Page 2 of {pages}" in first_embed(turned)["footer"]["text"]
+    assert first_embed(turned)["description"] != first_embed(response)["description"]
+
+    stranger = await world.fake.click_button(handle.original, controls["Next ▶"]["custom_id"], world.bob)
+    refused = await stranger.response()
+    assert refused["type"] == 4 and refused["data"]["flags"] & EPHEMERAL
+    assert "run it yourself" in refused["data"]["content"]
+
+
+async def test_search_filters_by_tag_and_dates(world: World) -> None:
+    _, response = await world.command(
+        "papers", "search", query="video", tag="computer vision", since="2025-03-01", until="2025-03-31"
+    )
+    embed = first_embed(response)
+    assert "Computer Vision" in embed["description"]
+    page = await library.search(world.bot.db, "video", tag="Computer Vision", since=None, until=None, limit=50)
+    assert page.total > 0
+
+
+async def test_search_with_no_match_says_what_was_searched(world: World) -> None:
+    _, response = await world.command("papers", "search", query="zyzzyva quux", since="2024-10-01")
+    assert_private_error(response, "no papers match", "zyzzyva quux", "since 2024-10-01")
+
+
+@pytest.mark.parametrize("query", ['"unclosed phrase', "NEAR(", "title:llm", "(*)", "-", "a AND OR b", "^x"])
+async def test_search_syntax_never_crashes(world: World, query: str) -> None:
+    _, response = await world.command("papers", "search", query=query)
+    text = text_of(first_embed(response))
+    assert "something went wrong" not in text.lower(), f"{query!r} caused an unexpected error: {text}"
+
+
+async def test_search_with_only_punctuation_is_explained(world: World) -> None:
+    _, response = await world.command("papers", "search", query="***")
+    assert_private_error(response, "no words")
+
+
+async def test_malformed_date_is_a_clear_error(world: World) -> None:
+    _, response = await world.command("papers", "search", query="model", since="last week")
+    assert_private_error(response, "since", "2025-02-20")
+
+
+@pytest.mark.commands(search_rate=1, search_per_seconds=60)
+async def test_searching_too_fast_hits_a_cooldown_with_the_time_left(world: World) -> None:
+    await world.command("papers", "search", query="model")
+    _, response = await world.command("papers", "search", query="model")
+    text = assert_private_error(response, "slow down")
+    assert re.search(r"<t:\d+:R>", text) and re.search(r"in \d+ s", text)
+    _, other_user = await world.command("papers", "search", query="model", user=world.bob)
+    assert not other_user["data"].get("flags", 0) & EPHEMERAL, "the cooldown is per user"
+
+
+@pytest.mark.commands(view_timeout_seconds=0.2)
+async def test_buttons_are_disabled_when_the_view_times_out(world: World) -> None:
+    handle, _ = await world.command("papers", "search", query="model")
+    edit = await handle.edit(timeout=3)
+    assert all(button.get("disabled") for row in edit["components"] for button in row["components"])
+
+
+# ----- /papers tag and autocomplete --------------------------------------------------------
+
+
+async def test_tag_autocomplete_is_substring_case_insensitive_most_used_first(world: World) -> None:
+    choices = await world.autocomplete("papers", "tag", "VISION", subcommand="tag")
+    names = [c["value"] for c in choices]
+    assert names and all("vision" in n.lower() for n in names)
+    assert len(choices) <= 25
+    counts = [int(re.search(r"\((\d+)\)$", c["name"]).group(1)) for c in choices]
+    assert counts == sorted(counts, reverse=True)
+
+
+async def test_tag_autocomplete_caps_at_25(world: World) -> None:
+    choices = await world.autocomplete("papers", "tag", "", subcommand="tag")
+    assert len(choices) == 25
+
+
+async def test_papers_with_a_tag_newest_first(world: World) -> None:
+    _, response = await world.command("papers", "tag", tag="robotics")
+    embed = first_embed(response)
+    assert embed["title"].endswith("Robotics")
+    assert "Robotics" in embed["description"]
+
+
+async def test_unknown_tag_suggests_the_closest(world: World) -> None:
+    _, response = await world.command("papers", "tag", tag="Robotcs")
+    assert_private_error(response, "Robotcs", "did you mean", "Robotics")
+
+
+# ----- /papers day, /paper, /tags ----------------------------------------------------------
+
+
+async def test_day_defaults_to_the_latest_digest(world: World) -> None:
+    latest = await library.latest_day(world.bot.db)
+    _, response = await world.command("papers", "day")
+    assert latest.isoformat() in first_embed(response)["title"]
+
+
+async def test_day_without_a_digest_is_explained(world: World) -> None:
+    _, response = await world.command("papers", "day", day="2024-09-01")
+    assert_private_error(response, "no digest for 2024-09-01")
+
+
+@pytest.mark.parametrize(
+    "given", ["2502.13923", "https://arxiv.org/abs/2502.13923v2", "https://huggingface.co/papers/2502.13923"]
+)
+async def test_paper_from_an_id_or_a_link(world: World, given: str) -> None:
+    _, response = await world.command("paper", id=given)
+    embed = first_embed(response)
+    assert "Qwen2.5-VL Technical Report" in embed["title"]
+    assert embed["url"].startswith("https://arxiv.org/abs/2502.13923")
+    assert "2025-02-20" in text_of(embed)
+
+
+async def test_paper_with_a_malformed_id(world: World) -> None:
+    _, response = await world.command("paper", id="not-a-paper")
+    assert_private_error(response, "not an arxiv id")
+
+
+async def test_paper_not_in_the_library(world: World) -> None:
+    _, response = await world.command("paper", id="1234.56789")
+    assert_private_error(response, "1234.56789", "not in the library")
+
+
+async def test_tags_lists_counts(world: World) -> None:
+    _, response = await world.command("tags")
+    counts = await library.tag_counts(world.bot.db)
+    assert f"{counts[0].name}" in first_embed(response)["description"]
+    assert str(counts[0].count) in first_embed(response)["description"]
+
+
+# ----- safety ----------------------------------------------------------------------------
+
+
+async def test_a_paper_titled_everyone_pings_no_one(world: World, tmp_path: Path) -> None:
+    digest = tmp_path / "2030-01-01.md"
+    digest.write_text(
+        "## Papers for 2030-01-01\n\n| Title | Authors | Summary | Link |\n|---|---|---|---|\n"
+        "| @everyone <@&123> read this | @here | hello <@456> | [Read more](https://arxiv.org/abs/2901.00001) |\n"
+    )
+    from bot.digests.ingest import ingest_targets
+
+    await ingest_targets(world.bot.db, [str(digest)])
+    _, response = await world.command("paper", id="2901.00001")
+    assert response["data"]["allowed_mentions"] == {"parse": []}
+    assert "@everyone" not in first_embed(response)["title"]
+    _, listing = await world.command("papers", "day", day="2030-01-01")
+    assert listing["data"]["allowed_mentions"] == {"parse": []}
+
+
+async def test_unexpected_error_gives_a_reference_that_is_logged(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(library, "tag_counts", broken)
+    with caplog.at_level(logging.ERROR):
+        _, response = await world.command("tags")
+    text = assert_private_error(response, "reference")
+    reference = re.search(r"`([0-9A-F]{8})`", text).group(1)
+    assert any(reference in record.getMessage() and record.exc_info for record in caplog.records)
+    await asyncio.sleep(0)

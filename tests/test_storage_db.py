@@ -1,0 +1,195 @@
+"""storage.db on real SQLite files: PRAGMAs, migrations, integrity checks, online backup."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+
+import aiosqlite
+import pytest
+
+from storage import db
+from storage.models import Digest, Paper
+from storage.papers import get_paper, ingest_digest, search
+
+
+def a_digest(day: dt.date = dt.date(2025, 2, 20), count: int = 3) -> Digest:
+    return Digest(
+        date=day,
+        papers=[
+            Paper(
+                arxiv_id=f"2502.{i:05d}",
+                title=f"Paper number {i} on diffusion",
+                url=f"https://arxiv.org/abs/2502.{i:05d}",
+                authors=["Ada Lovelace"],
+                summary="A summary.",
+                tags=["Diffusion"],
+            )
+            for i in range(count)
+        ],
+    )
+
+
+@pytest.fixture
+async def conn(tmp_path):
+    connection = await db.connect(tmp_path / "library.db")
+    yield connection
+    await connection.close()
+
+
+async def pragma(conn: aiosqlite.Connection, name: str):
+    async with conn.execute(f"PRAGMA {name}") as cursor:
+        return (await cursor.fetchone())[0]
+
+
+async def test_connect_sets_pragmas_and_row_factory(conn):
+    assert await pragma(conn, "journal_mode") == "wal"
+    assert await pragma(conn, "foreign_keys") == 1
+    assert await pragma(conn, "synchronous") == 1  # NORMAL
+    assert await pragma(conn, "busy_timeout") == db.BUSY_TIMEOUT_MS
+    assert conn.row_factory is sqlite3.Row
+
+
+async def test_connect_migrates_to_schema_version(conn):
+    assert db.SCHEMA_VERSION == len(db.MIGRATIONS) >= 1
+    assert await pragma(conn, "user_version") == db.SCHEMA_VERSION
+
+
+async def test_migrate_is_rerunnable(conn):
+    assert await db.migrate(conn) == db.SCHEMA_VERSION
+    assert await db.migrate(conn) == db.SCHEMA_VERSION
+
+
+async def test_reopening_keeps_data(tmp_path):
+    first = await db.connect(tmp_path / "library.db")
+    await ingest_digest(first, a_digest(), source="s", origin="o", sha256="h")
+    await first.close()
+    second = await db.connect(tmp_path / "library.db")
+    try:
+        assert (await get_paper(second, "2502.00001")).title == "Paper number 1 on diffusion"
+    finally:
+        await second.close()
+
+
+async def test_newer_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as plain:
+        plain.execute(f"PRAGMA user_version = {db.SCHEMA_VERSION + 1}")
+    with pytest.raises(db.SchemaTooNewError, match="Upgrade Paperbot"):
+        await db.connect(path)
+
+
+async def test_failed_migration_rolls_back_with_its_version(tmp_path, monkeypatch):
+    broken = [*db.MIGRATIONS, (db.SCHEMA_VERSION + 1, "999_broken.sql", "CREATE TABLE half (x); SELECT nope();")]
+    monkeypatch.setattr(db, "MIGRATIONS", broken)
+    monkeypatch.setattr(db, "SCHEMA_VERSION", len(broken))
+    with pytest.raises(RuntimeError, match="999_broken.sql"):
+        await db.connect(tmp_path / "library.db")
+    monkeypatch.undo()
+    conn = await db.connect(tmp_path / "library.db")
+    try:
+        assert await pragma(conn, "user_version") == db.SCHEMA_VERSION
+        async with conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half'") as cursor:
+            assert (await cursor.fetchone())[0] == 0
+    finally:
+        await conn.close()
+
+
+def test_split_statements_keeps_triggers_whole():
+    script = """
+        CREATE TABLE a (x TEXT DEFAULT ';');
+        CREATE TRIGGER t AFTER INSERT ON a BEGIN
+            INSERT INTO a VALUES ('x;y'); DELETE FROM a WHERE x = ';';
+        END;
+        -- a comment; with a semicolon
+    """
+    statements = db.split_statements(script)
+    assert len(statements) == 2
+    assert statements[1].startswith("CREATE TRIGGER") and statements[1].endswith("END;")
+
+
+def test_split_statements_rejects_an_unterminated_statement():
+    with pytest.raises(ValueError, match="unterminated"):
+        db.split_statements("CREATE TABLE a (x); CREATE TABLE b (y)")
+
+
+def test_migrations_are_packaged_resources_numbered_from_one():
+    assert [version for version, _, _ in db.MIGRATIONS] == list(range(1, db.SCHEMA_VERSION + 1))
+    assert db.MIGRATIONS[0][1] == "001_papers.sql"
+
+
+async def test_integrity_check_ok_on_fresh_and_filled_library(conn):
+    assert await db.integrity_check(conn) == []
+    await ingest_digest(conn, a_digest(), source="s", origin="o", sha256="h")
+    assert await db.integrity_check(conn) == []
+
+
+async def test_integrity_check_reports_dangling_foreign_keys_and_stale_counts(conn):
+    await ingest_digest(conn, a_digest(), source="s", origin="o", sha256="h")
+    await conn.execute("PRAGMA foreign_keys = OFF")
+    await conn.execute("DELETE FROM digests")
+    await conn.execute("UPDATE tags SET paper_count = 99")
+    problems = await db.integrity_check(conn)
+    assert any("appearances" in problem for problem in problems)
+    assert any("counts 99 papers" in problem for problem in problems)
+
+
+async def test_integrity_check_leaves_no_transaction_open(tmp_path):
+    await (await db.connect(tmp_path / "library.db")).close()
+    async with aiosqlite.connect(tmp_path / "library.db") as legacy:  # implicit-transaction mode
+        assert await db.integrity_check(legacy) == []
+        assert not legacy.in_transaction
+
+
+async def test_backup_copies_a_healthy_library(conn, tmp_path):
+    await ingest_digest(conn, a_digest(count=50), source="s", origin="o", sha256="h")
+    dest = tmp_path / "backups" / "copy.db"
+    dest.parent.mkdir()
+    await db.backup(conn, dest)
+    assert not dest.with_name("copy.db.partial").exists()
+    copy = await db.connect(dest)
+    try:
+        assert await db.integrity_check(copy) == []
+        assert (await search(copy, "diffusion")).total == 50
+    finally:
+        await copy.close()
+
+
+async def test_backup_while_another_connection_writes(conn, tmp_path):
+    await ingest_digest(conn, a_digest(count=10), source="s", origin="o", sha256="h")
+    writer = await db.connect(tmp_path / "library.db")
+    try:
+        await writer.execute("BEGIN IMMEDIATE")
+        await writer.execute("UPDATE papers SET summary = 'in flight' WHERE arxiv_id = '2502.00001'")
+        await db.backup(conn, tmp_path / "copy.db")  # a reader: not blocked by the open write
+        await writer.execute("COMMIT")
+    finally:
+        await writer.close()
+    copy = await db.connect(tmp_path / "copy.db")
+    try:
+        assert await db.integrity_check(copy) == []
+        assert (await get_paper(copy, "2502.00001")).summary == "A summary."  # the committed state
+    finally:
+        await copy.close()
+
+
+async def test_backup_overwrites_an_older_copy(conn, tmp_path):
+    dest = tmp_path / "copy.db"
+    await db.backup(conn, dest)
+    await ingest_digest(conn, a_digest(), source="s", origin="o", sha256="h")
+    await db.backup(conn, dest)
+    copy = await db.connect(dest)
+    try:
+        assert await get_paper(copy, "2502.00000") is not None
+    finally:
+        await copy.close()
+
+
+async def test_rebuild_search_index_restores_search(conn):
+    await ingest_digest(conn, a_digest(), source="s", origin="o", sha256="h")
+    await conn.execute("INSERT INTO papers_fts (papers_fts) VALUES ('delete-all')")
+    assert (await search(conn, "diffusion")).total == 0
+    await db.rebuild_search_index(conn)
+    assert (await search(conn, "diffusion")).total == 3
+    assert (await search(conn, "lovelace")).total == 3
+    assert await db.integrity_check(conn) == []

@@ -1,0 +1,473 @@
+"""storage.papers on real SQLite files: ingest, reading, tags and search."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storage import db, ingest
+from storage.models import Digest, IngestResult, Paper, SearchPage, TagCount
+from storage.papers import (
+    QueryError,
+    closest_tags,
+    digest_days,
+    get_paper,
+    ingest_digest,
+    latest_day,
+    papers_on_day,
+    papers_with_tag,
+    resolve_tag,
+    search,
+    suggest_tags,
+    tag_counts,
+)
+
+DAY1, DAY2, DAY3 = dt.date(2025, 2, 18), dt.date(2025, 2, 19), dt.date(2025, 2, 20)
+
+
+def paper(n: int, **fields) -> Paper:
+    """A paper with arXiv id 2502.0000n and dull but distinct text; override any field."""
+    values = {
+        "arxiv_id": f"2502.{n:05d}",
+        "title": f"Untitled study {n}",
+        "url": f"https://arxiv.org/abs/2502.{n:05d}",
+        "authors": [f"Author {n}"],
+        "summary": f"Plain summary number {n}.",
+    }
+    return Paper(**(values | fields))
+
+
+def digest(day: dt.date | None, *papers: Paper) -> Digest:
+    return Digest(date=day, papers=list(papers))
+
+
+@pytest.fixture
+async def conn(tmp_path):
+    connection = await db.connect(tmp_path / "library.db")
+    yield connection
+    await connection.close()
+
+
+async def ingest_as(conn, source: str, dig: Digest, sha256: str = "sha") -> IngestResult:
+    return await ingest_digest(conn, dig, source=source, origin=f"{source}/{dig.date}.md", sha256=sha256)
+
+
+async def dump(conn) -> dict[str, list[tuple]]:
+    """Every row of every table (FTS shadow tables included), to compare whole databases."""
+    async with conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") as cursor:
+        tables = [row[0] for row in await cursor.fetchall()]
+    contents = {}
+    for table in tables:
+        if table == "papers_fts":
+            continue
+        async with conn.execute(f'SELECT * FROM "{table}"') as cursor:
+            contents[table] = sorted(tuple(row) for row in await cursor.fetchall())
+    return contents
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+async def test_ingest_then_get_paper(conn):
+    result = await ingest_as(
+        conn,
+        "timlrx",
+        digest(DAY1, paper(1, tags=["Computer Vision"], github_urls=["https://github.com/a/b"], extra={"X": "y"})),
+    )
+    assert result == IngestResult(new=1)
+    stored = await get_paper(conn, "2502.00001")
+    assert stored.title == "Untitled study 1"
+    assert stored.tags == ["Computer Vision"]
+    assert stored.github_urls == ["https://github.com/a/b"]
+    assert stored.extra == {"X": "y"}
+    assert stored.days == [DAY1] and stored.sources == ["timlrx"]
+    assert (await get_paper(conn, "https://arxiv.org/abs/2502.00001v3")).arxiv_id == "2502.00001"
+    assert await get_paper(conn, "2502.99999") is None
+
+
+async def test_same_digest_twice_is_all_unchanged_and_writes_nothing(conn):
+    dig = digest(DAY1, paper(1, tags=["A", "B"]), paper(2), paper(3, tags=["b"]))
+    assert await ingest_as(conn, "s", dig) == IngestResult(new=3)
+    before, changes = await dump(conn), conn.total_changes
+    assert await ingest_as(conn, "s", dig) == IngestResult(unchanged=3)
+    assert conn.total_changes == changes
+    assert await dump(conn) == before
+
+
+async def test_digest_without_date_is_refused(conn):
+    with pytest.raises(ValueError, match="has no date"):
+        await ingest_as(conn, "s", digest(None, paper(1)))
+    assert await get_paper(conn, "2502.00001") is None
+
+
+async def test_corrected_digest_updates_and_withdraws(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1), paper(2, tags=["Old"]), paper(3)))
+    corrected = digest(DAY1, paper(1, title="Fixed title"), paper(3), paper(4))
+    assert await ingest_as(conn, "s", corrected, sha256="sha2") == IngestResult(new=1, updated=1, unchanged=1)
+    assert (await get_paper(conn, "2502.00001")).title == "Fixed title"
+    withdrawn = await get_paper(conn, "2502.00002")
+    assert withdrawn is not None and withdrawn.days == [] and withdrawn.tags == []
+    assert [p.arxiv_id for p in await papers_on_day(conn, DAY1)] == ["2502.00001", "2502.00003", "2502.00004"]
+    assert await tag_counts(conn) == []
+    assert await db.integrity_check(conn) == []
+
+
+async def test_withdrawn_paper_keeps_its_other_appearances(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, tags=["T"])))
+    await ingest_as(conn, "s", digest(DAY2, paper(1, tags=["T"]), paper(2)))
+    await ingest_as(conn, "s", digest(DAY2, paper(2)), sha256="sha2")
+    kept = await get_paper(conn, "2502.00001")
+    assert kept.days == [DAY1] and kept.tags == ["T"]
+    assert await db.integrity_check(conn) == []
+
+
+async def test_known_paper_on_a_new_day_is_unchanged_but_recorded(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1)))
+    assert await ingest_as(conn, "s", digest(DAY3, paper(1))) == IngestResult(unchanged=1)
+    assert await ingest_as(conn, "other", digest(DAY2, paper(1))) == IngestResult(unchanged=1)
+    stored = await get_paper(conn, "2502.00001")
+    assert stored.days == [DAY1, DAY2, DAY3]
+    assert stored.sources == ["other", "s"]
+
+
+async def test_new_tags_from_another_source_count_as_updated(conn):
+    await ingest_as(conn, "a", digest(DAY1, paper(1, tags=["NLP"])))
+    assert await ingest_as(conn, "b", digest(DAY1, paper(1, tags=["nlp"]))) == IngestResult(unchanged=1)
+    assert await ingest_as(conn, "c", digest(DAY1, paper(1, tags=["Robotics"]))) == IngestResult(updated=1)
+    assert (await get_paper(conn, "2502.00001")).tags == ["NLP", "Robotics"]
+
+
+async def test_newer_digest_wins_and_older_only_fills_gaps(conn):
+    await ingest_as(conn, "s", digest(DAY2, paper(1, title="Day two title", summary="")))
+    result = await ingest_as(conn, "s", digest(DAY1, paper(1, title="Day one title", summary="Filled in.")))
+    assert result == IngestResult(updated=1)
+    stored = await get_paper(conn, "2502.00001")
+    assert (stored.title, stored.summary) == ("Day two title", "Filled in.")
+    await ingest_as(conn, "s", digest(DAY3, paper(1, title="Day three title", authors=[])))
+    stored = await get_paper(conn, "2502.00001")
+    assert stored.title == "Day three title"
+    assert stored.authors == ["Author 1"]  # an empty value never erases
+
+
+async def test_reingesting_a_source_replaces_its_tags_only(conn):
+    await ingest_as(conn, "a", digest(DAY1, paper(1, tags=["Vision", "Audio"])))
+    await ingest_as(conn, "b", digest(DAY1, paper(1, tags=["Robotics"])))
+    await ingest_as(conn, "a", digest(DAY1, paper(1, tags=["Vision"])), sha256="sha2")
+    assert (await get_paper(conn, "2502.00001")).tags == ["Robotics", "Vision"]
+    assert {t.name: t.count for t in await tag_counts(conn)} == {"Robotics": 1, "Vision": 1}
+    assert await db.integrity_check(conn) == []
+
+
+async def test_failure_mid_ingest_leaves_database_exactly_as_before(conn, monkeypatch):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, tags=["A"]), paper(2)))
+    before = await dump(conn)
+    original_write = ingest._DigestIngest.write
+
+    async def write_then_fail(self, writes):
+        await original_write(self, writes)  # papers, tags, appearances all written …
+        raise RuntimeError("disk on fire")  # … then the ingest dies
+
+    monkeypatch.setattr(ingest._DigestIngest, "write", write_then_fail)
+    changed = digest(DAY2, paper(1, title="New", tags=["B"]), paper(3, tags=["C"]))
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        await ingest_as(conn, "s", changed)
+    assert not conn.in_transaction
+    assert await dump(conn) == before
+    assert (await search(conn, "new")).total == 0
+    monkeypatch.undo()
+    assert await ingest_as(conn, "s", changed) == IngestResult(new=1, updated=1)
+
+
+async def test_database_error_mid_ingest_rolls_back(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1)))
+    before = await dump(conn)
+    await conn.execute("CREATE TRIGGER explode BEFORE INSERT ON paper_tags BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    before = await dump(conn)
+    with pytest.raises(Exception, match="boom"):
+        await ingest_as(conn, "s", digest(DAY2, paper(2, tags=["T"]), paper(1)))
+    assert await dump(conn) == before
+
+
+async def test_duplicate_ids_in_one_digest_keep_the_first(conn):
+    result = await ingest_as(conn, "s", digest(DAY1, paper(1, title="First"), paper(1, title="Second")))
+    assert result == IngestResult(new=1)
+    assert (await get_paper(conn, "2502.00001")).title == "First"
+
+
+# --- tags ---------------------------------------------------------------------------------------
+
+
+async def test_tags_are_case_and_space_insensitive_with_first_display_kept(conn):
+    await ingest_as(conn, "a", digest(DAY1, paper(1, tags=["Computer Vision", "computer  vision "])))
+    await ingest_as(conn, "b", digest(DAY1, paper(2, tags=["COMPUTER VISION"]), paper(3, tags=["NLP"])))
+    assert await tag_counts(conn) == [
+        TagCount(name="Computer Vision", count=2),
+        TagCount(name="NLP", count=1),
+    ]
+    assert (await get_paper(conn, "2502.00002")).tags == ["Computer Vision"]
+    assert await resolve_tag(conn, "computer   VISION") == "Computer Vision"
+    assert await resolve_tag(conn, "Unknown") is None
+
+
+async def test_tags_are_the_union_across_sources(conn):
+    await ingest_as(conn, "a", digest(DAY1, paper(1, tags=["Vision"])))
+    await ingest_as(conn, "b", digest(DAY2, paper(1, tags=["vision", "Robotics"])))
+    assert (await get_paper(conn, "2502.00001")).tags == ["Robotics", "Vision"]
+    assert {t.name: t.count for t in await tag_counts(conn)} == {"Robotics": 1, "Vision": 1}
+
+
+async def test_suggest_tags_substring_most_used_first_limited(conn):
+    papers = []
+    for n in range(40):
+        papers.append(paper(n, tags=[f"Topic {n:02d}"] + (["Popular Topic"] if n < 30 else [])))
+    papers.append(paper(99, tags=["Topic 05", "Unrelated"]))
+    await ingest_as(conn, "s", digest(DAY1, *papers))
+    suggestions = await suggest_tags(conn, "TOPIC")
+    assert len(suggestions) == 25
+    assert suggestions[0] == TagCount(name="Popular Topic", count=30)
+    assert suggestions[1] == TagCount(name="Topic 05", count=2)
+    assert [s.name for s in suggestions[2:5]] == ["Topic 00", "Topic 01", "Topic 02"]
+    assert [s.name for s in await suggest_tags(conn, "relat")] == ["Unrelated"]
+    assert len(await suggest_tags(conn, "", limit=3)) == 3
+    assert await suggest_tags(conn, "zzz") == []
+
+
+async def test_closest_tags_for_typos(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, tags=["Computer Vision", "Robotics", "Reinforcement Learning"])))
+    assert (await closest_tags(conn, "compter vison"))[0] == "Computer Vision"
+    assert await closest_tags(conn, "robotcs", n=1) == ["Robotics"]
+    assert await closest_tags(conn, "qqqqqq") == []
+
+
+async def test_papers_with_tag_newest_first_with_total(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, tags=["T"]), paper(2, tags=["T"])))
+    await ingest_as(conn, "s", digest(DAY2, paper(3, tags=["t"], summary="x" * 500), paper(4)))
+    page = await papers_with_tag(conn, "T", limit=2)
+    assert page.total == 3
+    assert [hit.paper.arxiv_id for hit in page.hits] == ["2502.00003", "2502.00002"]
+    assert page.hits[0].snippet.endswith("…") and len(page.hits[0].snippet) < 300
+    assert [h.paper.arxiv_id for h in (await papers_with_tag(conn, "t", limit=2, offset=2)).hits] == ["2502.00001"]
+    assert await papers_with_tag(conn, "nope", limit=5) == SearchPage(hits=[], total=0)
+
+
+# --- days ---------------------------------------------------------------------------------------
+
+
+async def test_appearances_across_days_and_sources(conn):
+    await ingest_as(conn, "b", digest(DAY2, paper(3), paper(1)))
+    await ingest_as(conn, "a", digest(DAY2, paper(2), paper(1)))
+    await ingest_as(conn, "a", digest(DAY1, paper(1)))
+    assert [p.arxiv_id for p in await papers_on_day(conn, DAY2)] == ["2502.00002", "2502.00001", "2502.00003"]
+    assert (await get_paper(conn, "2502.00001")).days == [DAY1, DAY2]
+    assert await latest_day(conn) == DAY2
+    assert await digest_days(conn) == [DAY1, DAY2]
+    assert await digest_days(conn, since=DAY2) == [DAY2]
+    assert await digest_days(conn, until=DAY1) == [DAY1]
+
+
+async def test_papers_on_day_filtered_by_any_of_tags(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, tags=["A"]), paper(2, tags=["B"]), paper(3, tags=["C"])))
+    assert [p.arxiv_id for p in await papers_on_day(conn, DAY1, tags=["a", "c"])] == ["2502.00001", "2502.00003"]
+    assert await papers_on_day(conn, DAY1, tags=["unknown"]) == []
+    assert len(await papers_on_day(conn, DAY1, tags=[])) == 3
+
+
+async def test_empty_library_and_empty_digests(conn):
+    assert await latest_day(conn) is None
+    assert await digest_days(conn) == []
+    assert await ingest_as(conn, "s", digest(DAY3)) == IngestResult()
+    assert await latest_day(conn) is None
+    assert await papers_on_day(conn, DAY3) == []
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+async def library(conn):
+    await ingest_as(
+        conn,
+        "s",
+        digest(
+            DAY1,
+            paper(1, title="A survey of optimizers", summary="We compare diffusion samplers at length."),
+            paper(2, title="Diffusion for video", summary="Video generation.", github_urls=["https://github.com/x/y"]),
+            paper(3, title="Robot arms", summary="Grasping.", tags=["Diffusion Policy"]),
+        ),
+    )
+    await ingest_as(
+        conn,
+        "s",
+        digest(
+            DAY2,
+            paper(4, title="Language model reasons", summary="Large language model reasoning, by Aimée."),
+            paper(5, title="Speech", summary="Audio *tokens* and diffusion_models [sic]."),
+        ),
+    )
+
+
+async def test_title_hit_outranks_summary_hit(conn):
+    await library(conn)
+    page = await search(conn, "diffusion")
+    ids = [hit.paper.arxiv_id for hit in page.hits]
+    assert page.total == 4
+    assert ids[0] == "2502.00002"  # title
+    assert ids[1] == "2502.00003"  # tag
+    assert set(ids[2:]) == {"2502.00001", "2502.00005"}  # summaries
+
+
+async def test_snippets_mark_matches_in_bold_and_escape_markdown(conn):
+    await library(conn)
+    hit = (await search(conn, "samplers")).hits[0]
+    assert "**samplers**" in hit.snippet
+    (hit,) = (await search(conn, "tokens")).hits
+    assert "\\***tokens**\\*" in hit.snippet and "diffusion\\_models" in hit.snippet
+    long = paper(9, summary=" ".join(["filler"] * 60) + " needle " + " ".join(["filler"] * 60))
+    await ingest_as(conn, "s", digest(DAY3, long))
+    snippet = (await search(conn, "needle")).hits[0].snippet
+    assert "**needle**" in snippet and snippet.startswith("…") and snippet.endswith("…")
+
+
+async def test_porter_stemming_and_diacritics(conn):
+    await library(conn)
+    assert [h.paper.arxiv_id for h in (await search(conn, "models")).hits] == ["2502.00004", "2502.00005"]
+    assert (await search(conn, "reasoned")).total == 1
+    assert (await search(conn, "aimee")).total == 1
+    assert (await search(conn, "author 4")).hits[0].paper.arxiv_id == "2502.00004"
+
+
+async def test_search_filters(conn):
+    await library(conn)
+    assert {h.paper.arxiv_id for h in (await search(conn, "diffusion", tag="diffusion policy")).hits} == {"2502.00003"}
+    assert (await search(conn, "diffusion", tag="no such tag")).total == 0
+    assert {h.paper.arxiv_id for h in (await search(conn, "diffusion", has_code=True)).hits} == {"2502.00002"}
+    assert (await search(conn, "diffusion", has_code=False)).total == 3
+    assert {h.paper.arxiv_id for h in (await search(conn, "diffusion", since=DAY2)).hits} == {"2502.00005"}
+    assert (await search(conn, "diffusion", until=DAY1)).total == 3
+    assert (await search(conn, "diffusion", since=DAY1, until=DAY1, has_code=True)).total == 1
+    assert (await search(conn, "diffusion", since=DAY3)).total == 0
+
+
+async def test_date_filter_uses_appearance_days_not_the_range(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, title="Gap paper")))
+    await ingest_as(conn, "s", digest(DAY3, paper(1, title="Gap paper")))
+    assert (await search(conn, "gap", since=DAY2, until=DAY2)).total == 0
+    assert (await search(conn, "gap", since=DAY3)).total == 1
+
+
+async def test_pagination_total_and_pages(conn):
+    await ingest_as(conn, "s", digest(DAY1, *[paper(n, title=f"Graph paper {n}") for n in range(25)]))
+    first = await search(conn, "graph", limit=10)
+    last = await search(conn, "graph", limit=10, offset=20)
+    beyond = await search(conn, "graph", limit=10, offset=40)
+    assert (first.total, len(first.hits)) == (25, 10)
+    assert (last.total, len(last.hits)) == (25, 5)
+    assert (beyond.total, beyond.hits) == (25, [])
+    every = [h.paper.arxiv_id for offset in (0, 10, 20) for h in (await search(conn, "graph", offset=offset)).hits]
+    assert len(set(every)) == 25
+
+
+async def test_very_common_words_rank_only_the_newest_matches_but_page_through_all(conn, monkeypatch):
+    import storage.search
+
+    monkeypatch.setattr(storage.search, "RANKED_MATCHES", 4)
+    for n in range(10):
+        title = "Common ground" if n in (1, 8) else f"Untitled {n}"
+        await ingest_as(conn, "s", digest(DAY1 + dt.timedelta(days=n), paper(n, title=title, summary="A common word.")))
+    first = await search(conn, "common", limit=3)
+    assert first.total == 10
+    assert first.hits[0].paper.arxiv_id == "2502.00008"  # title hit among the newest four
+    assert {h.paper.arxiv_id for h in first.hits} <= {f"2502.{n:05d}" for n in range(6, 10)}
+    pages = [await search(conn, "common", limit=3, offset=offset) for offset in (0, 3, 6, 9)]
+    ids = [h.paper.arxiv_id for page in pages for h in page.hits]
+    assert sorted(ids) == [f"2502.{n:05d}" for n in range(10)]
+    assert ids[4:] == [f"2502.{n:05d}" for n in range(5, -1, -1)]  # beyond the window: newest first
+
+
+async def test_filters_follow_changes_to_tags_code_and_days(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, title="Tracked", tags=["Old tag"])))
+    await ingest_as(conn, "s", digest(DAY2, paper(1, title="Tracked", tags=["New tag"], github_urls=["https://github.com/a/b"])))
+    assert (await search(conn, "tracked", tag="old tag")).total == 0
+    assert (await search(conn, "tracked", tag="new tag")).total == 1
+    assert (await search(conn, "tracked", has_code=True)).total == 1
+    assert (await search(conn, "tracked", since=DAY2, until=DAY2)).total == 1
+    await ingest_as(conn, "s", digest(DAY2), sha256="sha2")  # corrected: the paper is gone from DAY2
+    assert (await search(conn, "tracked", since=DAY2)).total == 0
+    assert (await search(conn, "tracked", until=DAY1)).total == 1
+    assert await db.integrity_check(conn) == []
+
+
+async def test_date_filters_across_months_and_years(conn):
+    days = [dt.date(2023, 12, 31), dt.date(2024, 1, 1), dt.date(2024, 2, 29), dt.date(2024, 3, 1), dt.date(2025, 1, 1)]
+    for n, day in enumerate(days):
+        await ingest_as(conn, "s", digest(day, paper(n, title="Dated")))
+
+    async def found(since, until):
+        return {h.paper.arxiv_id for h in (await search(conn, "dated", since=since, until=until, limit=50)).hits}
+
+    assert await found(dt.date(2024, 1, 1), dt.date(2024, 12, 31)) == {"2502.00001", "2502.00002", "2502.00003"}
+    assert await found(dt.date(2024, 2, 1), dt.date(2024, 2, 29)) == {"2502.00002"}
+    assert await found(None, dt.date(2024, 1, 1)) == {"2502.00000", "2502.00001"}
+    assert await found(dt.date(2024, 3, 1), None) == {"2502.00003", "2502.00004"}
+    assert await found(dt.date(2026, 1, 1), None) == set()
+    assert await found(dt.date(2024, 5, 1), dt.date(2024, 4, 1)) == set()
+
+
+async def test_papers_with_a_rare_tag_newest_first(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, tags=["Rare"]), *[paper(n) for n in range(10, 70)]))
+    await ingest_as(conn, "s", digest(DAY2, paper(2, tags=["rare"])))
+    page = await papers_with_tag(conn, "RARE")
+    assert page.total == 2
+    assert [h.paper.arxiv_id for h in page.hits] == ["2502.00002", "2502.00001"]
+
+
+async def test_search_updates_follow_corrections(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, title="Old words")))
+    await ingest_as(conn, "s", digest(DAY1, paper(1, title="Fresh words")), sha256="sha2")
+    assert (await search(conn, "old")).total == 0
+    assert (await search(conn, "fresh")).total == 1
+    await ingest_as(conn, "s", digest(DAY1, paper(1, title="Fresh words", tags=["Tagged"])), sha256="sha3")
+    assert (await search(conn, "tagged")).total == 1
+    assert await db.integrity_check(conn) == []
+
+
+@pytest.mark.parametrize(
+    "text", ['"', "*", "(", ")", "NEAR", "NEAR(a b)", "-", "AND", "OR", "NOT", "title:x", "a AND", "^a", "a:b",
+             '"unclosed', "-diffusion", "diffusion -", "{title}: x", "a OR OR b", "''", "\\", "%", "_"],
+)
+async def test_fts_syntax_never_crashes(conn, text):
+    await library(conn)
+    try:
+        await search(conn, text)
+    except QueryError as error:
+        assert str(error)
+
+
+async def test_nothing_to_search_is_a_friendly_error(conn):
+    with pytest.raises(QueryError, match="no words to look for"):
+        await search(conn, "?!")
+
+
+async def test_operational_errors_from_match_become_query_errors(conn, monkeypatch):
+    import storage.search
+
+    monkeypatch.setattr(storage.search, "to_fts_query", lambda text: 'title: "x')
+    with pytest.raises(QueryError, match="could not be understood"):
+        await search(conn, "anything")
+
+
+@pytest.fixture
+async def filled(conn):
+    await library(conn)
+    return conn
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=60) | st.lists(st.sampled_from(['"', "*", "(", "-", "NEAR", "OR", "title:", "diffusion", " "])).map("".join))
+async def test_search_raises_only_query_error_on_any_text(filled, text):
+    try:
+        await search(filled, text, limit=3)
+    except QueryError:
+        pass

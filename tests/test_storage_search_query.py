@@ -1,0 +1,171 @@
+"""to_fts_query: user text in, safe FTS5 MATCH expression out (pure Python, checked against real FTS5)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import datetime as dt
+
+from storage.facets import date_range_tokens, day_tokens
+from storage.search_query import MAX_TERMS, QueryError, to_fts_query
+
+
+@pytest.fixture(scope="module")
+def fts() -> sqlite3.Connection:
+    """An in-memory FTS5 table with the library's tokenizer, to prove expressions parse and mean what we say."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE VIRTUAL TABLE docs USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2')"
+    )
+    conn.executemany(
+        "INSERT INTO docs (rowid, body) VALUES (?, ?)",
+        [
+            (1, "cats and dogs"),
+            (2, "cats alone"),
+            (3, "dogs alone"),
+            (4, "the exact phrase here"),
+            (5, "phrase exact reversed"),
+            (6, "generation of images"),
+            (7, "transformer models"),
+            (8, "title x is not a column filter"),
+            (9, "near the river"),
+        ],
+    )
+    yield conn
+    conn.close()
+
+
+def matches(fts: sqlite3.Connection, user_text: str) -> set[int]:
+    rows = fts.execute("SELECT rowid FROM docs WHERE docs MATCH ?", (to_fts_query(user_text),))
+    return {row[0] for row in rows}
+
+
+def test_bare_words_are_anded(fts):
+    assert to_fts_query("cats dogs") == '"cats" AND "dogs"'
+    assert matches(fts, "cats dogs") == {1}
+
+
+def test_quoted_phrase_is_kept_as_phrase(fts):
+    assert to_fts_query('"exact phrase"') == '"exact phrase"'
+    assert matches(fts, '"exact phrase"') == {4}
+
+
+def test_unbalanced_quote_is_closed(fts):
+    assert to_fts_query('"exact phrase') == '"exact phrase"'
+    assert matches(fts, 'cats "alone') == {2}
+
+
+def test_prefix_star(fts):
+    assert matches(fts, "transf*") == {7}
+    assert to_fts_query("transf*").startswith('("transf"*')
+
+
+def test_prefix_reaching_past_a_stem_still_matches(fts):
+    """porter indexes 'generation' as 'gener'; 'generat*' must still find it."""
+    assert matches(fts, "generat*") == {6}
+
+
+def test_minus_and_not_exclude(fts):
+    assert matches(fts, "cats -dogs") == {2}
+    assert matches(fts, "cats NOT dogs") == {2}
+
+
+def test_or_binds_tighter_than_the_implied_and(fts):
+    assert matches(fts, "cats OR dogs") == {1, 2, 3}
+    assert matches(fts, "alone cats OR dogs") == {2, 3}
+
+
+def test_explicit_and_is_accepted(fts):
+    assert matches(fts, "cats AND dogs") == {1}
+
+
+def test_plural_finds_singular_through_porter(fts):
+    assert matches(fts, "model") == {7}
+    assert matches(fts, "transformers") == {7}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['NEAR(cats dogs)', "(cats", "cats)", "title:x", "^cats", "cats + dogs", "col:cats", "cats AND", "OR cats",
+     "cats OR", "cats NOT", "* cats", 'cats"', 'cats "', "cats -", "--cats dogs", "{body}: cats"],
+)
+def test_syntax_characters_are_plain_text(fts, text):
+    matches(fts, text)  # parses; what it finds is checked below for a few
+
+
+def test_column_filter_and_near_are_plain_words(fts):
+    assert matches(fts, "title:x") == {8}
+    assert matches(fts, "NEAR river") == {9}
+
+
+@pytest.mark.parametrize("text", ["", "   ", "!!!", "()", '"', '""', "*", "-", "- -", "^ : +", "NOT", "OR AND NOT"])
+def test_nothing_searchable_is_a_query_error(text):
+    with pytest.raises(QueryError, match="no words to look for"):
+        to_fts_query(text)
+
+
+def test_only_exclusions_is_a_query_error():
+    with pytest.raises(QueryError, match="leave out"):
+        to_fts_query("-cats -dogs")
+
+
+def test_too_many_terms_is_a_query_error():
+    with pytest.raises(QueryError, match="too many words"):
+        to_fts_query(" ".join(f"w{i}" for i in range(MAX_TERMS + 1)))
+
+
+def test_control_characters_and_surrogates_are_dropped(fts):
+    assert matches(fts, "cats\x00dogs") == {1}
+    assert matches(fts, "cats \ud800") == {1, 2}
+
+
+def test_query_error_is_a_value_error():
+    assert issubclass(QueryError, ValueError)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text())
+def test_any_text_gives_a_valid_expression_or_query_error(fts, text):
+    try:
+        expression = to_fts_query(text)
+    except QueryError:
+        return
+    fts.execute("SELECT count(*) FROM docs WHERE docs MATCH ?", (expression,)).fetchone()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(['"', "*", "(", ")", "-", "NEAR", "AND", "OR", "NOT", "title:", "^", ":", "+",
+                                 "cats", "dogs", " ", "é", "x"]), max_size=20).map("".join))
+def test_syntax_soup_gives_a_valid_expression_or_query_error(fts, text):
+    try:
+        expression = to_fts_query(text)
+    except QueryError:
+        return
+    fts.execute("SELECT count(*) FROM docs WHERE docs MATCH ?", (expression,)).fetchone()
+
+
+# --- date filters as facet tokens (storage.facets, pure Python) -----------------------------------
+
+
+def covered_days(tokens: list[str], start: dt.date, end: dt.date) -> set[dt.date]:
+    """The days in a window around [start, end] whose own facet tokens meet `tokens`."""
+    window = [start - dt.timedelta(days=40) + dt.timedelta(days=i) for i in range((end - start).days + 81)]
+    return {day for day in window if set(day_tokens(day)) & set(tokens)}
+
+
+@given(st.dates(dt.date(2020, 1, 1), dt.date(2030, 12, 31)), st.integers(0, 900))
+def test_date_range_tokens_cover_exactly_the_range(start, length):
+    end = start + dt.timedelta(days=length)
+    tokens = date_range_tokens(start, end)
+    assert covered_days(tokens, start, end) == {start + dt.timedelta(days=i) for i in range(length + 1)}
+    assert len(tokens) <= 31 + 11 + 11 + 31 + (length // 365) + 1
+
+
+def test_date_range_tokens_use_whole_months_and_years():
+    assert date_range_tokens(dt.date(2024, 1, 1), dt.date(2025, 2, 2)) == ["y2024", "m202501", "d20250201", "d20250202"]
+    assert date_range_tokens(dt.date(2024, 2, 28), dt.date(2024, 3, 31)) == ["d20240228", "d20240229", "m202403"]
+    assert date_range_tokens(dt.date(2024, 5, 2), dt.date(2024, 5, 1)) == []
