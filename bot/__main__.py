@@ -14,10 +14,12 @@ from typing import Annotated, TypeVar
 import aiosqlite
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from bot import console as terminal
 from bot.config import ConfigError, Settings, discord_token, load_settings
+from bot.digests.fetcher import validate_sources
 from bot.digests.ingest import FileOutcome, IngestSummary, ingest_locations
 from bot.digests.parse import DigestFormatError, parse_file
 from bot.digests.sources import SourceError, expand
@@ -33,7 +35,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)  # digest text is not rich markup
 err = Console(stderr=True, highlight=False)
 
 ConfigOption = Annotated[
@@ -44,7 +46,7 @@ T = TypeVar("T")
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(1)
 
 
@@ -95,10 +97,10 @@ async def ingest_with_progress(conn: aiosqlite.Connection, targets: list[str], p
         def report(outcome: FileOutcome) -> None:
             progress.update(task, advance=1, description=Path(outcome.location.target).name)
             if outcome.error:
-                progress.console.print(f"[red]failed[/red] {outcome.error}", highlight=False)
+                progress.console.print(f"[red]failed[/red] {escape(outcome.error)}", highlight=False)
             for problem in outcome.problems:
                 progress.console.print(
-                    f"[yellow]problem[/yellow] {outcome.location.target}:{problem.line}: {problem.message}",
+                    f"[yellow]problem[/yellow] {escape(outcome.location.target)}:{problem.line}: {escape(problem.message)}",
                     highlight=False,
                 )
 
@@ -201,6 +203,10 @@ def tags(config: ConfigOption = None) -> None:
 def run(config: ConfigOption = None) -> None:
     """Run the Discord bot; without DISCORD_TOKEN, a local preview of the latest digest."""
     settings = settings_from(config)
+    try:
+        validate_sources(settings.sources)
+    except ValueError as error:
+        raise fail(f"invalid [[sources]] in the configuration: {error}") from None
     token = discord_token()
     if token is None:
         err.print(terminal.NO_TOKEN_HELP, markup=False, highlight=False)

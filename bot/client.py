@@ -14,11 +14,13 @@ from pydantic import SecretStr
 
 from bot import errors, render
 from bot.config import DiscordSettings, Settings
+from bot.delivery import DigestPoster
+from bot.scheduler import DailyScheduler
 from storage import db
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.papers",)
+EXTENSIONS = ("bot.cogs.papers", "bot.cogs.digest")
 
 
 def point_at(endpoints: DiscordSettings) -> None:
@@ -44,9 +46,11 @@ class Paperbot(commands.Bot):
         )
         self.settings = settings
         self.db: aiosqlite.Connection | None = None
+        self.daily: DailyScheduler | None = None
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
+        self.daily = DailyScheduler(self.db, DigestPoster(self), self.settings)
         self.tree.on_error = errors.on_app_command_error
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -67,8 +71,12 @@ class Paperbot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
+        if self.daily is not None and not self.daily.scheduler.running:
+            await self.daily.start()  # resume interrupted posts and catch up on missed days
 
     async def close(self) -> None:
+        if self.daily is not None:
+            self.daily.shutdown()
         await super().close()
         if self.db is not None:
             await self.db.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +60,36 @@ class SourceSettings(BaseModel):
         return self
 
 
+class FetchSettings(BaseModel):
+    """When the day's digests are fetched from the sources' URLs, and how long to keep trying."""
+
+    start_time: time = time(6, 0)  # first attempt each day, in `timezone`
+    timezone: str = "UTC"
+    # Keep retrying a not-yet-published day this long after start_time; then "no digest".
+    deadline_hours: float = Field(default=18.0, gt=0, le=24)
+    retry_initial_seconds: float = Field(default=60.0, gt=0)
+    retry_max_seconds: float = Field(default=1800.0, gt=0)
+    http_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name like Europe/Berlin") from None
+        return value
+
+
+class DeliverySettings(BaseModel):
+    """How daily digests are posted to the channels that asked for them."""
+
+    # On start, days missed while the bot was down are posted (marked late) this far back.
+    catch_up_days: int = Field(default=3, ge=0, le=31)
+    # Channels posted to at once; discord.py paces each request within Discord's rate limits.
+    concurrency: int = Field(default=5, ge=1, le=50)
+
+
 class ConsoleSettings(BaseModel):
     # Digests ingested by `paperbot run` when no token is set, so a newcomer sees it work.
     sample_folder: Path = Path("examples/digests")
@@ -73,6 +105,8 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod

@@ -871,3 +871,19 @@ def digest_messages(
             for n, paper in enumerate(papers, start=1)
         ]
     raise ValueError(f"unknown digest style {style!r}")
+
+
+def empty_day_message(day: dt.date) -> MessagePayload:
+    """The short note a channel with `empty_day_note` gets on a day without papers."""
+    return MessagePayload(content=f"📄 No new papers for {day.isoformat()}.", embeds=[])
+
+
+def broken_channel_notice(reason: str, *, server: str | None = None) -> MessagePayload:
+    """What the server (or the admin, by DM) is told once when Discord refuses a digest channel."""
+    where = f"In **{discord.utils.escape_markdown(server)}**: " if server else ""
+    text = (
+        f"⚠️ {where}{reason}, so the daily papers digest is paused there. Give Paperbot View Channel, "
+        "Send Messages and Embed Links in that channel (for the thread style also Create Public Threads "
+        "and Send Messages in Threads), then run `/digest setup` for it again to resume."
+    )
+    return MessagePayload(content=truncate(neutralize_mentions(text), MAX_CONTENT))

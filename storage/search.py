@@ -1,15 +1,15 @@
 """Full-text search and tag browsing, returning pages of hits with Markdown snippets.
 
 Ranking is FTS5's bm25 with column weights, so a word in the title or the
-tags outranks the same word buried in a summary. Snippets are Markdown: the
-text's own Markdown characters are backslash-escaped and the matched words
-are wrapped in `**`, so a client can show them as they are.
+tags outranks the same word buried in a summary. Snippets are plain text on
+one line with the matched words wrapped in `**`; the text's own asterisks are
+dropped so every `**` is a marker. Escaping for a display (Discord) is the
+client's job.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sqlite3
 
 import aiosqlite
@@ -23,31 +23,29 @@ from storage.tags import tag_id
 # bm25 weights in papers_fts column order; facets hold filter tokens and never score.
 RANK_WEIGHTS = {"title": 10.0, "authors": 3.0, "summary": 1.0, "tags": 6.0, "facets": 0.0}
 _RANK = "bm25(papers_fts, {title}, {authors}, {summary}, {tags}, {facets})".format(**RANK_WEIGHTS)
-_TEXT_COLUMNS = "{title authors summary tags}"
 _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
 _SUMMARY_COLUMN = 2
-RANKED_MATCHES = 10_000  # see _ranked_ids
+RANKED_MATCHES = 5_000  # see _ranked_ids
 SNIPPET_TOKENS = 24
 SUMMARY_PREVIEW_CHARS = 200
-_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use markers, swapped for ** after escaping
-_MARKDOWN_SPECIAL = re.compile(r"([\\*_~`|])")
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use markers, swapped for ** after cleaning the text
 
 
-def markdown_text(text: str) -> str:
-    """Plain text made safe inside Markdown: one line, special characters escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+def one_line(text: str) -> str:
+    """Text on one line, without asterisks, so the only `**` in a snippet are match markers."""
+    return " ".join(text.replace("*", " ").split())
 
 
-def _snippet_markdown(raw: str) -> str:
-    return markdown_text(raw).replace(_OPEN, "**").replace(_CLOSE, "**")
+def _marked_snippet(raw: str) -> str:
+    return one_line(raw).replace(_OPEN, "**").replace(_CLOSE, "**")
 
 
 def summary_preview(summary: str) -> str:
     """The start of a summary, cut at a word, for lists that have no matched words to show."""
-    text = " ".join(summary.split())
+    text = one_line(summary)
     if len(text) > SUMMARY_PREVIEW_CHARS:
         text = text[:SUMMARY_PREVIEW_CHARS].rsplit(" ", 1)[0] + "…"
-    return markdown_text(text)
+    return text
 
 
 def _is_query_syntax_error(error: sqlite3.OperationalError) -> bool:
@@ -79,16 +77,16 @@ async def _match_with_filters(
         wanted_tag = await tag_id(conn, tag)
         if wanted_tag is None:
             return None
-        expression += f' AND facets : "{tag_token(wanted_tag)}"'
+        expression += f' AND "{tag_token(wanted_tag)}"'
     if since is not None or until is not None:
         days = await _day_tokens(conn, since, until)
         if not days:
             return None
-        expression += " AND facets : (" + " OR ".join(f'"{token}"' for token in days) + ")"
+        expression += " AND (" + " OR ".join(f'"{token}"' for token in days) + ")"
     if has_code is True:
-        expression += f' AND facets : "{CODE}"'
+        expression += f' AND "{CODE}"'
     elif has_code is False:
-        expression = f'({expression}) NOT facets : "{CODE}"'
+        expression = f'({expression}) NOT "{CODE}"'
     return expression
 
 
@@ -109,7 +107,7 @@ async def search(
     query has nothing to search for or SQLite rejects it; never OperationalError
     for anything the user typed.
     """
-    words = f"{_TEXT_COLUMNS} : ({to_fts_query(query)})"
+    words = f"({to_fts_query(query)})"
     match = await _match_with_filters(conn, words, tag, since, until, has_code)
     if match is None:
         return SearchPage(hits=[], total=0)
@@ -165,7 +163,7 @@ async def _snippets(conn: aiosqlite.Connection, match: str, ids: list[int]) -> d
             FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN (SELECT value FROM json_each(?))""",
         (_OPEN, _CLOSE, _OPEN, _CLOSE, match, id_list(ids)),
     )
-    return {row[0]: _snippet_markdown(row[1] if _OPEN in (row[1] or "") else row[2] or "") for row in rows}
+    return {row[0]: _marked_snippet(row[1] if _OPEN in (row[1] or "") else row[2] or "") for row in rows}
 
 
 async def papers_with_tag(conn: aiosqlite.Connection, tag: str, *, limit: int = 10, offset: int = 0) -> SearchPage:

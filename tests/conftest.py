@@ -11,6 +11,7 @@ import pytest
 from bot.digests.ingest import ingest_targets
 from storage import db
 from tests.fakediscord.fixtures import fake_discord  # noqa: F401  (a fixture)
+from tests.world import world  # noqa: F401  (a fixture)
 
 DATA = Path(__file__).parent / "data"
 CORPUS = DATA / "corpus"

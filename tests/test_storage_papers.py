@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,8 @@ from storage.papers import (
     suggest_tags,
     tag_counts,
 )
+from storage.facets import tag_token
+from storage.tags import normalize_tag
 
 DAY1, DAY2, DAY3 = dt.date(2025, 2, 18), dt.date(2025, 2, 19), dt.date(2025, 2, 20)
 
@@ -197,6 +200,215 @@ async def test_duplicate_ids_in_one_digest_keep_the_first(conn):
     assert (await get_paper(conn, "2502.00001")).title == "First"
 
 
+# --- several sources: idempotent, order-independent merging ------------------------------------
+
+
+async def library_state(conn) -> dict:
+    """Everything ingest decides, keyed by arXiv id and tag identity instead of row ids.
+
+    Left out on purpose, as they depend on the order digests came in: tag display names
+    (the first spelling seen is kept) and papers every digest dropped again (they stay,
+    as they were last shown).
+    """
+    sql = "SELECT id, arxiv_id, first_day, last_day, facet_text FROM papers WHERE first_day IS NOT NULL"
+    async with conn.execute(sql) as cursor:
+        papers = {row[0]: tuple(row)[1:] for row in await cursor.fetchall()}
+    async with conn.execute("SELECT id, norm FROM tags") as cursor:
+        norms = {row[0]: row[1] for row in await cursor.fetchall()}
+    tag_tokens = {tag_token(tag): f"tag:{norm}" for tag, norm in norms.items()}
+    state: dict = {"papers": {}}
+    for arxiv_id, first_day, last_day, facets in papers.values():
+        stored = (await get_paper(conn, arxiv_id)).model_dump()
+        stored["tags"] = sorted(normalize_tag(tag) for tag in stored["tags"])
+        facets = sorted(tag_tokens.get(token, token) for token in facets.split())
+        state["papers"][arxiv_id] = (stored, first_day, last_day, facets)
+
+    async def rows(sql: str, tag_column: int | None = None, tag_list: int | None = None) -> list:
+        async with conn.execute(sql) as cursor:
+            found = []
+            for row in await cursor.fetchall():
+                row = list(row)
+                row[0] = papers[row[0]][0]
+                if tag_column is not None:
+                    row[tag_column] = norms[row[tag_column]]
+                if tag_list is not None and row[tag_list] is not None:
+                    row[tag_list] = sorted(norms[tag] for tag in json.loads(row[tag_list]))
+                found.append(tuple(row))
+            return sorted(found, key=repr)
+
+    state["appearances"] = await rows("SELECT paper_id, day, source, position, content_hash FROM appearances")
+    state["versions"] = await rows("SELECT * FROM paper_versions", tag_list=-1)
+    state["paper_tags"] = await rows("SELECT paper_id, tag_id, source FROM paper_tags", tag_column=1)
+    async with conn.execute("SELECT norm, paper_count FROM tags WHERE paper_count > 0") as cursor:
+        state["tag_counts"] = sorted(tuple(row) for row in await cursor.fetchall())
+    return state
+
+
+def source_a(day: dt.date = DAY1) -> Digest:
+    return digest(
+        day,
+        paper(1, summary="A short one.", tags=["Vision"], github_urls=["https://github.com/a/one"]),
+        paper(2, summary="Only source A has paper two.", tags=["Audio"]),
+        paper(3, summary="A says three, at some length.", authors=[], huggingface_urls=["https://huggingface.co/a"]),
+    )
+
+
+def source_b(day: dt.date = DAY1) -> Digest:
+    return digest(
+        day,
+        paper(3, summary="B says three.", tags=["Robotics"], github_urls=["https://github.com/b/three"]),
+        paper(1, summary="B says one with a much longer summary.", tags=["vision", "NLP"],
+              github_urls=["https://github.com/b/one", "https://github.com/a/one"]),
+        paper(4, summary="Only B has four."),
+    )
+
+
+async def test_reingesting_a_source_after_another_changes_nothing(conn):
+    assert await ingest_as(conn, "a", source_a()) == IngestResult(new=3)
+    assert await ingest_as(conn, "b", source_b()) == IngestResult(new=1, updated=2)
+    before, changes = await library_state(conn), conn.total_changes
+    assert await ingest_as(conn, "a", source_a()) == IngestResult(unchanged=3)
+    assert await ingest_as(conn, "b", source_b()) == IngestResult(unchanged=3)
+    assert conn.total_changes == changes  # not one row written
+    assert await library_state(conn) == before
+
+
+async def test_ingest_order_of_sources_does_not_matter(tmp_path):
+    async def build(name: str, order: list[str]) -> dict:
+        connection = await db.connect(tmp_path / name)
+        try:
+            for source in order:
+                await ingest_as(connection, source, source_a() if source == "a" else source_b())
+            assert await db.integrity_check(connection) == []
+            return await library_state(connection)
+        finally:
+            await connection.close()
+
+    a_then_b, b_then_a = await build("ab.db", ["a", "b"]), await build("ba.db", ["b", "a"])
+    assert a_then_b == b_then_a
+    one, three = a_then_b["papers"]["2502.00001"][0], a_then_b["papers"]["2502.00003"][0]
+    assert one["summary"] == "B says one with a much longer summary."  # same day: the richer summary
+    assert one["github_urls"] == ["https://github.com/b/one", "https://github.com/a/one"]  # union, best first
+    assert one["tags"] == ["nlp", "vision"]
+    assert three["summary"] == "A says three, at some length."
+    assert three["authors"] == ["Author 3"]  # A has none: the next best version fills in
+    assert three["github_urls"] == ["https://github.com/b/three"]
+    assert three["huggingface_urls"] == ["https://huggingface.co/a"]
+
+
+async def test_same_day_same_richness_goes_to_the_first_source_by_name(conn):
+    await ingest_as(conn, "zeta", digest(DAY1, paper(1, title="Zeta's title", summary="Same length!")))
+    assert await ingest_as(conn, "alpha", digest(DAY1, paper(1, title="Alpha title", summary="Equal length"))) == (
+        IngestResult(updated=1)
+    )
+    assert (await get_paper(conn, "2502.00001")).title == "Alpha title"
+
+
+async def test_most_recent_day_wins_over_a_richer_older_version(conn):
+    await ingest_as(conn, "b", digest(DAY2, paper(1, summary="Brief.", authors=[])))
+    assert await ingest_as(conn, "a", digest(DAY1, paper(1, summary="Far longer and richer summary."))) == (
+        IngestResult(updated=1)  # only the authors it fills in
+    )
+    stored = await get_paper(conn, "2502.00001")
+    assert (stored.summary, stored.authors) == ("Brief.", ["Author 1"])
+
+
+async def test_a_corrected_file_still_updates(conn):
+    await ingest_as(conn, "a", source_a())
+    await ingest_as(conn, "b", source_b())
+    corrected = digest(
+        DAY1, paper(1, summary="A, corrected: now the longest summary of them all."), paper(2), paper(3, summary="3.")
+    )
+    assert await ingest_as(conn, "a", corrected, sha256="sha2") == IngestResult(updated=3)
+    assert (await get_paper(conn, "2502.00001")).summary == "A, corrected: now the longest summary of them all."
+    assert (await get_paper(conn, "2502.00003")).summary == "B says three."  # A's is now the shorter
+    assert (await get_paper(conn, "2502.00003")).huggingface_urls == []
+    assert (await get_paper(conn, "2502.00002")).tags == []
+    assert await ingest_as(conn, "a", corrected, sha256="sha2") == IngestResult(unchanged=3)
+    assert await db.integrity_check(conn) == []
+
+
+async def test_withdrawn_or_worsened_best_version_gives_way_to_the_next(conn):
+    await ingest_as(conn, "a", source_a())
+    await ingest_as(conn, "b", source_b())
+    # B's day is corrected: paper 1 (B's version was shown) is gone, paper 3 loses its link.
+    corrected = digest(DAY1, paper(3, summary="B says three."), paper(4, summary="Only B has four."))
+    assert await ingest_as(conn, "b", corrected, sha256="sha2") == IngestResult(updated=1, unchanged=1)  # listed ones
+    one = await get_paper(conn, "2502.00001")
+    assert (one.summary, one.github_urls, one.tags, one.sources) == (
+        "A short one.", ["https://github.com/a/one"], ["Vision"], ["a"]
+    )
+    assert (await get_paper(conn, "2502.00003")).github_urls == []
+    assert {t.name: t.count for t in await tag_counts(conn)} == {"Audio": 1, "Vision": 1}
+    assert await db.integrity_check(conn) == []
+
+
+async def test_a_source_repeating_a_paper_keeps_its_latest_tags(conn):
+    await ingest_as(conn, "s", digest(DAY2, paper(1, tags=["New"])))
+    await ingest_as(conn, "s", digest(DAY1, paper(1, tags=["Old"])))
+    assert (await get_paper(conn, "2502.00001")).tags == ["New"]
+    await ingest_as(conn, "s", digest(DAY2, paper(2)), sha256="sha2")  # DAY2 no longer lists paper 1
+    assert (await get_paper(conn, "2502.00001")).tags == ["Old"]
+    assert await db.integrity_check(conn) == []
+
+
+async def test_agreeing_sources_store_no_second_copy(conn):
+    await ingest_as(conn, "a", digest(DAY1, paper(1, tags=["T"]), paper(2)))
+    await ingest_as(conn, "b", digest(DAY1, paper(1, tags=["t"]), paper(2)))
+    await ingest_as(conn, "a", digest(DAY2, paper(1, tags=["T"])))
+    async with conn.execute("SELECT count(*) FROM paper_versions") as cursor:
+        assert (await cursor.fetchone())[0] == 0
+    await ingest_as(conn, "c", digest(DAY1, paper(1, summary="A longer summary from source c.")))
+    async with conn.execute("SELECT day, source, title, summary, tag_ids FROM paper_versions") as cursor:
+        rows = sorted(tuple(row) for row in await cursor.fetchall())
+    # DAY2 stays the shown version (most recent); c's row holds only what differs from it.
+    assert rows == [("2025-02-18", "c", None, "A longer summary from source c.", None)]
+    assert (await get_paper(conn, "2502.00001")).summary == "Plain summary number 1."
+
+
+_versions = st.fixed_dictionaries(
+    {
+        "title": st.sampled_from(["Title", "Title, v2"]),
+        "summary": st.sampled_from(["", "Short.", "A longer summary.", "Longest summary of them all."]),
+        "authors": st.sampled_from([[], ["Ann"], ["Ann", "Bo"]]),
+        "github_urls": st.lists(st.sampled_from(["https://github.com/x/1", "https://github.com/x/2"]), max_size=2),
+        "huggingface_urls": st.lists(st.sampled_from(["https://huggingface.co/h"]), max_size=1),
+        "tags": st.lists(st.sampled_from(["Vision", "vision", "Multi-Modal", "Multimodal", "NLP"]), max_size=3),
+    }
+)
+_digest_contents = st.dictionaries(st.integers(1, 3), _versions, max_size=3)
+_digest_keys = st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from([DAY1, DAY2]))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(final=st.dictionaries(_digest_keys, _digest_contents, min_size=1, max_size=5), data=st.data())
+async def test_state_depends_only_on_the_files_not_their_order(final, data):
+    """Any order, with superseded drafts and repeats in between, ends as ingesting the final files once."""
+    drafts = data.draw(st.dictionaries(st.sampled_from(sorted(final)), _digest_contents, max_size=3))
+    steps = data.draw(st.permutations([*drafts.items(), *final.items(), *final.items()]))
+    last = dict(steps)
+    steps += [(key, final[key]) for key in final if last[key] != final[key]]  # a draft came last: correct it
+
+    def as_digest(key, contents) -> Digest:
+        return digest(key[1], *[paper(n, **fields) for n, fields in sorted(contents.items())])
+
+    async def run(steps) -> dict:
+        connection = await db.connect(":memory:")
+        try:
+            for key, contents in steps:
+                await ingest_as(connection, key[0], as_digest(key, contents), sha256=repr(contents))
+            assert await db.integrity_check(connection) == []
+            for key, contents in final.items():  # any final file again: nothing to do, nothing written
+                changes = connection.total_changes
+                result = await ingest_as(connection, key[0], as_digest(key, contents), sha256=repr(contents))
+                assert (result.new, result.updated, connection.total_changes) == (0, 0, changes)
+            return await library_state(connection)
+        finally:
+            await connection.close()
+
+    assert await run(steps) == await run(sorted(final.items()))
+
+
 # --- tags ---------------------------------------------------------------------------------------
 
 
@@ -210,6 +422,46 @@ async def test_tags_are_case_and_space_insensitive_with_first_display_kept(conn)
     assert (await get_paper(conn, "2502.00002")).tags == ["Computer Vision"]
     assert await resolve_tag(conn, "computer   VISION") == "Computer Vision"
     assert await resolve_tag(conn, "Unknown") is None
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [
+        ["Multi-Modal", "Multimodal", "multi modal", "MULTI–MODAL", "Ｍｕｌｔｉｍｏｄａｌ", " multi_modal. "],
+        ["Text-to-Video", "Text to Video", "text-to-video", "TextToVideo"],
+        ["Image-Text-to-Text", "Image Text to Text"],
+        ["Réseaux", "RÉSEAUX", "Re\u0301seaux"],
+    ],
+)
+def test_normalize_tag_joins_punctuation_spacing_and_case_variants(variants):
+    assert len({normalize_tag(variant) for variant in variants}) == 1
+
+
+def test_normalize_tag_keeps_distinct_tags_apart():
+    assert normalize_tag("Text-to-Video") != normalize_tag("Video-to-Text")
+    assert normalize_tag("+") != normalize_tag("-")  # symbols only: not one empty identity
+    assert normalize_tag("+") and normalize_tag("—")
+
+
+async def test_spelling_variants_are_one_tag_everywhere(conn):
+    first = digest(DAY1, paper(1, title="Seeing and hearing", tags=["Multi-Modal"]), paper(2, tags=["Text-to-Video"]))
+    second = digest(DAY1, paper(1, tags=["Multimodal"]), paper(3, title="Seeing", tags=["multimodal", "Text to Video"]))
+    await ingest_as(conn, "timlrx", first)
+    await ingest_as(conn, "zrohyun", second)
+    assert await tag_counts(conn) == [TagCount(name="Multi-Modal", count=2), TagCount(name="Text-to-Video", count=2)]
+    assert (await get_paper(conn, "2502.00003")).tags == ["Multi-Modal", "Text-to-Video"]  # first spelling shown
+    assert await resolve_tag(conn, "multimodal") == await resolve_tag(conn, "MULTI MODAL") == "Multi-Modal"
+    for typed in ("multi modal", "multimodal", "Multi-Mod", "timod"):
+        assert [t.name for t in await suggest_tags(conn, typed)] == ["Multi-Modal"], typed
+    assert [t.name for t in await suggest_tags(conn, "to video")] == ["Text-to-Video"]
+    assert len(await suggest_tags(conn, " - ")) == 2  # no letters yet: everything
+    assert await closest_tags(conn, "multimodel") == ["Multi-Modal"]
+    assert await closest_tags(conn, "text 2 video", n=1) == ["Text-to-Video"]
+    found = await search(conn, "seeing", tag="multi modal")
+    assert {hit.paper.arxiv_id for hit in found.hits} == {"2502.00001", "2502.00003"}
+    assert (await papers_with_tag(conn, "TEXT TO VIDEO")).total == 2
+    assert [p.arxiv_id for p in await papers_on_day(conn, DAY1, tags=["multi-modal"])] == ["2502.00001", "2502.00003"]
+    assert await db.integrity_check(conn) == []
 
 
 async def test_tags_are_the_union_across_sources(conn):
@@ -318,12 +570,12 @@ async def test_title_hit_outranks_summary_hit(conn):
     assert set(ids[2:]) == {"2502.00001", "2502.00005"}  # summaries
 
 
-async def test_snippets_mark_matches_in_bold_and_escape_markdown(conn):
+async def test_snippets_mark_matches_in_bold_as_plain_text(conn):
     await library(conn)
     hit = (await search(conn, "samplers")).hits[0]
     assert "**samplers**" in hit.snippet
     (hit,) = (await search(conn, "tokens")).hits
-    assert "\\***tokens**\\*" in hit.snippet and "diffusion\\_models" in hit.snippet
+    assert hit.snippet == "Audio **tokens** and diffusion_models [sic]."  # its own * dropped: ** only marks
     long = paper(9, summary=" ".join(["filler"] * 60) + " needle " + " ".join(["filler"] * 60))
     await ingest_as(conn, "s", digest(DAY3, long))
     snippet = (await search(conn, "needle")).hits[0].snippet
@@ -397,6 +649,14 @@ async def test_filters_follow_changes_to_tags_code_and_days(conn):
     assert (await search(conn, "tracked", since=DAY2)).total == 0
     assert (await search(conn, "tracked", until=DAY1)).total == 1
     assert await db.integrity_check(conn) == []
+
+
+async def test_filter_tokens_are_not_searchable_words(conn):
+    await ingest_as(conn, "s", digest(DAY1, paper(1, title="Linked", github_urls=["https://github.com/a/b"], tags=["T"])))
+    assert (await search(conn, "code")).total == 0
+    assert (await search(conn, "2025")).total == 0
+    hit = (await search(conn, "linked", has_code=True, tag="t", since=DAY1)).hits[0]
+    assert hit.snippet == "**Linked**"
 
 
 async def test_date_filters_across_months_and_years(conn):

@@ -166,6 +166,8 @@ def test_date_range_tokens_cover_exactly_the_range(start, length):
 
 
 def test_date_range_tokens_use_whole_months_and_years():
-    assert date_range_tokens(dt.date(2024, 1, 1), dt.date(2025, 2, 2)) == ["y2024", "m202501", "d20250201", "d20250202"]
-    assert date_range_tokens(dt.date(2024, 2, 28), dt.date(2024, 3, 31)) == ["d20240228", "d20240229", "m202403"]
+    assert date_range_tokens(dt.date(2024, 1, 1), dt.date(2025, 2, 2)) == [
+        "zzzy2024", "zzzm202501", "zzzd20250201", "zzzd20250202"
+    ]
+    assert date_range_tokens(dt.date(2024, 2, 28), dt.date(2024, 3, 31)) == ["zzzd20240228", "zzzd20240229", "zzzm202403"]
     assert date_range_tokens(dt.date(2024, 5, 2), dt.date(2024, 5, 1)) == []

@@ -16,7 +16,8 @@ from datetime import date
 import aiohttp
 import aiosqlite
 
-from bot.digests.parse import DigestFormatError, parse_bytes
+from bot.digests.markdown import find_heading
+from bot.digests.parse import DigestFormatError, is_json, parse_bytes
 from bot.digests.sources import Location, SourceError, expand, fetch, read_file
 from storage import papers
 from storage.models import IngestResult, Problem
@@ -62,6 +63,12 @@ class IngestSummary:
         return text + (f"; {self.failed} files failed" if self.failed else "")
 
 
+def has_heading(data: bytes, name: str) -> bool:
+    """JSON digests carry no heading; a markdown digest without one is not a digest."""
+    text = data.decode("utf-8", errors="replace")
+    return is_json(text, name) or find_heading(text) is not None
+
+
 def digest_key(location: Location) -> str:
     """The store's source key: a producer's JSON twin is a digest of its own, not a correction."""
     return f"{location.producer}/json" if location.target.endswith(".json") else location.producer
@@ -76,8 +83,9 @@ async def ingest_bytes(conn: aiosqlite.Connection, data: bytes, location: Locati
         outcome.error = f"{location.target}: {error}"
         return outcome
     outcome.day, outcome.papers, outcome.problems = digest.date, len(digest.papers), digest.problems
-    if digest.date is None:
-        outcome.error = f"{location.target}: no '## Papers for YYYY-MM-DD' heading, nothing stored"
+    if digest.date is None or not has_heading(data, location.target):
+        # An error page served under a dated URL must not replace that day's digest.
+        outcome.error = f"{location.target}: no '## Papers for YYYY-MM-DD' heading: not a digest, nothing stored"
         return outcome
     outcome.result = await papers.ingest_digest(
         conn,

@@ -18,11 +18,19 @@ from bot.digests.parse import date_from_name
 
 DIGEST_SUFFIXES = (".md", ".json")
 MAX_DIGEST_BYTES = 20 * 1024 * 1024  # a day's digest is ~100 KB; anything this big is not one
+CHUNK_BYTES = 64 * 1024
 PRODUCER_FOLDERS = ("archive", "daily_results")  # producers publish <repo>/archive/YYYY/MM/DD.md
 
 
 class SourceError(Exception):
-    """A digest location that cannot be read; the message names it."""
+    """A digest location that cannot be read; the message names it.
+
+    `transient` when asking again later may help (the fetch job retries those).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class NotPublished(SourceError):
@@ -98,18 +106,28 @@ def read_file(path: str) -> bytes:
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, *, timeout: float = 30.0) -> bytes:
-    """The body of `url`; NotPublished for a 404, SourceError for anything else that fails."""
+    """The whole body of `url`: NotPublished for a 404, SourceError for anything else.
+
+    Reads to the end, so a body cut short by the server raises instead of coming back
+    partial, and stops at MAX_DIGEST_BYTES. `SourceError.transient` says whether asking
+    again later may help (timeouts, dropped connections, 5xx, 408, 429).
+    """
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
             if response.status == 404:
-                raise NotPublished(f"{url}: not published (HTTP 404)")
+                raise NotPublished(f"{url}: not published yet (HTTP 404)")
             if response.status != 200:
-                raise SourceError(f"{url}: HTTP {response.status} {response.reason or ''}".rstrip())
-            body = await response.content.read(MAX_DIGEST_BYTES + 1)
+                reason = f"HTTP {response.status} {response.reason or ''}".rstrip()
+                raise SourceError(f"{url}: {reason}", transient=response.status >= 500 or response.status in (408, 429))
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                body += chunk
+                if len(body) > MAX_DIGEST_BYTES:
+                    raise SourceError(f"{url}: larger than {MAX_DIGEST_BYTES} bytes, not a digest")
     except TimeoutError:
-        raise SourceError(f"{url}: no answer within {timeout:g} s") from None
-    except aiohttp.ClientError as error:
-        raise SourceError(f"{url}: {error}") from None
-    if len(body) > MAX_DIGEST_BYTES:
-        raise SourceError(f"{url}: larger than {MAX_DIGEST_BYTES} bytes, not a digest")
-    return body
+        raise SourceError(f"{url}: no complete answer within {timeout:g} s", transient=True) from None
+    except aiohttp.ClientPayloadError as error:
+        raise SourceError(f"{url}: the answer was cut short ({error})", transient=True) from None
+    except (aiohttp.ClientError, OSError) as error:
+        raise SourceError(f"{url}: {error or type(error).__name__}", transient=True) from None
+    return bytes(body)

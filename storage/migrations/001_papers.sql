@@ -1,6 +1,8 @@
--- The library: one row per arXiv paper, every digest appearance, normalized tags,
--- and a full-text index over title, authors, summary and tags (plus filter tokens).
+-- The library: one row per arXiv paper, every digest appearance, what each source said
+-- where it differs from what is shown, normalized tags, and a full-text index over title,
+-- authors, summary and tags (plus filter tokens).
 -- Dates are ISO 'YYYY-MM-DD' text; lists and maps are compact JSON text.
+-- How the shown row is merged from the sources' versions: see storage/ingest.py.
 
 CREATE TABLE papers (
     id               INTEGER PRIMARY KEY,
@@ -13,7 +15,7 @@ CREATE TABLE papers (
     huggingface_urls TEXT NOT NULL DEFAULT '[]',   -- JSON list
     extra            TEXT NOT NULL DEFAULT '{}',   -- JSON object: unknown digest columns
     tag_text         TEXT NOT NULL DEFAULT '',     -- display names of all tags, ', '-joined: feeds the FTS index
-    facet_text       TEXT NOT NULL DEFAULT '',     -- filter tokens for the FTS index: t<tag id>, code, d/m/y<day>
+    facet_text       TEXT NOT NULL DEFAULT '',     -- filter tokens for the FTS index, see storage/facets.py
     first_day        TEXT,                         -- NULL once every appearance was withdrawn
     last_day         TEXT,
     updated_at       TEXT NOT NULL                 -- UTC ISO timestamp of the last content change
@@ -34,23 +36,46 @@ CREATE TABLE digests (
 
 -- Every time a source listed a paper on a day, in the digest's own order.
 CREATE TABLE appearances (
-    paper_id INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
-    day      TEXT NOT NULL,
-    source   TEXT NOT NULL,
-    position INTEGER NOT NULL,
+    paper_id     INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
+    day          TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    position     INTEGER NOT NULL,
+    content_hash INTEGER NOT NULL,                 -- 64-bit hash of what the source said (fields, tag norms):
+                                                   -- the same version again is recognised and writes nothing
     PRIMARY KEY (paper_id, day, source),
     FOREIGN KEY (source, day) REFERENCES digests (source, day) ON DELETE CASCADE
 ) WITHOUT ROWID;
 CREATE INDEX appearances_by_day ON appearances (day, source, position);
 
+-- What a source said about a paper on a day, kept so the shown row can be merged again
+-- when a version is corrected or withdrawn, but only where it differs from what is shown:
+-- NULL = the papers row's value (for tag_ids: the source's set in paper_tags), and a
+-- version equal to the shown one in every column has no row. In practice the rows hold
+-- the other sources' summaries and link lists. A rowid table: summaries are ~1 KB.
+CREATE TABLE paper_versions (
+    paper_id         INTEGER NOT NULL,
+    day              TEXT NOT NULL,
+    source           TEXT NOT NULL,
+    title            TEXT,
+    url              TEXT,
+    authors          TEXT,
+    summary          TEXT,
+    github_urls      TEXT,
+    huggingface_urls TEXT,
+    extra            TEXT,
+    tag_ids          TEXT,                         -- JSON list of tag ids, ascending
+    PRIMARY KEY (paper_id, day, source),
+    FOREIGN KEY (paper_id, day, source) REFERENCES appearances (paper_id, day, source) ON DELETE CASCADE
+);
+
 CREATE TABLE tags (
     id          INTEGER PRIMARY KEY,
-    norm        TEXT NOT NULL UNIQUE,              -- identity: NFKC, casefolded, whitespace folded
+    norm        TEXT NOT NULL UNIQUE,              -- identity: NFKC, casefolded, letters and digits only
     name        TEXT NOT NULL,                     -- display form as first seen
     paper_count INTEGER NOT NULL DEFAULT 0         -- papers carrying the tag, kept by ingest
 );
 
--- A paper's tags are the union over its sources; each source's set is replaced on re-ingest.
+-- A paper's tags are the union over its sources; a source's set is that of its latest version with tags.
 CREATE TABLE paper_tags (
     paper_id INTEGER NOT NULL REFERENCES papers (id) ON DELETE CASCADE,
     tag_id   INTEGER NOT NULL REFERENCES tags (id),

@@ -144,6 +144,18 @@ class FakeDiscord:
         """A permission overwrite, visible to discord.py too (it is in GUILD_CREATE/GET channel)."""
         self.state.set_overwrite(channel, target, allow=allow, deny=deny)
 
+    async def create_text_channel(self, guild: Guild | int, name: str, **kwargs: Any) -> Channel:
+        """A channel created while the bot runs: the bot hears CHANNEL_CREATE."""
+        channel = self.state.add_channel(guild, name, **kwargs)
+        await self.gateway.dispatch("CHANNEL_CREATE", channel.to_dict())
+        return channel
+
+    async def change_channel_permissions(self, channel: Channel | int, target: Any, *, allow: int = 0,
+                                         deny: int = 0) -> None:
+        """An overwrite changed while the bot runs: the bot hears CHANNEL_UPDATE."""
+        self.state.set_overwrite(channel, target, allow=allow, deny=deny)
+        await self.gateway.dispatch("CHANNEL_UPDATE", self.state.channel(channel).to_dict())
+
     async def delete_channel(self, channel: Channel | int) -> None:
         """The channel disappears: REST answers 404 10003 from now on and the bot hears CHANNEL_DELETE."""
         removed = self.state.remove_channel(channel)

@@ -1,0 +1,217 @@
+"""/digest setup|remove|status|post: admins choose where and when the daily digest is posted.
+
+Only members with Manage Server see these commands (default permissions) and
+may run them (checked again at run time, since server owners can override
+the defaults). Replies are ephemeral: configuration talk stays out of channels.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, date, datetime, time
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.cogs.papers import MAX_CHOICES, parse_date, quoted
+from bot.errors import UserError
+from storage import channels, deliveries, papers
+from storage.channels import DigestChannel
+
+DEFAULT_TIME = time(9, 0)
+DEFAULT_ZONE = "UTC"
+Style = Literal["compact", "thread"]
+
+NEEDED = {  # permission attribute -> how Discord's UI names it
+    "view_channel": "View Channel",
+    "send_messages": "Send Messages",
+    "embed_links": "Embed Links",
+}
+NEEDED_FOR_THREADS = {
+    "create_public_threads": "Create Public Threads",
+    "send_messages_in_threads": "Send Messages in Threads",
+}
+
+
+@functools.cache
+def zone_names() -> list[str]:
+    return sorted(available_timezones())
+
+
+def parse_time(value: str | None) -> time:
+    if not value:
+        return DEFAULT_TIME
+    try:
+        return time.fromisoformat(value.strip().zfill(5))
+    except ValueError:
+        raise UserError(f"`time` must be a 24-hour time like 09:00 or 18:30, not “{quoted(value)}”.") from None
+
+
+def parse_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(
+            f"“{quoted(value)}” is not a time zone I know. Use an IANA name like Europe/Berlin "
+            "or America/New_York (start typing to see them)."
+        ) from None
+    return value
+
+
+def missing_permissions(channel: discord.abc.GuildChannel, style: Style) -> list[str]:
+    granted = channel.permissions_for(channel.guild.me)
+    needed = NEEDED | (NEEDED_FOR_THREADS if style == "thread" else {})
+    return [label for attribute, label in needed.items() if not getattr(granted, attribute)]
+
+
+def discord_time(moment: datetime | None, zone: str) -> str:
+    """A moment as the server's local time and as a Discord timestamp each member sees in their own zone."""
+    if moment is None:
+        return "not scheduled"
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {zone} (<t:{int(moment.timestamp())}:R>)"
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class Digest(commands.GroupCog, group_name="digest", group_description="Daily digest posts (admins)"):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        self.db = bot.db  # type: ignore[attr-defined]
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Default permissions can be overridden per server, so check Manage Server at run time too."""
+        if not interaction.permissions.manage_guild:
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    @property
+    def daily(self):
+        return self.bot.daily  # type: ignore[attr-defined]
+
+    async def _server_zone(self, guild_id: int) -> str:
+        """The zone this server already uses, so a second channel needs no repeat."""
+        configured = await channels.list_channels(self.db, guild_id=guild_id)
+        return configured[0].timezone if configured else DEFAULT_ZONE
+
+    async def _tags(self, text: str | None) -> list[str]:
+        names = []
+        for wanted in filter(None, (part.strip() for part in (text or "").split(","))):
+            name = await papers.resolve_tag(self.db, wanted)
+            if name is None:
+                closest = await papers.closest_tags(self.db, wanted)
+                hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
+                raise UserError(f"No paper is tagged “{quoted(wanted)}”.{hint}")
+            names.append(name)
+        return names
+
+    async def zone_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        needle = current.strip().lower().replace(" ", "_")
+        found = [z for z in zone_names() if needle in z.lower()]
+        return [app_commands.Choice(name=z, value=z) for z in found[:MAX_CHOICES]]
+
+    @app_commands.command(name="setup", description="Post the daily digest in a channel")
+    @app_commands.describe(
+        channel="Where to post",
+        time="Local time to post, 24-hour HH:MM (default 09:00)",
+        timezone="IANA time zone, e.g. Europe/Berlin (default: this server's, else UTC)",
+        tags="Only papers with any of these tags, comma-separated (default: all papers)",
+        style="compact: one message per day; thread: a header and a thread with one post per paper",
+        empty_day_note="Also post a short note on days without a digest",
+    )
+    @app_commands.autocomplete(timezone=zone_autocomplete)
+    async def setup(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.TextChannel,
+        time: str | None = None,
+        timezone: str | None = None,
+        tags: str | None = None,
+        style: Style = "compact",
+        empty_day_note: bool = False,
+    ) -> None:
+        post_time = parse_time(time)
+        zone = parse_zone(timezone) if timezone else await self._server_zone(interaction.guild_id)
+        tag_names = await self._tags(tags)
+        missing = missing_permissions(channel, style)
+        if missing:
+            raise UserError(f"I can't post in {channel.mention}: I need the {', '.join(missing)} permission there.")
+        existing = await channels.get_channel(self.db, channel.id)
+        row = DigestChannel(
+            channel_id=channel.id, guild_id=interaction.guild_id, post_time=post_time, timezone=zone,
+            tags=tag_names, style=style, empty_day_note=empty_day_note, set_up_by=interaction.user.id,
+            created_at=existing.created_at if existing else datetime.now(UTC),
+        )
+        await channels.save_channel(self.db, row)
+        self.daily.schedule(row)
+        scope = f"papers tagged {', '.join(tag_names)}" if tag_names else "every paper"
+        await interaction.response.send_message(
+            f"{'Updated' if existing else 'Set up'}: {channel.mention} gets {scope} daily at "
+            f"{post_time:%H:%M} {zone}, {style} style. Next post: "
+            f"{discord_time(self.daily.next_post_time(channel.id), zone)}.",
+            ephemeral=True, allowed_mentions=render.NO_MENTIONS,
+        )
+
+    @app_commands.command(name="remove", description="Stop posting the daily digest in a channel")
+    async def remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+        if not await channels.remove_channel(self.db, channel.id):
+            raise UserError(f"{channel.mention} does not get the daily digest; `/digest status` lists those that do.")
+        self.daily.unschedule(channel.id)
+        await interaction.response.send_message(
+            f"{channel.mention} will no longer get the daily digest.", ephemeral=True,
+            allowed_mentions=render.NO_MENTIONS,
+        )
+
+    @app_commands.command(name="status", description="Where and when the digest is posted, and how it went")
+    async def status(self, interaction: discord.Interaction) -> None:
+        configured = await channels.list_channels(self.db, guild_id=interaction.guild_id)
+        if not configured:
+            raise UserError("No channel gets the daily digest yet: use `/digest setup`.")
+        embed = discord.Embed(title="Daily digest", colour=render.BRAND_COLOUR)
+        for row in configured[: render.MAX_FIELDS]:
+            last = await deliveries.last_delivered_day(self.db, row.channel_id)
+            lines = [
+                f"Next post: {discord_time(self.daily.next_post_time(row.channel_id), row.timezone)}",
+                f"Daily at {row.post_time:%H:%M} {row.timezone} · {row.style}"
+                + (f" · tags: {', '.join(row.tags)}" if row.tags else ""),
+                f"Last day delivered: {last.isoformat() if last else 'none yet'}",
+            ]
+            if row.broken_reason:
+                lines.append(f"⛔ Not posting: {row.broken_reason}. Fix it, then run `/digest setup` again.")
+            elif row.last_error:
+                lines.append(f"⚠️ Last error: {row.last_error}")
+            embed.add_field(name=f"#{self._channel_name(row.channel_id)}", value=render.truncate("\n".join(lines), 1024), inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+
+    def _channel_name(self, channel_id: int) -> str:
+        channel = self.bot.get_channel(channel_id)
+        return getattr(channel, "name", None) or str(channel_id)
+
+    @app_commands.command(name="post", description="Post a day's digest now (default: the latest day)")
+    @app_commands.describe(day="The digest day, YYYY-MM-DD", channel="A digest channel (default: this one)")
+    async def post(self, interaction: discord.Interaction, day: str | None = None,
+                   channel: discord.TextChannel | None = None) -> None:
+        target = channel or interaction.channel
+        row = await channels.get_channel(self.db, target.id)
+        if row is None:
+            raise UserError(f"{target.mention} is not a digest channel; set it up with `/digest setup` first.")
+        wanted: date | None = parse_date(day, "day") or await papers.latest_day(self.db)
+        if wanted is None or not await papers.papers_on_day(self.db, wanted):
+            raise UserError(f"There is no digest for {wanted or 'any day'} in the library.")
+        done = await deliveries.get_delivery(self.db, row.channel_id, wanted)
+        if done is not None and done.status == "delivered":
+            raise UserError(f"The digest for {wanted} was already posted in {target.mention}.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        outcome = await self.daily.poster.deliver(row, wanted, late=False)
+        await interaction.followup.send(
+            f"{target.mention}: {outcome.describe()}", ephemeral=True, allowed_mentions=render.NO_MENTIONS
+        )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Digest(bot))

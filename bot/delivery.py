@@ -1,0 +1,331 @@
+"""Posting each day's digest to the channels that asked for it, exactly once, driven by the ledger.
+
+`storage.deliveries` decides *what* a channel gets for a day (planned once, replayed on resume);
+this module only talks to Discord: it sends the planned messages that have no message id yet, in
+order, each with its stored nonce, and records every accepted message before sending the next.
+So a crash (even between two messages) resumes at the first message Discord did not accept, and
+a message Discord accepted but the ledger missed is de-duplicated by Discord through its nonce.
+
+Discord refusing the channel (403/404) marks it broken and the server is told once; anything
+else (5xx, network, timeouts) leaves the delivery pending for the next run. Rate limits are
+discord.py's business: it waits out 429s and follows bucket headers on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+import discord
+
+from bot import render
+from storage import channels, deliveries
+from storage.channels import DigestChannel
+from storage.deliveries import Delivery, PlannedMessage
+from storage.papers import papers_on_day
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DeliveryOutcome", "DigestPoster"]
+
+#: Discord's JSON error code for "A thread has already been created for this message".
+THREAD_ALREADY_CREATED = 160004
+#: ... and for "Unknown Message" (the header was deleted before its thread was started).
+UNKNOWN_MESSAGE = 10008
+
+OutcomeStatus = Literal["delivered", "already_done", "skipped", "broken", "retry_later", "removed", "failed"]
+
+#: Failures worth retrying later: Discord's own errors other than 403/404, and the network.
+TRANSIENT_ERRORS = (discord.HTTPException, discord.RateLimited, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """What one `deliver` call did, for logs and the scheduler.
+
+    `delivered`: every planned message is posted now (`sent` of them in this call).
+    `already_done`: the day was delivered or skipped before; nothing was sent.
+    `skipped`: nothing to post ("no papers") or the rest was abandoned (thread deleted).
+    `broken`: Discord refuses the channel (now, or since an earlier run); see `detail`.
+    `retry_later`: a transient failure; the delivery stays pending and resumes next time.
+    `removed`: the channel no longer asks for the digest.
+    `failed`: an unexpected error (only from `deliver_many`/`resume_unfinished`), logged.
+    """
+
+    channel_id: int
+    day: dt.date
+    status: OutcomeStatus
+    sent: int = 0
+    detail: str | None = None
+
+    def describe(self) -> str:
+        """One sentence for an admin: `#papers: <describe()>`."""
+        day = self.day.isoformat()
+        match self.status:
+            case "delivered":
+                return f"posted the digest for {day} ({self.sent} {'message' if self.sent == 1 else 'messages'})."
+            case "already_done":
+                return f"the digest for {day} was already handled" + (f" ({self.detail})." if self.detail else ".")
+            case "skipped":
+                return f"nothing posted for {day}: {self.detail}."
+            case "broken":
+                return f"not posted: {self.detail}."
+            case "removed":
+                return "this channel no longer gets the daily digest."
+            case _:
+                return f"the digest for {day} is not posted yet ({self.detail}); it will be retried."
+
+
+@dataclass
+class _Progress:
+    sent: int = 0  # messages Discord accepted in this call, also when it ends in an error
+
+
+class _ChannelRefused(Exception):
+    """Discord answered 403/404 for the digest channel itself."""
+
+    def __init__(self, error: discord.HTTPException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _DigestRemoved(Exception):
+    """A moderator deleted the digest's thread or header message: the rest cannot be posted."""
+
+
+class DigestPoster:
+    """Delivers digests for one bot (a `discord.Client` with `.db`). Use one per bot.
+
+    Deliveries of one channel are serialised (a scheduled run and a resume cannot interleave);
+    different channels proceed concurrently up to `deliver_many`'s bound.
+    """
+
+    def __init__(self, bot: discord.Client) -> None:
+        self.bot = bot
+        self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    @property
+    def db(self):
+        return self.bot.db
+
+    # -- the public entry points -------------------------------------------------------------
+
+    async def deliver(self, channel_row: DigestChannel, day: dt.date, *, late: bool = False) -> DeliveryOutcome:
+        """Post `day`'s digest to the channel unless the ledger says it was already handled.
+
+        The stored channel row is authoritative (it may have broken or changed since
+        `channel_row` was read). An existing delivery is replayed as planned, whatever `late`.
+        """
+        channel_id = channel_row.channel_id
+        async with self._channel_locks[channel_id]:
+            channel = await channels.get_channel(self.db, channel_id)
+            if channel is None:
+                return DeliveryOutcome(channel_id, day, "removed")
+            delivery = await deliveries.get_delivery(self.db, channel_id, day)
+            if delivery is not None and delivery.status != "pending":
+                return DeliveryOutcome(channel_id, day, "already_done", detail=delivery.reason)
+            if channel.broken_reason:
+                return DeliveryOutcome(channel_id, day, "broken", detail=channel.broken_reason)
+            if delivery is None:
+                planned = await self._plan(channel, day, late)
+                if planned is None:
+                    await deliveries.skip_day(self.db, channel_id, day, "no papers")
+                    return DeliveryOutcome(channel_id, day, "skipped", detail="no papers")
+                delivery = planned
+            return await self._send(channel, delivery)
+
+    async def deliver_many(
+        self, items: list[tuple[DigestChannel, dt.date, bool]], *, concurrency: int = 5
+    ) -> list[DeliveryOutcome]:
+        """Deliver (channel, day, late) items; outcomes in the items' order.
+
+        At most `concurrency` channels at once; one channel's days go in the given order, so a
+        catch-up never posts Tuesday before Monday. One channel failing never stops the others.
+        """
+        gate = asyncio.Semaphore(max(1, concurrency))
+        by_channel: dict[int, list[int]] = defaultdict(list)
+        for index, (channel, _day, _late) in enumerate(items):
+            by_channel[channel.channel_id].append(index)
+        outcomes: list[DeliveryOutcome | None] = [None] * len(items)
+
+        async def one_channel(indexes: list[int]) -> None:
+            async with gate:
+                for index in indexes:
+                    channel, day, late = items[index]
+                    outcomes[index] = await self._deliver_logged(channel, day, late)
+
+        await asyncio.gather(*(one_channel(indexes) for indexes in by_channel.values()))
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def resume_unfinished(self, *, concurrency: int = 5) -> list[DeliveryOutcome]:
+        """Finish every delivery a crash or an error left pending (call once the bot is ready)."""
+        items: list[tuple[DigestChannel, dt.date, bool]] = []
+        for delivery in await deliveries.unfinished_deliveries(self.db):
+            channel = await channels.get_channel(self.db, delivery.channel_id)
+            if channel is not None:
+                items.append((channel, delivery.day, delivery.late))
+        return await self.deliver_many(items, concurrency=concurrency)
+
+    # -- planning -------------------------------------------------------------------------------
+
+    async def _plan(self, channel: DigestChannel, day: dt.date, late: bool) -> Delivery | None:
+        """Render the day for the channel and store it in the ledger; None when there is nothing to post."""
+        papers = await papers_on_day(self.db, day, tags=channel.tags or None)
+        if papers:
+            payloads = render.digest_messages(day, papers, style=channel.style, late=late)
+            in_thread = [channel.style == "thread" and position > 0 for position in range(len(payloads))]
+        elif channel.empty_day_note:
+            payloads, in_thread = [render.empty_day_message(day)], [False]
+        else:
+            return None
+        planned = [(render.payload_to_dict(p), t) for p, t in zip(payloads, in_thread, strict=True)]
+        return await deliveries.plan_delivery(self.db, channel.channel_id, day, planned, late=late)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def _send(self, channel: DigestChannel, delivery: Delivery) -> DeliveryOutcome:
+        channel_id, day = channel.channel_id, delivery.day
+        progress = _Progress()
+        try:
+            await self._send_unsent(channel, delivery, progress)
+        except _DigestRemoved as removed:
+            await deliveries.skip_day(self.db, channel_id, day, str(removed))
+            return DeliveryOutcome(channel_id, day, "skipped", progress.sent, str(removed))
+        except _ChannelRefused as refused:
+            reason = self._broken_reason(channel, refused.error)
+            log.warning("digest channel %s is broken: %s", channel_id, reason)
+            if await channels.mark_broken(self.db, channel_id, reason):
+                await self._tell_server(channel, reason)
+            return DeliveryOutcome(channel_id, day, "broken", progress.sent, reason)
+        except TRANSIENT_ERRORS as error:
+            problem = _describe(error)
+            log.warning("digest for %s in channel %s will be retried: %s", day, channel_id, problem)
+            await channels.record_error(self.db, channel_id, problem)
+            return DeliveryOutcome(channel_id, day, "retry_later", progress.sent, problem)
+        await deliveries.finish_delivery(self.db, delivery.id)
+        await channels.record_error(self.db, channel_id, None)
+        return DeliveryOutcome(channel_id, day, "delivered", progress.sent)
+
+    async def _send_unsent(self, channel: DigestChannel, delivery: Delivery, progress: _Progress) -> None:
+        """Send the planned messages Discord has not accepted yet, in order, counting them in `progress`."""
+        target = self.bot.get_partial_messageable(channel.channel_id, guild_id=channel.guild_id)
+        thread_id = delivery.thread_id
+        header: tuple[PlannedMessage, discord.Message | None] | None = None
+        for planned in delivery.messages:
+            if not planned.in_thread:
+                message = await self._send_one(delivery, planned, target, in_thread=False)
+                header = (planned, message)
+                progress.sent += 1 if message is not None else 0
+                continue
+            if planned.message_id is not None:
+                continue
+            if thread_id is None:
+                if header is None:
+                    raise RuntimeError(f"delivery {delivery.id} has thread messages but no header before them")
+                thread_id = await self._open_thread(channel, delivery, *header)
+            thread = self.bot.get_partial_messageable(
+                thread_id, guild_id=channel.guild_id, type=discord.ChannelType.public_thread
+            )
+            await self._send_one(delivery, planned, thread, in_thread=True)
+            progress.sent += 1
+
+    async def _send_one(
+        self, delivery: Delivery, planned: PlannedMessage, target: discord.abc.Messageable, *, in_thread: bool
+    ) -> discord.Message | None:
+        """Send one planned message unless already accepted; record it at once. None if it was skipped."""
+        if planned.message_id is not None:
+            return None
+        payload = render.payload_from_dict(planned.payload)
+        try:
+            # discord.py sends `enforce_nonce: true` with every nonce: Discord then answers a
+            # repeated nonce with the message it already created instead of posting a second one.
+            message = await target.send(**payload.as_kwargs(), nonce=planned.nonce)
+        except discord.NotFound as error:
+            if in_thread:
+                raise _DigestRemoved("the digest's thread was deleted") from error
+            raise _ChannelRefused(error) from error
+        except discord.Forbidden as error:
+            raise _ChannelRefused(error) from error
+        await deliveries.mark_sent(self.db, delivery.id, planned.position, message.id)
+        return message
+
+    async def _open_thread(
+        self, channel: DigestChannel, delivery: Delivery, header: PlannedMessage, header_message: discord.Message | None
+    ) -> int:
+        """Start the digest's thread from its header message and remember it in the ledger."""
+        name = render.digest_thread_name(delivery.day)
+        header_id = header_message.id if header_message is not None else header.message_id
+        assert header_id is not None  # the header is sent before any thread message
+        try:
+            if header_message is None or header_message.guild is None:  # sent in an earlier run
+                parent = self.bot.get_channel(channel.channel_id) or await self.bot.fetch_channel(channel.channel_id)
+                header_message = parent.get_partial_message(header_id)
+            thread_id = (await header_message.create_thread(name=name)).id
+        except discord.NotFound as error:
+            if error.code == UNKNOWN_MESSAGE:
+                raise _DigestRemoved("the digest's header message was deleted") from error
+            raise _ChannelRefused(error) from error
+        except discord.Forbidden as error:
+            raise _ChannelRefused(error) from error
+        except discord.HTTPException as error:
+            if error.code != THREAD_ALREADY_CREATED:
+                raise
+            # Created by a run that crashed before recording it; a message's thread has its id.
+            thread_id = header_id
+        await deliveries.set_thread(self.db, delivery.id, thread_id)
+        return thread_id
+
+    # -- a broken channel -------------------------------------------------------------------------
+
+    def _broken_reason(self, channel: DigestChannel, error: discord.HTTPException) -> str:
+        known = self.bot.get_channel(channel.channel_id)
+        where = f"#{known.name}" if getattr(known, "name", None) else f"channel {channel.channel_id}"
+        if isinstance(error, discord.NotFound):
+            return f"Paperbot can no longer find {where} ({error.text or 'Unknown Channel'})"
+        return f"Paperbot lost access to {where} ({error.text or 'Missing Permissions'})"
+
+    async def _tell_server(self, channel: DigestChannel, reason: str) -> None:
+        """Once per breakage: the server's system channel if Paperbot may post there, else a DM to the admin."""
+        guild = self.bot.get_guild(channel.guild_id)
+        system = guild.system_channel if guild is not None else None
+        if (
+            system is not None
+            and system.id != channel.channel_id
+            and guild.me is not None
+            and system.permissions_for(guild.me).send_messages
+        ):
+            try:
+                await system.send(**render.broken_channel_notice(reason).as_kwargs())
+                return
+            except discord.HTTPException as error:
+                log.warning("could not tell server %s in its system channel: %s", channel.guild_id, _describe(error))
+        if channel.set_up_by is None:
+            log.warning("nobody to tell that digest channel %s is broken", channel.channel_id)
+            return
+        try:
+            dm = await self.bot.create_dm(discord.Object(id=channel.set_up_by))
+            notice = render.broken_channel_notice(reason, server=guild.name if guild is not None else None)
+            await dm.send(**notice.as_kwargs())
+        except discord.HTTPException as error:
+            log.warning("could not DM user %s about channel %s: %s", channel.set_up_by, channel.channel_id,
+                        _describe(error))
+
+    async def _deliver_logged(self, channel: DigestChannel, day: dt.date, late: bool) -> DeliveryOutcome:
+        try:
+            return await self.deliver(channel, day, late=late)
+        except Exception as error:  # one channel's crash must not stop the others; it resumes later
+            log.exception("digest for %s in channel %s failed", day, channel.channel_id)
+            return DeliveryOutcome(channel.channel_id, day, "failed", detail=_describe(error))
+
+
+def _describe(error: BaseException) -> str:
+    """A short, log- and admin-friendly account of a failure."""
+    if isinstance(error, discord.HTTPException):
+        text = error.text or type(error).__name__
+        return text if text.startswith(str(error.status)) else f"Discord answered {error.status}: {text}"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

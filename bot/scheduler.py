@@ -1,0 +1,146 @@
+"""When things happen: one APScheduler job per digest channel, at its local time, and the fetch job.
+
+The jobs only decide *when*; what is due is computed from the ledger by
+`due_days`, a pure function of the clock, so a restart, a missed run or a late
+digest all end in the same place: every due day posted once, oldest first.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import aiohttp
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from bot.config import Settings
+from bot.delivery import DigestPoster
+from bot.digests import fetcher
+from storage import channels, deliveries, fetches, papers
+from storage.channels import DigestChannel
+
+log = logging.getLogger(__name__)
+
+FETCH_JOB = "fetch"
+MISFIRE_GRACE = timedelta(hours=1)  # a job missed by less than this (busy loop, short pause) still runs
+
+
+def job_id(channel_id: int) -> str:
+    return f"digest:{channel_id}"
+
+
+def post_trigger(channel: DigestChannel) -> CronTrigger:
+    """Every day at the channel's wall-clock time in its zone, DST changes included."""
+    return CronTrigger(
+        hour=channel.post_time.hour, minute=channel.post_time.minute, timezone=ZoneInfo(channel.timezone)
+    )
+
+
+def last_due_day(channel: DigestChannel, now: datetime) -> date:
+    """The newest day whose post time has passed in the channel's zone."""
+    local = now.astimezone(ZoneInfo(channel.timezone))
+    return local.date() if local.time() >= channel.post_time else local.date() - timedelta(days=1)
+
+
+def first_day_for(channel: DigestChannel, last_due: date, catch_up_days: int) -> date:
+    """A channel gets digests from the day it was set up, and never more than the catch-up window back."""
+    set_up_on = channel.created_at.astimezone(ZoneInfo(channel.timezone)).date()
+    return max(set_up_on, last_due - timedelta(days=catch_up_days))
+
+
+async def due_days(conn, channel: DigestChannel, now: datetime, catch_up_days: int) -> list[tuple[date, bool]]:
+    """(day, late) pairs still owed to `channel`, oldest first; days before the newest are late."""
+    last_due = last_due_day(channel, now)
+    first = first_day_for(channel, last_due, catch_up_days)
+    if first > last_due:
+        return []
+    done = await deliveries.delivered_days(conn, channel.channel_id, since=first)
+    owed = [d for d in await papers.digest_days(conn, since=first, until=last_due) if d not in done]
+    if channel.empty_day_note and last_due not in done and last_due not in owed:
+        if await fetches.day_is_missing(conn, last_due):
+            owed.append(last_due)  # the "no digest today" note, once the fetch gave up
+    return [(day, day != last_due) for day in owed]
+
+
+class DailyScheduler:
+    """Owns the APScheduler instance; the bot creates one in setup_hook and shuts it down on close."""
+
+    def __init__(self, conn, poster: DigestPoster, settings: Settings) -> None:
+        self.conn = conn
+        self.poster = poster
+        self.settings = settings
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+
+    async def start(self, now: datetime | None = None) -> None:
+        """Schedule every channel and the fetch job, then resume and catch up what was missed."""
+        self.scheduler.start()
+        for channel in await channels.list_channels(self.conn):
+            self.schedule(channel)
+        if any(s.markdown_url or s.json_url or s.folder for s in self.settings.sources):
+            fetch = self.settings.fetch
+            trigger = CronTrigger(
+                hour=fetch.start_time.hour, minute=fetch.start_time.minute, timezone=ZoneInfo(fetch.timezone)
+            )
+            self.scheduler.add_job(
+                self.fetch_and_post, trigger, id=FETCH_JOB, replace_existing=True, coalesce=True,
+                misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
+            )
+        await self.poster.resume_unfinished()
+        await self.post_due(now)
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def schedule(self, channel: DigestChannel) -> None:
+        """(Re)schedule a channel after its settings changed; replaces its old job."""
+        self.scheduler.add_job(
+            self.post_channel, post_trigger(channel), args=[channel.channel_id], id=job_id(channel.channel_id),
+            replace_existing=True, coalesce=True, misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
+        )
+
+    def unschedule(self, channel_id: int) -> None:
+        if self.scheduler.get_job(job_id(channel_id)):
+            self.scheduler.remove_job(job_id(channel_id))
+
+    def next_post_time(self, channel_id: int) -> datetime | None:
+        job = self.scheduler.get_job(job_id(channel_id))
+        return job.next_run_time if job else None
+
+    async def post_channel(self, channel_id: int, now: datetime | None = None) -> None:
+        """The channel's daily job: post whatever is due to it."""
+        channel = await channels.get_channel(self.conn, channel_id)
+        if channel is None:
+            self.unschedule(channel_id)
+            return
+        for day, late in await due_days(self.conn, channel, now or datetime.now(UTC), self.catch_up_days):
+            await self.poster.deliver(channel, day, late=late)
+
+    async def post_due(self, now: datetime | None = None) -> None:
+        """Everything due to every channel: on start (catch-up) and after new digests arrive."""
+        now = now or datetime.now(UTC)
+        work = []
+        for channel in await channels.list_channels(self.conn):
+            if channel.broken_reason is None:
+                work += [(channel, day, late) for day, late in await due_days(self.conn, channel, now, self.catch_up_days)]
+        work.sort(key=lambda item: item[1])  # oldest first, across channels
+        if work:
+            await self.poster.deliver_many(work, concurrency=self.settings.delivery.concurrency)
+
+    async def fetch_and_post(self, now: datetime | None = None) -> None:
+        """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due."""
+        fetch = self.settings.fetch
+        day = (now or datetime.now(UTC)).astimezone(ZoneInfo(fetch.timezone)).date()
+        async with aiohttp.ClientSession() as session:
+            await fetcher.fetch_all(self.conn, session, self.settings.sources, day, fetch, on_ingested=self._on_ingested)
+        await self.post_due()
+
+    async def _on_ingested(self, day: date) -> None:
+        log.info("digest for %s ingested; posting where it is due", day)
+        await self.post_due()
+
+    @property
+    def catch_up_days(self) -> int:
+        return self.settings.delivery.catch_up_days

@@ -1,0 +1,251 @@
+"""The delivery ledger: what each channel was sent for each day, message by message.
+
+A delivery is planned once (its messages rendered and stored in one transaction) and then
+replayed, never re-rendered, until every message has a Discord message id: so a restart or a
+crash sends exactly what was planned, resuming at the first message Discord did not accept. Each
+message has a stable nonce, so a send Discord accepted but the ledger missed is dropped by Discord
+as a duplicate when it is repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import weakref
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Literal
+
+import aiosqlite
+from pydantic import BaseModel
+
+from storage._rows import fetch_all, to_day
+
+__all__ = [
+    "Delivery",
+    "PlannedMessage",
+    "delivered_days",
+    "finish_delivery",
+    "get_delivery",
+    "last_delivered_day",
+    "mark_sent",
+    "plan_delivery",
+    "set_thread",
+    "skip_day",
+    "unfinished_deliveries",
+]
+
+
+class PlannedMessage(BaseModel):
+    position: int
+    payload: dict[str, Any]  # bot.render.payload_to_dict
+    nonce: str
+    in_thread: bool
+    message_id: int | None = None  # None until Discord accepted it
+
+
+class Delivery(BaseModel):
+    id: int
+    channel_id: int
+    day: dt.date
+    late: bool
+    status: Literal["pending", "delivered", "skipped"]
+    reason: str | None = None
+    thread_id: int | None = None
+    messages: list[PlannedMessage] = []
+
+
+def message_nonce(delivery_id: int, position: int) -> str:
+    """Deterministic and unique (delivery ids are never reused); Discord allows 25 characters."""
+    return f"pb{delivery_id}.{position}"
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+# One asyncio lock per connection: coroutines share the bot's connection, and a statement run
+# while another coroutine's BEGIN ... COMMIT is open would join (or break) that transaction.
+_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _lock(conn: aiosqlite.Connection) -> asyncio.Lock:
+    lock = _locks.get(conn)
+    if lock is None:
+        lock = _locks[conn] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def _transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    async with _lock(conn):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+
+async def _write(conn: aiosqlite.Connection, sql: str, params: tuple) -> int:
+    """One autocommit statement, never inside another coroutine's transaction; returns rowcount."""
+    async with _lock(conn):
+        cursor = await conn.execute(sql, params)
+        return cursor.rowcount
+
+
+_DELIVERY_COLUMNS = "id, channel_id, day, late, status, reason, thread_id"
+
+
+async def _load(conn: aiosqlite.Connection, rows: list) -> list[Delivery]:
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    messages: dict[int, list[PlannedMessage]] = {delivery_id: [] for delivery_id in ids}
+    for row in await fetch_all(
+        conn,
+        """SELECT delivery_id, position, payload, nonce, in_thread, message_id FROM delivery_messages
+           WHERE delivery_id IN (SELECT value FROM json_each(?)) ORDER BY delivery_id, position""",
+        (json.dumps(ids),),
+    ):
+        messages[row["delivery_id"]].append(
+            PlannedMessage(
+                position=row["position"],
+                payload=json.loads(row["payload"]),
+                nonce=row["nonce"],
+                in_thread=bool(row["in_thread"]),
+                message_id=row["message_id"],
+            )
+        )
+    return [
+        Delivery(
+            id=row["id"],
+            channel_id=row["channel_id"],
+            day=to_day(row["day"]),
+            late=bool(row["late"]),
+            status=row["status"],
+            reason=row["reason"],
+            thread_id=row["thread_id"],
+            messages=messages[row["id"]],
+        )
+        for row in rows
+    ]
+
+
+async def get_delivery(conn: aiosqlite.Connection, channel_id: int, day: dt.date) -> Delivery | None:
+    rows = await fetch_all(
+        conn,
+        f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE channel_id = ? AND day = ?",
+        (channel_id, day.isoformat()),
+    )
+    found = await _load(conn, rows)
+    return found[0] if found else None
+
+
+async def plan_delivery(
+    conn: aiosqlite.Connection,
+    channel_id: int,
+    day: dt.date,
+    payload_dicts: list[tuple[dict[str, Any], bool]],
+    *,
+    late: bool,
+) -> Delivery:
+    """The channel's delivery for `day`: the stored one if any (unchanged), else a new pending one.
+
+    `payload_dicts` are (payload, in_thread) in posting order. Planning is one transaction, so a
+    delivery never exists without all its messages, and two planners cannot both create one.
+    """
+    async with _transaction(conn):
+        rows = await fetch_all(
+            conn, "SELECT id FROM deliveries WHERE channel_id = ? AND day = ?", (channel_id, day.isoformat())
+        )
+        if not rows:
+            cursor = await conn.execute(
+                "INSERT INTO deliveries (channel_id, day, late, status, planned_at) VALUES (?, ?, ?, 'pending', ?)",
+                (channel_id, day.isoformat(), int(late), _utc_now()),
+            )
+            delivery_id = cursor.lastrowid
+            await conn.executemany(
+                "INSERT INTO delivery_messages (delivery_id, position, payload, nonce, in_thread) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (delivery_id, position, json.dumps(payload, ensure_ascii=False), message_nonce(delivery_id, position),
+                     int(in_thread))
+                    for position, (payload, in_thread) in enumerate(payload_dicts)
+                ],
+            )
+    delivery = await get_delivery(conn, channel_id, day)
+    assert delivery is not None  # planned above, and deliveries are only deleted with their channel
+    return delivery
+
+
+async def mark_sent(conn: aiosqlite.Connection, delivery_id: int, position: int, message_id: int) -> None:
+    """Discord accepted this message: never send it again. The first recorded id wins."""
+    await _write(
+        conn,
+        "UPDATE delivery_messages SET message_id = ?, sent_at = ? "
+        "WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
+        (message_id, _utc_now(), delivery_id, position),
+    )
+
+
+async def set_thread(conn: aiosqlite.Connection, delivery_id: int, thread_id: int) -> None:
+    """The thread the delivery's `in_thread` messages go to, reused on resume."""
+    await _write(conn, "UPDATE deliveries SET thread_id = ? WHERE id = ?", (thread_id, delivery_id))
+
+
+async def finish_delivery(conn: aiosqlite.Connection, delivery_id: int) -> bool:
+    """Mark a pending delivery delivered; False (and nothing changed) while a message is unsent."""
+    changed = await _write(
+        conn,
+        """UPDATE deliveries SET status = 'delivered', finished_at = ?
+           WHERE id = ? AND status = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM delivery_messages WHERE delivery_id = ? AND message_id IS NULL)""",
+        (_utc_now(), delivery_id, delivery_id),
+    )
+    return changed > 0
+
+
+async def skip_day(conn: aiosqlite.Connection, channel_id: int, day: dt.date, reason: str) -> None:
+    """Record that `day` needs nothing posted in the channel (e.g. "no papers").
+
+    Idempotent: a delivered or skipped day is left as it is; a pending one becomes skipped (its
+    unsent messages are abandoned).
+    """
+    now = _utc_now()
+    await _write(
+        conn,
+        """INSERT INTO deliveries (channel_id, day, late, status, reason, planned_at, finished_at)
+           VALUES (?, ?, 0, 'skipped', ?, ?, ?)
+           ON CONFLICT (channel_id, day) DO UPDATE SET
+               status = 'skipped', reason = excluded.reason, finished_at = excluded.finished_at
+           WHERE status = 'pending'""",
+        (channel_id, day.isoformat(), reason, now, now),
+    )
+
+
+async def last_delivered_day(conn: aiosqlite.Connection, channel_id: int) -> dt.date | None:
+    """The latest day whose digest was posted in full (skipped days do not count)."""
+    rows = await fetch_all(
+        conn, "SELECT max(day) FROM deliveries WHERE channel_id = ? AND status = 'delivered'", (channel_id,)
+    )
+    return to_day(rows[0][0]) if rows[0][0] else None
+
+
+async def unfinished_deliveries(conn: aiosqlite.Connection) -> list[Delivery]:
+    """Pending deliveries, oldest day first: what to resume at start-up."""
+    rows = await fetch_all(
+        conn, f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE status = 'pending' ORDER BY day, id"
+    )
+    return await _load(conn, rows)
+
+
+async def delivered_days(conn: aiosqlite.Connection, channel_id: int, since: dt.date) -> set[dt.date]:
+    """Days from `since` on that need nothing more in the channel: delivered or skipped."""
+    rows = await fetch_all(
+        conn,
+        "SELECT day FROM deliveries WHERE channel_id = ? AND day >= ? AND status IN ('delivered', 'skipped')",
+        (channel_id, since.isoformat()),
+    )
+    return {to_day(row[0]) for row in rows}

@@ -1,0 +1,127 @@
+"""/digest admin commands and scheduled posting, end to end on the fake Discord with a controlled clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from storage import channels, deliveries
+from tests.fakediscord import Perm
+from tests.world import EPHEMERAL, World, assert_private_error
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+async def setup_channel(world: World, **options) -> dict:
+    options.setdefault("channel", world.channel.id)
+    _, response = await world.command("digest", "setup", user=world.owner, **options)
+    return response
+
+
+def posted(world: World, channel_id: int | None = None) -> list[dict]:
+    return [m for m in world.fake.messages_in(channel_id or world.channel.id) if m["author"]["id"] == str(world.bot.user.id)]
+
+
+async def test_admin_sets_up_a_channel_and_it_is_scheduled(world: World) -> None:
+    response = await setup_channel(world, time="07:30", timezone="Asia/Tokyo", tags="Robotics, computer vision")
+    assert response["data"]["flags"] & EPHEMERAL
+    assert "07:30 Asia/Tokyo" in response["data"]["content"] and "<t:" in response["data"]["content"]
+    row = await channels.get_channel(world.bot.db, world.channel.id)
+    assert (row.post_time.hour, row.post_time.minute, row.timezone) == (7, 30, "Asia/Tokyo")
+    assert row.tags == ["Robotics", "Computer Vision"]
+    next_post = world.bot.daily.next_post_time(world.channel.id)
+    assert (next_post.astimezone(UTC).hour, next_post.minute) == (22, 30)  # 07:30 JST is 22:30 UTC
+
+
+async def test_the_commands_are_hidden_from_non_admins_by_default(world: World) -> None:
+    digest = world.fake.commands[None]["digest"]
+    assert int(digest["default_member_permissions"]) == Perm.MANAGE_GUILD
+    assert digest.get("contexts") in (None, [0]) or digest.get("dm_permission") is False
+
+
+async def test_non_admins_are_refused_and_nothing_changes(world: World) -> None:
+    _, response = await world.command("digest", "setup", user=world.alice, channel=world.channel.id)
+    assert_private_error(response, "Manage Server")
+    assert await channels.get_channel(world.bot.db, world.channel.id) is None
+    _, response = await world.command("digest", "post", user=world.alice)
+    assert_private_error(response, "Manage Server")
+
+
+@pytest.mark.parametrize(
+    ("options", "fragments"),
+    [
+        ({"timezone": "Mars/Olympus"}, ("not a time zone", "Europe/Berlin")),
+        ({"time": "25:99"}, ("24-hour time",)),
+        ({"time": "nine"}, ("24-hour time",)),
+        ({"tags": "Robotcs"}, ("Robotcs", "did you mean", "Robotics")),
+    ],
+)
+async def test_bad_settings_are_clear_errors(world: World, options: dict, fragments: tuple[str, ...]) -> None:
+    assert_private_error(await setup_channel(world, **options), *fragments)
+    assert await channels.get_channel(world.bot.db, world.channel.id) is None
+
+
+async def test_timezone_autocomplete(world: World) -> None:
+    handle = await world.fake.send_autocomplete(
+        world.guild, world.channel, world.owner, "digest", subcommand="setup", focused="timezone", value="berl"
+    )
+    choices = (await handle.response())["data"]["choices"]
+    assert [c["value"] for c in choices] == ["Europe/Berlin"]
+
+
+async def test_missing_bot_permission_is_named(world: World) -> None:
+    everyone = world.fake.state.guild(world.guild.id).everyone
+    await world.fake.change_channel_permissions(world.channel, everyone, deny=Perm.EMBED_LINKS)
+    await world.fake.wait_for(
+        lambda: not world.bot.get_channel(world.channel.id).permissions_for(world.bot.get_guild(world.guild.id).me).embed_links,
+        what="the permission change to reach the bot",
+    )
+    assert_private_error(await setup_channel(world), "Embed Links")
+
+
+async def test_status_and_remove(world: World) -> None:
+    await setup_channel(world, time="09:00", timezone="Europe/Berlin")
+    _, status = await world.command("digest", "status", user=world.owner)
+    field = status["data"]["embeds"][0]["fields"][0]
+    assert "Europe/Berlin" in field["value"] and "Last day delivered: none yet" in field["value"]
+    _, removed = await world.command("digest", "remove", user=world.owner, channel=world.channel.id)
+    assert "no longer" in removed["data"]["content"]
+    assert world.bot.daily.next_post_time(world.channel.id) is None
+    _, again = await world.command("digest", "remove", user=world.owner, channel=world.channel.id)
+    assert_private_error(again, "does not get the daily digest")
+
+
+async def test_post_now_posts_once(world: World) -> None:
+    await setup_channel(world)
+    handle, response = await world.command("digest", "post", user=world.owner, day="2025-02-20")
+    assert response["type"] == 5  # deferred while posting
+    await handle.followup()
+    first = posted(world)
+    assert first and "2025-02-20" in first[0]["content"]
+    _, again = await world.command("digest", "post", user=world.owner, day="2025-02-20")
+    assert_private_error(again, "already posted")
+    assert posted(world) == first
+
+
+async def test_two_zones_each_get_the_digest_at_their_local_time(world: World) -> None:
+    berlin, new_york = world.channel, await world.fake.create_text_channel(world.guild, "papers-ny")
+    await world.fake.wait_for(lambda: world.bot.get_channel(new_york.id), what="the new channel")
+    for target, zone in ((berlin, "Europe/Berlin"), (new_york, "America/New_York")):
+        await setup_channel(world, channel=target.id, time="09:00", timezone=zone)
+    for target in (berlin, new_york):  # as if set up before the day began
+        row = await channels.get_channel(world.bot.db, target.id)
+        await channels.save_channel(world.bot.db, row.model_copy(update={"created_at": utc(2025, 3, 18, 5)}))
+
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 8, 30))  # 09:30 Berlin, 04:30 New York
+    assert posted(world, berlin.id) and not posted(world, new_york.id)
+    assert "2025-03-18" in posted(world, berlin.id)[0]["content"]
+
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 13, 30))  # 09:30 New York
+    assert "2025-03-18" in posted(world, new_york.id)[0]["content"]
+    berlin_count = len(posted(world, berlin.id))
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 23, 0))  # later the same day: nothing new
+    assert len(posted(world, berlin.id)) == berlin_count
+    assert await deliveries.last_delivered_day(world.bot.db, berlin.id) == date(2025, 3, 18)

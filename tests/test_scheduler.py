@@ -1,0 +1,91 @@
+"""When digests are due: local post times, time zones, DST, catch-up windows, setup day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.scheduler import due_days, last_due_day, post_trigger
+from storage import channels, db, deliveries
+from storage.channels import DigestChannel
+
+
+def channel(zone: str = "Europe/Berlin", at: time = time(9, 0), created: datetime | None = None, **extra) -> DigestChannel:
+    return DigestChannel(
+        channel_id=extra.pop("channel_id", 1), guild_id=10, post_time=at, timezone=zone, tags=[], style="compact",
+        empty_day_note=False, set_up_by=None, created_at=created or datetime(2025, 1, 1, tzinfo=UTC), **extra,
+    )
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def fire_times(row: DigestChannel, start: datetime, count: int) -> list[datetime]:
+    trigger, times, previous = post_trigger(row), [], None
+    now = start
+    for _ in range(count):
+        previous = trigger.get_next_fire_time(previous, now)
+        times.append(previous)
+        now = previous + timedelta(seconds=1)
+    return times
+
+
+def test_posts_at_local_time_across_a_dst_change() -> None:
+    # Europe/Berlin leaves CET (UTC+1) for CEST (UTC+2) at 02:00 on 2025-03-30.
+    times = fire_times(channel(), utc(2025, 3, 28, 12), 4)
+    assert [t.astimezone(UTC).hour for t in times] == [8, 7, 7, 7]
+    assert all(t.hour == 9 and t.tzinfo.key == "Europe/Berlin" for t in times)
+    assert [t.date() for t in times] == [date(2025, 3, 29), date(2025, 3, 30), date(2025, 3, 31), date(2025, 4, 1)]
+
+
+def test_no_drift_over_a_year() -> None:
+    times = fire_times(channel("America/New_York", time(18, 30)), utc(2025, 1, 1), 365)
+    assert all((t.hour, t.minute) == (18, 30) for t in times)
+    assert len({t.date() for t in times}) == 365
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "expected"),
+    [
+        ("Europe/Berlin", utc(2025, 3, 18, 7, 59), date(2025, 3, 17)),  # 08:59 local: not yet
+        ("Europe/Berlin", utc(2025, 3, 18, 8, 0), date(2025, 3, 18)),  # 09:00 local: due
+        ("America/New_York", utc(2025, 3, 18, 8, 0), date(2025, 3, 17)),  # 04:00 local
+        ("Asia/Tokyo", utc(2025, 3, 18, 0, 0), date(2025, 3, 18)),  # 09:00 local
+    ],
+)
+def test_last_due_day_follows_the_channel_zone(zone: str, now: datetime, expected: date) -> None:
+    assert last_due_day(channel(zone), now) == expected
+
+
+@pytest.fixture
+async def conn(library_path: Path):
+    connection = await db.connect(library_path)
+    yield connection
+    await connection.close()
+
+
+async def test_due_days_start_on_the_setup_day(conn) -> None:
+    row = channel(created=utc(2025, 3, 18, 5))
+    await channels.save_channel(conn, row)
+    assert await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=30) == [(date(2025, 3, 18), False)]
+
+
+async def test_catch_up_is_oldest_first_late_and_bounded(conn) -> None:
+    row = channel(created=utc(2025, 3, 1))
+    await channels.save_channel(conn, row)
+    owed = await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=3)
+    assert [d for d, _ in owed] == sorted(d for d, _ in owed)
+    assert owed[-1] == (date(2025, 3, 18), False)
+    assert all(late for _, late in owed[:-1]) and owed[:-1]
+    assert owed[0][0] >= date(2025, 3, 15)
+
+
+async def test_delivered_and_skipped_days_are_not_owed_again(conn) -> None:
+    row = channel(created=utc(2025, 3, 1))
+    await channels.save_channel(conn, row)
+    owed = await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=3)
+    await deliveries.skip_day(conn, row.channel_id, owed[0][0], "no papers")
+    assert owed[0] not in await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=3)
