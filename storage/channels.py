@@ -15,6 +15,7 @@ from typing import Literal
 import aiosqlite
 from pydantic import BaseModel, Field, field_validator
 
+from storage.db import write
 from storage._rows import fetch_all, to_json
 
 __all__ = [
@@ -120,7 +121,8 @@ async def save_channel(conn: aiosqlite.Connection, channel: DigestChannel) -> No
     """
     now = _utc_now()
     created_at = _utc_text(channel.created_at) if channel.created_at is not None else None
-    await conn.execute(
+    await write(
+        conn,
         """INSERT INTO digest_channels
                (channel_id, guild_id, post_time, timezone, tags, style, empty_day_note, set_up_by,
                 created_at, updated_at, broken_reason, broken_notified)
@@ -150,8 +152,7 @@ async def save_channel(conn: aiosqlite.Connection, channel: DigestChannel) -> No
 
 async def remove_channel(conn: aiosqlite.Connection, channel_id: int) -> bool:
     """Stop the digest in a channel (its delivery history goes too); False if it had none."""
-    cursor = await conn.execute("DELETE FROM digest_channels WHERE channel_id = ?", (channel_id,))
-    return cursor.rowcount > 0
+    return await write(conn, "DELETE FROM digest_channels WHERE channel_id = ?", (channel_id,)) > 0
 
 
 async def get_channel(conn: aiosqlite.Connection, channel_id: int) -> DigestChannel | None:
@@ -175,20 +176,22 @@ async def mark_broken(conn: aiosqlite.Connection, channel_id: int, reason: str) 
 
     The test-and-set is one UPDATE, so two deliveries failing at once cannot both notify.
     """
-    claimed = await conn.execute(
+    claimed = await write(
+        conn,
         "UPDATE digest_channels SET broken_reason = ?, broken_notified = 1 "
         "WHERE channel_id = ? AND broken_notified = 0",
         (reason, channel_id),
     )
-    if claimed.rowcount > 0:
+    if claimed > 0:
         return True
-    await conn.execute("UPDATE digest_channels SET broken_reason = ? WHERE channel_id = ?", (reason, channel_id))
+    await write(conn, "UPDATE digest_channels SET broken_reason = ? WHERE channel_id = ?", (reason, channel_id))
     return False
 
 
 async def record_error(conn: aiosqlite.Connection, channel_id: int, error: str | None) -> None:
     """Remember the last transient failure (None after a success clears it)."""
-    await conn.execute(
+    await write(
+        conn,
         "UPDATE digest_channels SET last_error = ?, last_error_at = ? WHERE channel_id = ?",
         (error, _utc_now() if error is not None else None, channel_id),
     )

@@ -7,8 +7,12 @@ always current before anyone reads it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -153,24 +157,55 @@ async def _tag_count_problems(conn: aiosqlite.Connection) -> list[str]:
         return [f"tag {row[0]!r} counts {row[1]} papers but has {row[2]}" for row in await cursor.fetchall()]
 
 
+# One writer at a time per connection. The bot's coroutines share one connection, and a
+# statement run while another coroutine's BEGIN … COMMIT is open would join (or break) it.
+_write_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def write_lock(conn: aiosqlite.Connection) -> asyncio.Lock:
+    lock = _write_locks.get(conn)
+    if lock is None:
+        lock = _write_locks[conn] = asyncio.Lock()
+    return lock
+
+
+@asynccontextmanager
+async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN IMMEDIATE … COMMIT under the connection's write lock; ROLLBACK on any error.
+
+    Every multi-statement write in `storage` goes through here, so a failure leaves
+    nothing half-written and concurrent writers never interleave.
+    """
+    async with write_lock(conn):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                await conn.execute("ROLLBACK")
+            raise
+
+
+async def write(conn: aiosqlite.Connection, sql: str, params: tuple = ()) -> int:
+    """One autocommit statement, never inside another coroutine's transaction; returns rowcount."""
+    async with write_lock(conn):
+        cursor = await conn.execute(sql, params)
+        return cursor.rowcount
+
+
 async def rebuild_search_index(conn: aiosqlite.Connection) -> None:
     """Re-create the full-text index from the papers table.
 
     FTS5's own 'rebuild' cannot read the content view (it uses json_each), so
     this empties the index and re-inserts from the view in one transaction.
     """
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with transaction(conn):
         await conn.execute("INSERT INTO papers_fts (papers_fts) VALUES ('delete-all')")
         await conn.execute(
             "INSERT INTO papers_fts (rowid, title, authors, summary, tags, facets) "
             "SELECT id, title, authors, summary, tags, facets FROM paper_search_text"
         )
-        await conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
-        raise
 
 
 async def _database_file(conn: aiosqlite.Connection) -> str:

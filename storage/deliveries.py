@@ -9,17 +9,15 @@ as a duplicate when it is repeated.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import weakref
-from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 
 import aiosqlite
 from pydantic import BaseModel
 
 from storage._rows import fetch_all, to_day
+from storage.db import transaction, write
 
 __all__ = [
     "Delivery",
@@ -62,38 +60,6 @@ def message_nonce(delivery_id: int, position: int) -> str:
 
 def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-# One asyncio lock per connection: coroutines share the bot's connection, and a statement run
-# while another coroutine's BEGIN ... COMMIT is open would join (or break) that transaction.
-_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _lock(conn: aiosqlite.Connection) -> asyncio.Lock:
-    lock = _locks.get(conn)
-    if lock is None:
-        lock = _locks[conn] = asyncio.Lock()
-    return lock
-
-
-@asynccontextmanager
-async def _transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
-    async with _lock(conn):
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            await conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                await conn.execute("ROLLBACK")
-            raise
-
-
-async def _write(conn: aiosqlite.Connection, sql: str, params: tuple) -> int:
-    """One autocommit statement, never inside another coroutine's transaction; returns rowcount."""
-    async with _lock(conn):
-        cursor = await conn.execute(sql, params)
-        return cursor.rowcount
 
 
 _DELIVERY_COLUMNS = "id, channel_id, day, late, status, reason, thread_id"
@@ -157,7 +123,7 @@ async def plan_delivery(
     `payload_dicts` are (payload, in_thread) in posting order. Planning is one transaction, so a
     delivery never exists without all its messages, and two planners cannot both create one.
     """
-    async with _transaction(conn):
+    async with transaction(conn):
         rows = await fetch_all(
             conn, "SELECT id FROM deliveries WHERE channel_id = ? AND day = ?", (channel_id, day.isoformat())
         )
@@ -182,7 +148,7 @@ async def plan_delivery(
 
 async def mark_sent(conn: aiosqlite.Connection, delivery_id: int, position: int, message_id: int) -> None:
     """Discord accepted this message: never send it again. The first recorded id wins."""
-    await _write(
+    await write(
         conn,
         "UPDATE delivery_messages SET message_id = ?, sent_at = ? "
         "WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
@@ -192,12 +158,12 @@ async def mark_sent(conn: aiosqlite.Connection, delivery_id: int, position: int,
 
 async def set_thread(conn: aiosqlite.Connection, delivery_id: int, thread_id: int) -> None:
     """The thread the delivery's `in_thread` messages go to, reused on resume."""
-    await _write(conn, "UPDATE deliveries SET thread_id = ? WHERE id = ?", (thread_id, delivery_id))
+    await write(conn, "UPDATE deliveries SET thread_id = ? WHERE id = ?", (thread_id, delivery_id))
 
 
 async def finish_delivery(conn: aiosqlite.Connection, delivery_id: int) -> bool:
     """Mark a pending delivery delivered; False (and nothing changed) while a message is unsent."""
-    changed = await _write(
+    changed = await write(
         conn,
         """UPDATE deliveries SET status = 'delivered', finished_at = ?
            WHERE id = ? AND status = 'pending'
@@ -214,7 +180,7 @@ async def skip_day(conn: aiosqlite.Connection, channel_id: int, day: dt.date, re
     unsent messages are abandoned).
     """
     now = _utc_now()
-    await _write(
+    await write(
         conn,
         """INSERT INTO deliveries (channel_id, day, late, status, reason, planned_at, finished_at)
            VALUES (?, ?, 0, 'skipped', ?, ?, ?)

@@ -13,6 +13,7 @@ from typing import Literal, get_args
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
+from storage.db import write_lock
 from storage._rows import fetch_all
 
 __all__ = [
@@ -93,15 +94,16 @@ async def record_attempt(
     if status not in STATUSES:
         raise ValueError(f"unknown fetch status {status!r}; expected one of {', '.join(STATUSES)}")
     when = _utc_text(at)
-    rows = await fetch_all(
-        conn,
-        f"""INSERT INTO fetches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
+    async with write_lock(conn):
+        rows = await fetch_all(
+            conn,
+            f"""INSERT INTO fetches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
             ON CONFLICT (source, day, kind) DO UPDATE SET
                 status = excluded.status, detail = excluded.detail, attempts = attempts + 1,
                 last_attempt_at = excluded.last_attempt_at
             RETURNING {_COLUMNS}""",
-        (source, day.isoformat(), kind, status, detail, when, when),
-    )
+            (source, day.isoformat(), kind, status, detail, when, when),
+        )
     return _from_row(rows[0])
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import aiosqlite
 
+from storage.db import transaction
 from storage._rows import fetch_all, id_list, to_json
 from storage.facets import paper_facets
 from storage.models import Digest, IngestResult, Paper
@@ -81,16 +82,9 @@ async def ingest_digest(
         )
     papers = _first_listings(digest.papers)
     job = _DigestIngest(conn, day=digest.date.isoformat(), source=source, now=_utc_now())
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
+    async with transaction(conn):
         await job.save_digest_row(origin, sha256, len(papers), len(digest.problems))
-        result = await job.ingest_papers(papers)
-        await conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
-            await conn.execute("ROLLBACK")
-        raise
-    return result
+        return await job.ingest_papers(papers)
 
 
 def _utc_now() -> str:

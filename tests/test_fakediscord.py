@@ -17,7 +17,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from tests.fakediscord import FakeDiscord, MessageFlag, Op, Perm, running_bot
-from tests.fakediscord.fixtures import fake_discord  # noqa: F401  (pytest fixture)
 
 WORDS = ["alpha", "alphabet", "beta"]
 MESSAGES = "/channels/{channel_id}/messages"

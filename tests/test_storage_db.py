@@ -193,3 +193,28 @@ async def test_rebuild_search_index_restores_search(conn):
     assert (await search(conn, "diffusion")).total == 3
     assert (await search(conn, "lovelace")).total == 3
     assert await db.integrity_check(conn) == []
+
+
+async def test_concurrent_writers_on_one_connection_never_interleave(conn):
+    """The bot shares one connection: an ingest (a transaction over many awaits) and a
+    single-statement write from another coroutine must each stay whole."""
+    import asyncio
+
+    from storage import channels
+    from storage.channels import DigestChannel
+
+    row = DigestChannel(channel_id=1, guild_id=2, post_time=dt.time(9), timezone="UTC", tags=[], style="compact",
+                        empty_day_note=False, set_up_by=None)
+    await channels.save_channel(conn, row)
+
+    async def record_errors() -> None:
+        for n in range(50):
+            await channels.record_error(conn, 1, f"error {n}")
+            await asyncio.sleep(0)
+
+    days = [dt.date(2025, 1, d) for d in range(1, 21)]
+    await asyncio.gather(record_errors(), *(ingest_digest(conn, a_digest(day, 30), source="s", origin="o",
+                                                           sha256="x") for day in days))
+    assert not conn.in_transaction
+    assert (await channels.get_channel(conn, 1)).last_error == "error 49"
+    assert await db.integrity_check(conn) == []

@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.papers import MAX_CHOICES, parse_date, quoted
+from bot.cogs.papers import MAX_CHOICES, known_tag, parse_date, quoted
 from bot.errors import UserError
 from storage import channels, deliveries, papers
 from storage.channels import DigestChannel
@@ -100,15 +100,7 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         return configured[0].timezone if configured else DEFAULT_ZONE
 
     async def _tags(self, text: str | None) -> list[str]:
-        names = []
-        for wanted in filter(None, (part.strip() for part in (text or "").split(","))):
-            name = await papers.resolve_tag(self.db, wanted)
-            if name is None:
-                closest = await papers.closest_tags(self.db, wanted)
-                hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
-                raise UserError(f"No paper is tagged “{quoted(wanted)}”.{hint}")
-            names.append(name)
-        return names
+        return [await known_tag(self.db, part.strip()) for part in (text or "").split(",") if part.strip()]
 
     async def zone_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         needle = current.strip().lower().replace(" ", "_")

@@ -36,6 +36,16 @@ def quoted(text: str) -> str:
     return render.truncate(discord.utils.escape_markdown(text), 100)
 
 
+async def known_tag(db, text: str) -> str:
+    """The stored tag `text` names (any case or spelling variant), or a UserError with the closest ones."""
+    name = await papers.resolve_tag(db, text)
+    if name is None:
+        closest = await papers.closest_tags(db, text)
+        hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
+        raise UserError(f"No paper is tagged “{quoted(text)}”.{hint} `/tags` lists every tag.")
+    return name
+
+
 def search_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
     limits = interaction.client.settings.commands  # type: ignore[attr-defined]
     return app_commands.Cooldown(limits.search_rate, limits.search_per_seconds)
@@ -54,14 +64,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     # ----- helpers ---------------------------------------------------------------------
 
     async def _resolve_tag(self, tag: str | None) -> str | None:
-        if not tag:
-            return None
-        name = await papers.resolve_tag(self.db, tag)
-        if name is None:
-            closest = await papers.closest_tags(self.db, tag)
-            hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
-            raise UserError(f"No paper is tagged “{quoted(tag)}”.{hint} `/tags` lists every tag.")
-        return name
+        return await known_tag(self.db, tag) if tag else None
 
     async def _send_pages(self, interaction: discord.Interaction, title: str, first: SearchPage, fetch) -> None:
         """Page through results: `fetch(offset, limit)` returns a SearchPage."""

@@ -18,7 +18,6 @@ import logging
 import random
 import sqlite3
 import string
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -220,18 +219,6 @@ def digest_problem(data: bytes, target: str, day: date) -> str | None:
     return None
 
 
-_write_turns: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _write_turn(conn: aiosqlite.Connection) -> asyncio.Lock:
-    """One writer at a time per connection: an ingest is a transaction spanning many awaits,
-    and another coroutine's statement on the same connection would land inside it."""
-    lock = _write_turns.get(conn)
-    if lock is None:
-        lock = _write_turns[conn] = asyncio.Lock()
-    return lock
-
-
 @dataclass
 class _Attempt:
     outcome: Outcome
@@ -245,8 +232,7 @@ async def _store(conn: aiosqlite.Connection, data: bytes, location: Location, da
     if problem:
         return _Attempt(Outcome.BROKEN, f"{location.target}: {problem}")
     try:
-        async with _write_turn(conn):
-            outcome = await ingest_bytes(conn, data, location)
+        outcome = await ingest_bytes(conn, data, location)
     except sqlite3.OperationalError as error:  # locked past the busy timeout, disk full: rolled back
         log.warning("could not store %s", location.target, exc_info=True)
         return _Attempt(Outcome.TRANSIENT, f"{location.target}: could not store it ({error})")
@@ -342,8 +328,7 @@ async def fetch_once(
             target = urls[kind]
             attempt = await _attempt_url(conn, session, source, day, target, timeout)
         status, detail = _log_status(attempt, day, final=final)
-        async with _write_turn(conn):
-            record = await fetches.record_attempt(conn, source.name, day, kind, status, detail, at=now())
+        record = await fetches.record_attempt(conn, source.name, day, kind, status, detail, at=now())
         _log_attempt(source.name, day, kind, status, detail)
         files = tuple(attempt.files)
         results.append(FetchResult(source.name, day, kind, target, attempt.outcome, detail, record, files))
@@ -431,8 +416,7 @@ async def _ingested_before(conn: aiosqlite.Connection, source: str, day: date, k
 async def _notify(conn: aiosqlite.Connection, on_ingested: OnIngested, day: date) -> None:
     """A failing callback (Discord down) must not stop the other files from being fetched."""
     try:
-        async with _write_turn(conn):
-            await on_ingested(day)
+        await on_ingested(day)
     except Exception:
         log.exception("on_ingested(%s) failed; fetching goes on", day)
 

@@ -1,0 +1,55 @@
+"""`paperbot run` as a real process pointed at the fake Discord by config, and command sync."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from bot.client import Paperbot
+from bot.config import DatabaseSettings, DiscordSettings, Settings
+from tests.fakediscord import FakeDiscord, running_bot
+
+REPO = Path(__file__).parent.parent
+
+
+async def test_commands_sync_to_development_guilds_only(fake_discord: FakeDiscord, library_path: Path) -> None:
+    guild = fake_discord.add_guild("Dev")
+    settings = Settings(database=DatabaseSettings(path=library_path), discord=DiscordSettings(dev_guild_ids=[guild.id]))
+    async with running_bot(fake_discord, lambda: Paperbot(settings, guild_ready_timeout=0.01)):
+        assert {"papers", "paper", "tags", "digest"} <= set(fake_discord.commands.get(guild.id, {}))
+        assert not fake_discord.commands.get(None)
+
+
+async def test_run_serves_commands_and_stops_cleanly_on_sigterm(
+    fake_discord: FakeDiscord, library_path: Path, tmp_path: Path
+) -> None:
+    guild = fake_discord.add_guild("Research", channels=("papers",))
+    alice = fake_discord.add_user("alice")
+    fake_discord.add_member(guild, alice)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\npath = "{library_path}"\n'
+        f'[discord]\napi_base_url = "{fake_discord.api_base_url}"\ngateway_url = "{fake_discord.gateway_url}"\n'
+    )
+    env = {**os.environ, "DISCORD_TOKEN": fake_discord.token}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config),
+        cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await fake_discord.wait_for(lambda: fake_discord.commands.get(None), timeout=20, what="the bot to sync")
+        await fake_discord.gateway.wait_for_dispatch("GUILD_CREATE")
+        channel = fake_discord.state.channel(guild.channel_ids[0])
+        handle = await fake_discord.send_slash_command(guild, channel, alice, "paper", options={"id": "2502.13923"})
+        response = await handle.response(timeout=10)
+        assert "Qwen2.5-VL" in response["data"]["embeds"][0]["title"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=20)
+    log = output.decode()
+    assert process.returncode == 0, log
+    assert "shutting down" in log and "Traceback" not in log
+    assert fake_discord.token not in log, "the token must never be logged"
