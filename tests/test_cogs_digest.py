@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, time
 
 import pytest
 
 from storage import channels, deliveries
+from storage.channels import DigestChannel
 from tests.fakediscord import Perm
 from tests.world import EPHEMERAL, World, assert_private_error
 
@@ -125,3 +127,68 @@ async def test_two_zones_each_get_the_digest_at_their_local_time(world: World) -
     await world.bot.daily.post_due(now=utc(2025, 3, 18, 23, 0))  # later the same day: nothing new
     assert len(posted(world, berlin.id)) == berlin_count
     assert await deliveries.last_delivered_day(world.bot.db, berlin.id) == date(2025, 3, 18)
+
+
+# ----- scheduled posting with a controlled clock --------------------------------------------
+
+
+async def digest_channel(world: World, name: str, *, zone: str = "Europe/Berlin", created: datetime) -> int:
+    target = await world.fake.create_text_channel(world.guild, name)
+    await world.fake.wait_for(lambda: world.bot.get_channel(target.id), what=f"#{name} to reach the bot")
+    await channels.save_channel(world.bot.db, DigestChannel(
+        channel_id=target.id, guild_id=world.guild.id, post_time=time(9, 0), timezone=zone, tags=[],
+        style="compact", empty_day_note=False, set_up_by=world.owner.id, created_at=created,
+    ))
+    return target.id
+
+
+def headers(world: World, channel_id: int) -> list[str]:
+    return [m["content"] for m in posted(world, channel_id) if m["content"]]
+
+
+async def test_catch_up_after_downtime_posts_missed_days_once_oldest_first_marked_late(world: World) -> None:
+    target = await digest_channel(world, "catch-up", created=utc(2025, 3, 1))
+    await world.bot.daily.post_due(now=utc(2025, 3, 14, 8, 30))  # the bot comes back on Friday 09:30
+    posted_days = [re.search(r"\d{4}-\d{2}-\d{2}", h).group() for h in headers(world, target)]
+    assert posted_days == ["2025-03-11", "2025-03-12", "2025-03-13", "2025-03-14"]  # catch_up_days = 3
+    assert all("late" in h for h in headers(world, target)[:-1]) and "late" not in headers(world, target)[-1]
+    before = len(posted(world, target))
+    await world.bot.daily.post_due(now=utc(2025, 3, 14, 8, 31))  # a restart a minute later
+    assert len(posted(world, target)) == before
+
+
+async def test_a_dst_change_keeps_the_local_post_time(world: World) -> None:
+    target = await digest_channel(world, "dst", created=utc(2025, 3, 27))
+    await world.bot.daily.post_due(now=utc(2025, 3, 28, 7, 59))  # 08:59 CET: not yet
+    assert not any("2025-03-28" in h for h in headers(world, target))
+    await world.bot.daily.post_due(now=utc(2025, 3, 28, 8, 0))  # 09:00 CET
+    assert any("2025-03-28" in h for h in headers(world, target))
+    await world.bot.daily.post_due(now=utc(2025, 3, 31, 6, 59))  # 08:59 CEST: not yet
+    assert not any("2025-03-31" in h for h in headers(world, target))
+    await world.bot.daily.post_due(now=utc(2025, 3, 31, 7, 0))  # 09:00 CEST
+    assert any("2025-03-31" in h for h in headers(world, target))
+
+
+async def test_a_deleted_channel_is_marked_broken_and_others_still_get_the_digest(world: World) -> None:
+    gone = await digest_channel(world, "gone", created=utc(2025, 3, 18, 5))
+    kept = await digest_channel(world, "kept", created=utc(2025, 3, 18, 5))
+    await world.fake.delete_channel(gone)
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 9))
+    assert headers(world, kept) and "2025-03-18" in headers(world, kept)[0]
+    row = await channels.get_channel(world.bot.db, gone)
+    assert row.broken_reason and "find" in row.broken_reason
+    _, status = await world.command("digest", "status", user=world.owner)
+    assert any("Not posting" in f["value"] for f in status["data"]["embeds"][0]["fields"])
+
+
+async def test_fan_out_under_rate_limits_posts_every_message_exactly_once(world: World) -> None:
+    world.fake.enable_rate_limits(per_route=(1, 0.1), global_per_second=50)  # each channel's 2nd message waits
+    targets = [await digest_channel(world, f"fan-{n}", created=utc(2025, 3, 18, 5)) for n in range(12)]
+    world.fake.fail_next("POST", f"/channels/{targets[0]}/messages", status=429, retry_after=0.05)
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 9))
+    for target in targets:
+        stored = await deliveries.get_delivery(world.bot.db, target, date(2025, 3, 18))
+        assert stored.status == "delivered"
+        assert [int(m["id"]) for m in posted(world, target)] == [m.message_id for m in stored.messages]
+        assert len(stored.messages) > 1
+    assert sum(r.status == 429 for r in world.fake.requests) >= 1  # retried by discord.py, not duplicated
