@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from bot.digests.ingest import ingest_targets
 from storage import db
@@ -39,3 +40,19 @@ def library_path(corpus_library: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "library.db"
     shutil.copyfile(corpus_library, copy)
     return copy
+
+
+@pytest_asyncio.fixture
+async def conn(tmp_path: Path):
+    """An empty library on a real SQLite file."""
+    connection = await db.connect(tmp_path / "library.db")
+    yield connection
+    await connection.close()
+
+
+@pytest_asyncio.fixture
+async def library(library_path: Path):
+    """A connection to a copy of the corpus library."""
+    connection = await db.connect(library_path)
+    yield connection
+    await connection.close()

@@ -147,13 +147,6 @@ async def producer():
 
 
 @pytest.fixture
-async def conn(tmp_path):
-    connection = await db.connect(tmp_path / "library.db")
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
 async def session():
     async with aiohttp.ClientSession() as client:
         yield client

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.scheduler import due_days, last_due_day, post_trigger
-from storage import channels, db, deliveries
+from storage import channels, deliveries
 from storage.channels import DigestChannel
 
 
@@ -60,32 +59,25 @@ def test_last_due_day_follows_the_channel_zone(zone: str, now: datetime, expecte
     assert last_due_day(channel(zone), now) == expected
 
 
-@pytest.fixture
-async def conn(library_path: Path):
-    connection = await db.connect(library_path)
-    yield connection
-    await connection.close()
-
-
-async def test_due_days_start_on_the_setup_day(conn) -> None:
+async def test_due_days_start_on_the_setup_day(library) -> None:
     row = channel(created=utc(2025, 3, 18, 5))
-    await channels.save_channel(conn, row)
-    assert await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=30) == [(date(2025, 3, 18), False)]
+    await channels.save_channel(library, row)
+    assert await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=30) == [(date(2025, 3, 18), False)]
 
 
-async def test_catch_up_is_oldest_first_late_and_bounded(conn) -> None:
+async def test_catch_up_is_oldest_first_late_and_bounded(library) -> None:
     row = channel(created=utc(2025, 3, 1))
-    await channels.save_channel(conn, row)
-    owed = await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=3)
+    await channels.save_channel(library, row)
+    owed = await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=3)
     assert [d for d, _ in owed] == sorted(d for d, _ in owed)
     assert owed[-1] == (date(2025, 3, 18), False)
     assert all(late for _, late in owed[:-1]) and owed[:-1]
     assert owed[0][0] >= date(2025, 3, 15)
 
 
-async def test_delivered_and_skipped_days_are_not_owed_again(conn) -> None:
+async def test_delivered_and_skipped_days_are_not_owed_again(library) -> None:
     row = channel(created=utc(2025, 3, 1))
-    await channels.save_channel(conn, row)
-    owed = await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=3)
-    await deliveries.skip_day(conn, row.channel_id, owed[0][0], "no papers")
-    assert owed[0] not in await due_days(conn, row, utc(2025, 3, 18, 9), catch_up_days=3)
+    await channels.save_channel(library, row)
+    owed = await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=3)
+    await deliveries.skip_day(library, row.channel_id, owed[0][0], "no papers")
+    assert owed[0] not in await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=3)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from bot.digests.ingest import ingest_locations, ingest_targets
 from bot.digests.sources import expand
@@ -14,13 +13,6 @@ from storage.papers import get_paper, resolve_tag, tag_counts
 from storage.tags import normalize_tag
 from tests.conftest import CORPUS
 from tests.test_storage_papers import library_state
-
-
-@pytest.fixture
-async def conn(tmp_path):
-    connection = await db.connect(tmp_path / "library.db")
-    yield connection
-    await connection.close()
 
 
 async def test_ingesting_the_corpus_twice_changes_nothing_the_second_time(conn):

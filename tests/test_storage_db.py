@@ -30,13 +30,6 @@ def a_digest(day: dt.date = dt.date(2025, 2, 20), count: int = 3) -> Digest:
     )
 
 
-@pytest.fixture
-async def conn(tmp_path):
-    connection = await db.connect(tmp_path / "library.db")
-    yield connection
-    await connection.close()
-
-
 async def pragma(conn: aiosqlite.Connection, name: str):
     async with conn.execute(f"PRAGMA {name}") as cursor:
         return (await cursor.fetchone())[0]

@@ -27,13 +27,6 @@ def payloads(count: int, *, thread: bool = False) -> list[tuple[dict, bool]]:
 
 
 @pytest.fixture
-async def conn(tmp_path):
-    connection = await db.connect(tmp_path / "library.db")
-    yield connection
-    await connection.close()
-
-
-@pytest.fixture
 async def channel(conn) -> DigestChannel:
     row = a_channel()
     await channels.save_channel(conn, row)

@@ -13,13 +13,6 @@ SAT, SUN = dt.date(2025, 2, 22), dt.date(2025, 2, 23)
 T0 = dt.datetime(2025, 2, 22, 6, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-async def conn(tmp_path):
-    connection = await db.connect(tmp_path / "library.db")
-    yield connection
-    await connection.close()
-
-
 async def test_an_attempt_is_counted_and_keeps_its_first_time(conn):
     first = await record_attempt(conn, "timlrx", SAT, "markdown", "waiting", "HTTP 404", at=T0)
     assert (first.attempts, first.first_attempt_at, first.last_attempt_at) == (1, T0, T0)

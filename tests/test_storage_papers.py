@@ -47,13 +47,6 @@ def digest(day: dt.date | None, *papers: Paper) -> Digest:
     return Digest(date=day, papers=list(papers))
 
 
-@pytest.fixture
-async def conn(tmp_path):
-    connection = await db.connect(tmp_path / "library.db")
-    yield connection
-    await connection.close()
-
-
 async def ingest_as(conn, source: str, dig: Digest, sha256: str = "sha") -> IngestResult:
     return await ingest_digest(conn, dig, source=source, origin=f"{source}/{dig.date}.md", sha256=sha256)
 
