@@ -18,6 +18,7 @@ from apscheduler.triggers.cron import CronTrigger
 from bot.config import Settings
 from bot.delivery import DigestPoster
 from bot.digests import fetcher
+from bot.digests.fetcher import Clock, utc_now
 from storage import channels, deliveries, fetches, papers
 from storage.channels import DigestChannel
 
@@ -67,10 +68,11 @@ async def due_days(conn, channel: DigestChannel, now: datetime, catch_up_days: i
 class DailyScheduler:
     """Owns the APScheduler instance; the bot creates one in setup_hook and shuts it down on close."""
 
-    def __init__(self, conn, poster: DigestPoster, settings: Settings) -> None:
+    def __init__(self, conn, poster: DigestPoster, settings: Settings, clock: Clock = utc_now) -> None:
         self.conn = conn
         self.poster = poster
         self.settings = settings
+        self.clock = clock  # what "now" is; tests replace it to move through days and zones
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     async def start(self, now: datetime | None = None) -> None:
@@ -115,12 +117,12 @@ class DailyScheduler:
         if channel is None:
             self.unschedule(channel_id)
             return
-        for day, late in await due_days(self.conn, channel, now or datetime.now(UTC), self.catch_up_days):
+        for day, late in await due_days(self.conn, channel, now or self.clock(), self.catch_up_days):
             await self.poster.deliver(channel, day, late=late)
 
     async def post_due(self, now: datetime | None = None) -> None:
         """Everything due to every channel: on start (catch-up) and after new digests arrive."""
-        now = now or datetime.now(UTC)
+        now = now or self.clock()
         work = []
         for channel in await channels.list_channels(self.conn):
             if channel.broken_reason is None:
@@ -132,9 +134,11 @@ class DailyScheduler:
     async def fetch_and_post(self, now: datetime | None = None) -> None:
         """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due."""
         fetch = self.settings.fetch
-        day = (now or datetime.now(UTC)).astimezone(ZoneInfo(fetch.timezone)).date()
+        day = (now or self.clock()).astimezone(ZoneInfo(fetch.timezone)).date()
         async with aiohttp.ClientSession() as session:
-            await fetcher.fetch_all(self.conn, session, self.settings.sources, day, fetch, on_ingested=self._on_ingested)
+            await fetcher.fetch_all(
+                self.conn, session, self.settings.sources, day, fetch, now=self.clock, on_ingested=self._on_ingested
+            )
         await self.post_due()
 
     async def _on_ingested(self, day: date) -> None:

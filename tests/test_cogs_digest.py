@@ -192,3 +192,37 @@ async def test_fan_out_under_rate_limits_posts_every_message_exactly_once(world:
         assert [int(m["id"]) for m in posted(world, target)] == [m.message_id for m in stored.messages]
         assert len(stored.messages) > 1
     assert sum(r.status == 429 for r in world.fake.requests) >= 1  # retried by discord.py, not duplicated
+
+
+async def test_a_late_digest_is_fetched_then_posted_where_its_time_has_passed(world: World) -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from bot.config import SourceSettings
+    from tests.conftest import CORPUS
+
+    digest = (CORPUS / "timlrx/archive/2025/03/18.md").read_text().replace("2025-03-18", "2025-04-01")
+
+    async def producer(request: web.Request) -> web.Response:
+        found = request.path == "/archive/2025/04/01.md"
+        return web.Response(text=digest) if found else web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", producer)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        template = f"http://127.0.0.1:{server.port}/archive/{{yyyy}}/{{mm}}/{{dd}}.md"
+        world.bot.settings.sources = [SourceSettings(name="timlrx", markdown_url=template)]
+        target = await digest_channel(world, "late", created=utc(2025, 4, 1, 5))
+        world.bot.daily.clock = lambda: utc(2025, 4, 1, 10)  # 12:00 in Berlin: the 09:00 slot had no digest
+
+        await world.bot.daily.post_channel(target)
+        assert posted(world, target) == []
+
+        await world.bot.daily.fetch_and_post()
+        assert len(headers(world, target)) == 1 and "2025-04-01" in headers(world, target)[0]
+        await world.bot.daily.fetch_and_post()  # fetched again: nothing new, nothing reposted
+        assert len(headers(world, target)) == 1
+    finally:
+        await server.close()

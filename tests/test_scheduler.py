@@ -14,7 +14,8 @@ from storage.channels import DigestChannel
 def channel(zone: str = "Europe/Berlin", at: time = time(9, 0), created: datetime | None = None, **extra) -> DigestChannel:
     return DigestChannel(
         channel_id=extra.pop("channel_id", 1), guild_id=10, post_time=at, timezone=zone, tags=[], style="compact",
-        empty_day_note=False, set_up_by=None, created_at=created or datetime(2025, 1, 1, tzinfo=UTC), **extra,
+        empty_day_note=extra.pop("empty_day_note", False), set_up_by=None,
+        created_at=created or datetime(2025, 1, 1, tzinfo=UTC), **extra,
     )
 
 
@@ -81,3 +82,21 @@ async def test_delivered_and_skipped_days_are_not_owed_again(library) -> None:
     owed = await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=3)
     await deliveries.skip_day(library, row.channel_id, owed[0][0], "no papers")
     assert owed[0] not in await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=3)
+
+
+async def test_a_day_without_a_digest_is_owed_only_as_an_opted_in_note_once_the_fetch_gave_up(library) -> None:
+    from storage import fetches
+
+    weekend = date(2025, 3, 22)  # a Saturday: no producer publishes
+    quiet, noted = channel(created=utc(2025, 3, 20)), channel(channel_id=2, created=utc(2025, 3, 20), empty_day_note=True)
+    for row in (quiet, noted):
+        await channels.save_channel(library, row)
+    saturday_morning = utc(2025, 3, 22, 9)
+
+    assert weekend not in [d for d, _ in await due_days(library, noted, saturday_morning, catch_up_days=3)]
+    await fetches.record_attempt(library, "timlrx", weekend, "markdown", "waiting", "not published yet")
+    assert weekend not in [d for d, _ in await due_days(library, noted, saturday_morning, catch_up_days=3)]
+
+    await fetches.record_attempt(library, "timlrx", weekend, "markdown", "missing", "no digest for 2025-03-22")
+    assert (weekend, False) in await due_days(library, noted, saturday_morning, catch_up_days=3)
+    assert weekend not in [d for d, _ in await due_days(library, quiet, saturday_morning, catch_up_days=3)]
