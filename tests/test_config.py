@@ -1,0 +1,76 @@
+"""Settings: the example file is complete and valid, the environment overrides it, errors are clear."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from bot.config import ConfigError, Settings, discord_token, load_settings
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+def setting_names(model: type[BaseModel], prefix: str = "") -> list[str]:
+    names = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        inner = getattr(kind, "__args__", (kind,))[0] if getattr(kind, "__origin__", None) is list else kind
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            names += setting_names(inner, f"{prefix}{name}.")
+        else:
+            names.append(f"{prefix}{name}")
+    return names
+
+
+def test_the_example_documents_every_setting() -> None:
+    text = EXAMPLE.read_text()
+    undocumented = [n for n in setting_names(Settings) if f"{n.rsplit('.', 1)[-1]} =" not in text
+                    and f"# {n.rsplit('.', 1)[-1]} =" not in text]
+    assert undocumented == []
+
+
+def test_the_example_is_valid_and_names_no_token() -> None:
+    settings = load_settings(EXAMPLE)
+    assert settings.sources and settings.database.path == Path("paperbot.db")
+    assert not re.search(r"^\s*#?\s*\w*token\w*\s*=", EXAMPLE.read_text(), re.MULTILINE | re.IGNORECASE)
+
+
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPERBOT_DATABASE__PATH", "/tmp/elsewhere.db")
+    monkeypatch.setenv("PAPERBOT_COMMANDS__PAGE_SIZE", "7")
+    settings = load_settings(EXAMPLE)
+    assert settings.database.path == Path("/tmp/elsewhere.db") and settings.commands.page_size == 7
+
+
+@pytest.mark.parametrize(
+    ("toml", "fragment"),
+    [
+        ("[commands]\npage_size = 30\n", "page_size"),
+        ("[fetch]\ntimezone = 'Mars/Base'\n", "unknown time zone"),
+        ("[[sources]]\nname = 'x'\n", "needs markdown_url, json_url or folder"),
+        ("[database\n", "cannot read config file"),
+        ("surprise = 1\n", "surprise"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path: Path, toml: str, fragment: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings(path)
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_the_token_comes_from_the_environment_and_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_TOKEN", "very-secret")
+    token = discord_token()
+    assert token.get_secret_value() == "very-secret"
+    assert "very-secret" not in repr(token) and "very-secret" not in str(token)
+    monkeypatch.delenv("DISCORD_TOKEN")
+    assert discord_token() is None
