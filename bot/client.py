@@ -16,11 +16,12 @@ from bot import errors, render
 from bot.config import DiscordSettings, Settings
 from bot.delivery import DigestPoster
 from bot.scheduler import DailyScheduler
+from bot.subscriptions import SubscriptionPoster
 from storage import db
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.papers", "bot.cogs.digest")
+EXTENSIONS = ("bot.cogs.papers", "bot.cogs.digest", "bot.cogs.subscriptions")
 
 
 def point_at(endpoints: DiscordSettings) -> None:
@@ -47,10 +48,12 @@ class Paperbot(commands.Bot):
         self.settings = settings
         self.db: aiosqlite.Connection | None = None
         self.daily: DailyScheduler | None = None
+        self.subscription_poster: SubscriptionPoster | None = None
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
-        self.daily = DailyScheduler(self.db, DigestPoster(self), self.settings)
+        self.subscription_poster = SubscriptionPoster(self)
+        self.daily = DailyScheduler(self.db, DigestPoster(self), self.settings, dm=self.subscription_poster)
         self.tree.on_error = errors.on_app_command_error
         for extension in EXTENSIONS:
             await self.load_extension(extension)

@@ -90,6 +90,13 @@ class DeliverySettings(BaseModel):
     concurrency: int = Field(default=5, ge=1, le=50)
 
 
+class SubscriptionSettings(BaseModel):
+    """Personal tag and keyword subscriptions, delivered by direct message."""
+
+    # Subscriptions (tags and keywords together) one member may have.
+    max_per_user: int = Field(default=25, ge=1, le=1000)
+
+
 class ConsoleSettings(BaseModel):
     # Digests ingested by `paperbot run` when no token is set, so a newcomer sees it work.
     sample_folder: Path = Path("examples/digests")
@@ -107,6 +114,7 @@ class Settings(BaseSettings):
     sources: list[SourceSettings] = Field(default_factory=list)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod

@@ -53,6 +53,7 @@ __all__ = [
     "payload_from_dict",
     "payload_to_dict",
     "search_results_embed",
+    "subscription_digest_messages",
     "tag_list_embeds",
     "truncate",
 ]
@@ -887,3 +888,45 @@ def broken_channel_notice(reason: str, *, server: str | None = None) -> MessageP
         "and Send Messages in Threads), then run `/digest setup` for it again to resume."
     )
     return MessagePayload(content=truncate(neutralize_mentions(text), MAX_CONTENT))
+
+
+# --------------------------------------------------------------------------------------------
+# Personal subscription digests (direct messages)
+# --------------------------------------------------------------------------------------------
+
+_ENTRY_MATCHED = 200
+
+
+def subscription_digest_header(day: dt.date, count: int) -> str:
+    return f"📬 Your papers for {day.isoformat()}: {_plural(count, 'paper')} matching your subscriptions"
+
+
+def subscription_digest_messages(
+    day: dt.date, matches: Sequence[tuple[StoredPaper, Sequence[str]]]
+) -> list[MessagePayload]:
+    """A subscriber's DM for `day`: each matching paper once, with the subscriptions it matched.
+
+    Entries are the compact digest's (linked title, tags, summary start, code) plus a
+    "🔔 matched" line, packed like `digest_messages` (compact) within every limit. The first
+    message carries the header; the last one says how to manage subscriptions. Never pings.
+    """
+    entries = []
+    for number, (paper, matched) in enumerate(matches, start=1):
+        labels = _join_fitting(
+            [_escaped(label, 80) for label in dict.fromkeys(_one_line(m) for m in matched) if label],
+            _ENTRY_MATCHED, sep=" · ", cut_first=_cut_escaped, hidden=0,
+        )
+        entries.append(_compact_entry(number, paper) + (f"\n🔔 {labels}" if labels else ""))
+    footer = "Manage these with `/subscriptions list`, `/unsubscribe` or `/subscriptions pause`."
+    header = subscription_digest_header(day, len(matches))
+    if not entries:
+        return [MessagePayload(content=f"{header}\n{footer}", embeds=[], allowed_mentions=NO_MENTIONS)]
+    payloads = []
+    packed = _pack_compact(entries)
+    for index, descriptions in enumerate(packed):
+        embeds = [discord.Embed(description=d, colour=BRAND_COLOUR) for d in descriptions]
+        content = header if index == 0 else None
+        if index == len(packed) - 1:
+            content = f"{content}\n{footer}" if content else footer
+        payloads.append(MessagePayload(content, embeds, NO_MENTIONS))
+    return payloads

@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.delivery import DigestPoster
 from bot.digests import fetcher
 from bot.digests.fetcher import Clock, utc_now
+from bot.subscriptions import SubscriptionPoster
 from storage import channels, deliveries, fetches, papers
 from storage.channels import DigestChannel
 
@@ -68,9 +69,13 @@ async def due_days(conn, channel: DigestChannel, now: datetime, catch_up_days: i
 class DailyScheduler:
     """Owns the APScheduler instance; the bot creates one in setup_hook and shuts it down on close."""
 
-    def __init__(self, conn, poster: DigestPoster, settings: Settings, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, conn, poster: DigestPoster, settings: Settings, clock: Clock = utc_now,
+        dm: SubscriptionPoster | None = None,
+    ) -> None:
         self.conn = conn
         self.poster = poster
+        self.dm = dm  # personal subscription DMs, sent after the channels' posts
         self.settings = settings
         self.clock = clock  # what "now" is; tests replace it to move through days and zones
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -90,6 +95,8 @@ class DailyScheduler:
                 misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
             )
         await self.poster.resume_unfinished()
+        if self.dm is not None:
+            await self.dm.resume_unfinished()
         await self.post_due(now)
 
     def shutdown(self) -> None:
@@ -130,6 +137,8 @@ class DailyScheduler:
         work.sort(key=lambda item: item[1])  # oldest first, across channels
         if work:
             await self.poster.deliver_many(work, concurrency=self.settings.delivery.concurrency)
+        if self.dm is not None:  # subscribers: the latest day, once, within the catch-up window
+            await self.dm.deliver_latest(now, self.catch_up_days)
 
     async def fetch_and_post(self, now: datetime | None = None) -> None:
         """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due."""

@@ -1,0 +1,454 @@
+"""Personal subscriptions (tags and keywords) and the direct-message ledger that delivers them.
+
+A subscriber follows tags (matched on their normalized identity, `storage.tags.normalize_tag`)
+and keywords (matched with the same full-text rules as search, `storage.search_query`). Each day
+a subscriber gets at most one DM delivery: planned once (its messages rendered by the caller and
+stored in one transaction), then replayed until every message has a Discord message id, each with
+a stable nonce, exactly like `storage.deliveries` does for channels.
+
+Knows nothing of Discord: user and guild ids are plain integers. Every write goes through
+`storage.db.transaction` or `storage.db.write`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections import defaultdict
+from typing import Any, Literal
+
+import aiosqlite
+from pydantic import BaseModel
+
+from storage._rows import fetch_all, id_list, load_papers, to_day
+from storage.db import transaction, write
+from storage.models import StoredPaper
+from storage.search_query import QueryError, to_fts_query
+from storage.tags import normalize_tag
+
+__all__ = [
+    "AlreadySubscribed",
+    "DayMatch",
+    "DmDelivery",
+    "DmMessage",
+    "Kind",
+    "Subscriber",
+    "Subscription",
+    "TooManySubscriptions",
+    "add_subscription",
+    "clear_dm_closed",
+    "delete_user",
+    "export_user",
+    "finish_dm_delivery",
+    "get_dm_delivery",
+    "get_subscriber",
+    "keyword_norm",
+    "list_subscriptions",
+    "mark_dm_closed",
+    "mark_dm_sent",
+    "matches_on_day",
+    "plan_dm_delivery",
+    "remove_subscription",
+    "set_paused",
+    "skip_dm_day",
+    "subscribers_to_deliver",
+    "unfinished_dm_deliveries",
+]
+
+Kind = Literal["tag", "keyword"]
+
+
+class AlreadySubscribed(Exception):
+    """The user already follows this tag or keyword."""
+
+
+class TooManySubscriptions(Exception):
+    """The user reached the per-user cap."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} subscriptions per user")
+        self.limit = limit
+
+
+class Subscription(BaseModel):
+    id: int
+    user_id: int
+    kind: Kind
+    value: str
+    guild_id: int | None = None
+    created_at: dt.datetime
+
+    @property
+    def label(self) -> str:
+        """How the subscription is named to its owner: `tag: Robotics`, `keyword: video diffusion`."""
+        return f"{self.kind}: {self.value}"
+
+
+class Subscriber(BaseModel):
+    user_id: int
+    paused: bool
+    dm_closed: bool
+    guild_ids: list[int]  # servers the user's subscriptions were made in
+    subscription_count: int
+
+
+class DayMatch(BaseModel):
+    """One paper of the day for one user, and the labels of the subscriptions that matched it."""
+
+    paper: StoredPaper
+    matched: list[str]
+
+
+class DmMessage(BaseModel):
+    position: int
+    payload: dict[str, Any]  # bot.render.payload_to_dict
+    nonce: str
+    message_id: int | None = None
+
+
+class DmDelivery(BaseModel):
+    id: int
+    user_id: int
+    day: dt.date
+    status: Literal["pending", "delivered", "skipped"]
+    reason: str | None = None
+    messages: list[DmMessage] = []
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def keyword_norm(keyword: str) -> str:
+    """A keyword's identity: casefolded, whitespace collapsed."""
+    return " ".join(keyword.split()).casefold()
+
+
+def _norm(kind: Kind, value: str) -> str:
+    return normalize_tag(value) if kind == "tag" else keyword_norm(value)
+
+
+def _subscription(row: Any) -> Subscription:
+    created = dt.datetime.fromisoformat(row["created_at"])
+    return Subscription(
+        id=row["id"], user_id=row["user_id"], kind=row["kind"], value=row["value"], guild_id=row["guild_id"],
+        created_at=created if created.tzinfo else created.replace(tzinfo=dt.UTC),
+    )
+
+
+# -- subscriptions ------------------------------------------------------------------------------
+
+
+async def add_subscription(
+    conn: aiosqlite.Connection, user_id: int, kind: Kind, value: str, *, guild_id: int | None, max_per_user: int
+) -> Subscription:
+    """Follow `value` (a resolved tag name, or a validated keyword). One transaction.
+
+    Raises AlreadySubscribed (same tag in any spelling, same keyword in any case/spacing) or
+    TooManySubscriptions when the user already has `max_per_user`.
+    """
+    value = " ".join(value.split())
+    norm = _norm(kind, value)
+    async with transaction(conn):
+        now = _utc_now()
+        await conn.execute(
+            "INSERT INTO subscribers (user_id, created_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
+            (user_id, now),
+        )
+        rows = await fetch_all(
+            conn, "SELECT 1 FROM subscriptions WHERE user_id = ? AND kind = ? AND norm = ?", (user_id, kind, norm)
+        )
+        if rows:
+            raise AlreadySubscribed(value)
+        count = (await fetch_all(conn, "SELECT count(*) FROM subscriptions WHERE user_id = ?", (user_id,)))[0][0]
+        if count >= max_per_user:
+            raise TooManySubscriptions(max_per_user)
+        cursor = await conn.execute(
+            "INSERT INTO subscriptions (user_id, kind, value, norm, guild_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, kind, value, norm, guild_id, now),
+        )
+        subscription_id = cursor.lastrowid
+    rows = await fetch_all(conn, "SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
+    return _subscription(rows[0])
+
+
+async def remove_subscription(conn: aiosqlite.Connection, user_id: int, kind: Kind, value: str) -> bool:
+    """Stop following; False when the user did not follow it."""
+    return await write(
+        conn, "DELETE FROM subscriptions WHERE user_id = ? AND kind = ? AND norm = ?", (user_id, kind, _norm(kind, value))
+    ) > 0
+
+
+async def list_subscriptions(conn: aiosqlite.Connection, user_id: int) -> list[Subscription]:
+    """The user's subscriptions, tags first, then keywords, each alphabetical."""
+    rows = await fetch_all(
+        conn, "SELECT * FROM subscriptions WHERE user_id = ? ORDER BY kind DESC, norm", (user_id,)
+    )
+    return [_subscription(row) for row in rows]
+
+
+async def get_subscriber(conn: aiosqlite.Connection, user_id: int) -> Subscriber | None:
+    rows = await fetch_all(conn, "SELECT user_id, paused, dm_closed_at FROM subscribers WHERE user_id = ?", (user_id,))
+    if not rows:
+        return None
+    return (await _subscribers(conn, rows))[0]
+
+
+async def _subscribers(conn: aiosqlite.Connection, rows: list) -> list[Subscriber]:
+    ids = [row["user_id"] for row in rows]
+    guilds: dict[int, list[int]] = defaultdict(list)
+    counts: dict[int, int] = defaultdict(int)
+    for user_id, guild_id in await fetch_all(
+        conn,
+        "SELECT user_id, guild_id FROM subscriptions WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        (id_list(ids),),
+    ):
+        counts[user_id] += 1
+        if guild_id is not None and guild_id not in guilds[user_id]:
+            guilds[user_id].append(guild_id)
+    return [
+        Subscriber(
+            user_id=row["user_id"], paused=bool(row["paused"]), dm_closed=row["dm_closed_at"] is not None,
+            guild_ids=guilds[row["user_id"]], subscription_count=counts[row["user_id"]],
+        )
+        for row in rows
+    ]
+
+
+async def set_paused(conn: aiosqlite.Connection, user_id: int, paused: bool) -> bool:
+    """Pause or resume the user's DMs; False when they have no subscriber row (nothing to pause)."""
+    return await write(conn, "UPDATE subscribers SET paused = ? WHERE user_id = ?", (int(paused), user_id)) > 0
+
+
+async def delete_user(conn: aiosqlite.Connection, user_id: int) -> int:
+    """Delete every row about the user (subscriptions, settings, DM ledger); returns subscriptions removed."""
+    async with transaction(conn):
+        count = (await fetch_all(conn, "SELECT count(*) FROM subscriptions WHERE user_id = ?", (user_id,)))[0][0]
+        await conn.execute("DELETE FROM subscribers WHERE user_id = ?", (user_id,))  # cascades to the rest
+    return count
+
+
+async def export_user(conn: aiosqlite.Connection, user_id: int) -> dict[str, Any]:
+    """The user's subscriptions and settings as plain JSON-able data."""
+    subscriber = await get_subscriber(conn, user_id)
+    return {
+        "user_id": str(user_id),
+        "paused": subscriber.paused if subscriber else False,
+        "subscriptions": [
+            {"kind": s.kind, "value": s.value, "server_id": str(s.guild_id) if s.guild_id else None,
+             "created_at": s.created_at.isoformat()}
+            for s in await list_subscriptions(conn, user_id)
+        ],
+    }
+
+
+async def mark_dm_closed(conn: aiosqlite.Connection, user_id: int) -> None:
+    """Discord refused to DM the user: stop sending until they use a subscription command again."""
+    await write(
+        conn, "UPDATE subscribers SET dm_closed_at = ? WHERE user_id = ? AND dm_closed_at IS NULL", (_utc_now(), user_id)
+    )
+
+
+async def clear_dm_closed(conn: aiosqlite.Connection, user_id: int) -> bool:
+    """Clear the mark; True when it was set (so the user should be told how to open their DMs)."""
+    return await write(
+        conn, "UPDATE subscribers SET dm_closed_at = NULL WHERE user_id = ? AND dm_closed_at IS NOT NULL", (user_id,)
+    ) > 0
+
+
+async def subscribers_to_deliver(conn: aiosqlite.Connection) -> list[Subscriber]:
+    """Subscribers with at least one subscription, not paused and whose DMs are not marked closed."""
+    rows = await fetch_all(
+        conn,
+        """SELECT user_id, paused, dm_closed_at FROM subscribers s
+           WHERE paused = 0 AND dm_closed_at IS NULL
+             AND EXISTS (SELECT 1 FROM subscriptions WHERE user_id = s.user_id) ORDER BY user_id""",
+    )
+    return await _subscribers(conn, rows)
+
+
+# -- matching -----------------------------------------------------------------------------------
+
+
+async def matches_on_day(
+    conn: aiosqlite.Connection, day: dt.date, user_ids: list[int]
+) -> dict[int, list[DayMatch]]:
+    """For each of `user_ids` with a match: `day`'s papers matching any subscription, in digest order.
+
+    A paper appears once per user, with every matching subscription's label. Keywords are run
+    through the search rules once each (a keyword that no longer parses matches nothing).
+    """
+    if not user_ids:
+        return {}
+    day_rows = await fetch_all(
+        conn, "SELECT paper_id FROM appearances WHERE day = ? ORDER BY source, position", (day.isoformat(),)
+    )
+    day_ids = list(dict.fromkeys(row[0] for row in day_rows))
+    if not day_ids:
+        return {}
+    subs = await fetch_all(
+        conn,
+        """SELECT user_id, kind, value, norm FROM subscriptions
+           WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, kind DESC, norm""",
+        (id_list(user_ids),),
+    )
+    # paper ids per tag norm and per keyword norm, computed once for all users
+    tag_norms = {row["norm"] for row in subs if row["kind"] == "tag"}
+    by_tag: dict[str, set[int]] = defaultdict(set)
+    if tag_norms:
+        for paper_id, norm in await fetch_all(
+            conn,
+            """SELECT DISTINCT pt.paper_id, t.norm FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
+               WHERE t.norm IN (SELECT value FROM json_each(?))
+                 AND pt.paper_id IN (SELECT value FROM json_each(?))""",
+            (id_list(sorted(tag_norms)), id_list(day_ids)),
+        ):
+            by_tag[norm].add(paper_id)
+    by_keyword: dict[str, set[int]] = {}
+    for row in subs:
+        if row["kind"] == "keyword" and row["norm"] not in by_keyword:
+            by_keyword[row["norm"]] = await _keyword_papers(conn, row["value"], day_ids)
+    wanted: dict[int, dict[int, list[str]]] = defaultdict(dict)
+    for row in subs:
+        found = by_tag.get(row["norm"], set()) if row["kind"] == "tag" else by_keyword[row["norm"]]
+        for paper_id in found:
+            wanted[row["user_id"]].setdefault(paper_id, []).append(f"{row['kind']}: {row['value']}")
+    all_ids = {paper_id for papers in wanted.values() for paper_id in papers}
+    papers = await load_papers(conn, [paper_id for paper_id in day_ids if paper_id in all_ids])
+    return {
+        user_id: [DayMatch(paper=papers[p], matched=found[p]) for p in day_ids if p in found and p in papers]
+        for user_id, found in wanted.items()
+    }
+
+
+async def _keyword_papers(conn: aiosqlite.Connection, keyword: str, paper_ids: list[int]) -> set[int]:
+    try:
+        match = f"({to_fts_query(keyword)})"
+    except QueryError:
+        return set()
+    try:
+        rows = await fetch_all(
+            conn,
+            "SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN (SELECT value FROM json_each(?))",
+            (match, id_list(paper_ids)),
+        )
+    except sqlite3.OperationalError:
+        return set()
+    return {row[0] for row in rows}
+
+
+# -- the DM ledger ------------------------------------------------------------------------------
+
+
+def dm_nonce(delivery_id: int, position: int) -> str:
+    """Deterministic and unique (ids are never reused); distinct from channel nonces (`pb…`)."""
+    return f"pd{delivery_id}.{position}"
+
+
+async def get_dm_delivery(conn: aiosqlite.Connection, user_id: int, day: dt.date) -> DmDelivery | None:
+    rows = await fetch_all(
+        conn, "SELECT id, user_id, day, status, reason FROM dm_deliveries WHERE user_id = ? AND day = ?",
+        (user_id, day.isoformat()),
+    )
+    found = await _load(conn, rows)
+    return found[0] if found else None
+
+
+async def _load(conn: aiosqlite.Connection, rows: list) -> list[DmDelivery]:
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    messages: dict[int, list[DmMessage]] = {delivery_id: [] for delivery_id in ids}
+    for row in await fetch_all(
+        conn,
+        """SELECT delivery_id, position, payload, nonce, message_id FROM dm_messages
+           WHERE delivery_id IN (SELECT value FROM json_each(?)) ORDER BY delivery_id, position""",
+        (id_list(ids),),
+    ):
+        messages[row["delivery_id"]].append(
+            DmMessage(position=row["position"], payload=json.loads(row["payload"]), nonce=row["nonce"],
+                      message_id=row["message_id"])
+        )
+    return [
+        DmDelivery(id=row["id"], user_id=row["user_id"], day=to_day(row["day"]), status=row["status"],
+                   reason=row["reason"], messages=messages[row["id"]])
+        for row in rows
+    ]
+
+
+async def plan_dm_delivery(
+    conn: aiosqlite.Connection, user_id: int, day: dt.date, payload_dicts: list[dict[str, Any]]
+) -> DmDelivery:
+    """The user's DM delivery for `day`: the stored one if any (unchanged), else a new pending one (one transaction)."""
+    async with transaction(conn):
+        rows = await fetch_all(
+            conn, "SELECT id FROM dm_deliveries WHERE user_id = ? AND day = ?", (user_id, day.isoformat())
+        )
+        if not rows:
+            cursor = await conn.execute(
+                "INSERT INTO dm_deliveries (user_id, day, status, planned_at) VALUES (?, ?, 'pending', ?)",
+                (user_id, day.isoformat(), _utc_now()),
+            )
+            delivery_id = cursor.lastrowid
+            await conn.executemany(
+                "INSERT INTO dm_messages (delivery_id, position, payload, nonce) VALUES (?, ?, ?, ?)",
+                [
+                    (delivery_id, position, json.dumps(payload, ensure_ascii=False), dm_nonce(delivery_id, position))
+                    for position, payload in enumerate(payload_dicts)
+                ],
+            )
+    delivery = await get_dm_delivery(conn, user_id, day)
+    assert delivery is not None
+    return delivery
+
+
+async def mark_dm_sent(conn: aiosqlite.Connection, delivery_id: int, position: int, message_id: int) -> None:
+    """Discord accepted this DM: never send it again. The first recorded id wins."""
+    await write(
+        conn,
+        "UPDATE dm_messages SET message_id = ?, sent_at = ? WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
+        (message_id, _utc_now(), delivery_id, position),
+    )
+
+
+async def finish_dm_delivery(conn: aiosqlite.Connection, delivery_id: int) -> bool:
+    """Mark a pending delivery delivered; False (nothing changed) while a message is unsent."""
+    return await write(
+        conn,
+        """UPDATE dm_deliveries SET status = 'delivered', finished_at = ?
+           WHERE id = ? AND status = 'pending'
+             AND NOT EXISTS (SELECT 1 FROM dm_messages WHERE delivery_id = ? AND message_id IS NULL)""",
+        (_utc_now(), delivery_id, delivery_id),
+    ) > 0
+
+
+async def skip_dm_day(conn: aiosqlite.Connection, user_id: int, day: dt.date, reason: str) -> None:
+    """Record that the user gets nothing (more) for `day`; a pending delivery's unsent messages are abandoned.
+
+    Needs the user's subscriber row (a user without one has nothing to skip).
+    """
+    now = _utc_now()
+    await write(
+        conn,
+        """INSERT INTO dm_deliveries (user_id, day, status, reason, planned_at, finished_at)
+           SELECT ?, ?, 'skipped', ?, ?, ? WHERE EXISTS (SELECT 1 FROM subscribers WHERE user_id = ?)
+           ON CONFLICT (user_id, day) DO UPDATE SET
+               status = 'skipped', reason = excluded.reason, finished_at = excluded.finished_at
+           WHERE status = 'pending'""",
+        (user_id, day.isoformat(), reason, now, now, user_id),
+    )
+
+
+async def handled_users(conn: aiosqlite.Connection, day: dt.date) -> set[int]:
+    """Users who already have a DM delivery (of any status) for `day`."""
+    rows = await fetch_all(conn, "SELECT user_id FROM dm_deliveries WHERE day = ?", (day.isoformat(),))
+    return {row[0] for row in rows}
+
+
+async def unfinished_dm_deliveries(conn: aiosqlite.Connection) -> list[DmDelivery]:
+    """Pending DM deliveries, oldest day first: what to resume at start-up."""
+    rows = await fetch_all(
+        conn, "SELECT id, user_id, day, status, reason FROM dm_deliveries WHERE status = 'pending' ORDER BY day, id"
+    )
+    return await _load(conn, rows)

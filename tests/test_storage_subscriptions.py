@@ -1,0 +1,108 @@
+"""Subscriptions and the DM ledger in SQLite: no Discord."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from storage import subscriptions as subs
+from storage._rows import fetch_all
+
+DAY = dt.date(2025, 3, 21)
+ALICE, BOB = 11, 22
+USER_TABLES = ("subscribers", "subscriptions", "dm_deliveries")
+
+
+async def add(conn, user, kind, value, cap=25, guild=1):
+    return await subs.add_subscription(conn, user, kind, value, guild_id=guild, max_per_user=cap)
+
+
+async def test_add_list_and_remove(conn) -> None:
+    await add(conn, ALICE, "tag", "Robotics")
+    await add(conn, ALICE, "keyword", "  video   diffusion ")
+    found = await subs.list_subscriptions(conn, ALICE)
+    assert [(s.kind, s.value) for s in found] == [("tag", "Robotics"), ("keyword", "video diffusion")]
+    assert await subs.remove_subscription(conn, ALICE, "tag", "ROBOTICS")
+    assert not await subs.remove_subscription(conn, ALICE, "tag", "Robotics")
+    assert await subs.remove_subscription(conn, ALICE, "keyword", "Video Diffusion")
+    assert await subs.list_subscriptions(conn, ALICE) == []
+
+
+async def test_duplicates_are_refused_in_any_spelling(conn) -> None:
+    await add(conn, ALICE, "tag", "Text-to-Video")
+    with pytest.raises(subs.AlreadySubscribed):
+        await add(conn, ALICE, "tag", "text to video")
+    await add(conn, ALICE, "keyword", "Diffusion")
+    with pytest.raises(subs.AlreadySubscribed):
+        await add(conn, ALICE, "keyword", "diffusion")
+    await add(conn, BOB, "tag", "Text-to-Video")  # another user may
+
+
+async def test_the_cap_counts_tags_and_keywords(conn) -> None:
+    await add(conn, ALICE, "tag", "A", cap=2)
+    await add(conn, ALICE, "keyword", "b", cap=2)
+    with pytest.raises(subs.TooManySubscriptions) as raised:
+        await add(conn, ALICE, "keyword", "c", cap=2)
+    assert raised.value.limit == 2
+    assert len(await subs.list_subscriptions(conn, ALICE)) == 2
+
+
+async def test_pause_closed_mark_and_who_gets_dms(conn) -> None:
+    assert not await subs.set_paused(conn, ALICE, True)  # no subscriber yet
+    await add(conn, ALICE, "tag", "Robotics", guild=5)
+    await add(conn, BOB, "tag", "Robotics", guild=None)
+    assert [s.user_id for s in await subs.subscribers_to_deliver(conn)] == [ALICE, BOB]
+    assert await subs.set_paused(conn, ALICE, True)
+    await subs.mark_dm_closed(conn, BOB)
+    assert await subs.subscribers_to_deliver(conn) == []
+    bob = await subs.get_subscriber(conn, BOB)
+    assert bob.dm_closed and bob.guild_ids == []
+    assert (await subs.get_subscriber(conn, ALICE)).guild_ids == [5]
+    assert await subs.clear_dm_closed(conn, BOB)
+    assert not await subs.clear_dm_closed(conn, BOB)
+    assert [s.user_id for s in await subs.subscribers_to_deliver(conn)] == [BOB]
+
+
+async def test_delete_user_removes_every_row_about_them(conn) -> None:
+    await add(conn, ALICE, "tag", "Robotics")
+    await add(conn, BOB, "tag", "Robotics")
+    delivery = await subs.plan_dm_delivery(conn, ALICE, DAY, [{"content": "x"}])
+    await subs.mark_dm_sent(conn, delivery.id, 0, 99)
+    assert await subs.delete_user(conn, ALICE) == 1
+    for table in USER_TABLES:
+        assert (await fetch_all(conn, f"SELECT count(*) FROM {table} WHERE user_id = ?", (ALICE,)))[0][0] == 0
+    assert (await fetch_all(conn, "SELECT count(*) FROM dm_messages"))[0][0] == 0
+    assert len(await subs.list_subscriptions(conn, BOB)) == 1
+    assert await subs.export_user(conn, ALICE) == {"user_id": str(ALICE), "paused": False, "subscriptions": []}
+
+
+async def test_the_dm_ledger_plans_once_and_records_sends(conn) -> None:
+    await add(conn, ALICE, "tag", "Robotics")
+    first = await subs.plan_dm_delivery(conn, ALICE, DAY, [{"content": "a"}, {"content": "b"}])
+    again = await subs.plan_dm_delivery(conn, ALICE, DAY, [{"content": "other"}])
+    assert again == first and [m.payload["content"] for m in again.messages] == ["a", "b"]
+    assert len({m.nonce for m in first.messages}) == 2 and all(len(m.nonce) <= 25 for m in first.messages)
+    await subs.mark_dm_sent(conn, first.id, 0, 100)
+    assert not await subs.finish_dm_delivery(conn, first.id)
+    assert [d.id for d in await subs.unfinished_dm_deliveries(conn)] == [first.id]
+    await subs.mark_dm_sent(conn, first.id, 1, 101)
+    await subs.mark_dm_sent(conn, first.id, 1, 555)  # the first id wins
+    assert await subs.finish_dm_delivery(conn, first.id)
+    done = await subs.get_dm_delivery(conn, ALICE, DAY)
+    assert done.status == "delivered" and [m.message_id for m in done.messages] == [100, 101]
+    await subs.skip_dm_day(conn, ALICE, DAY, "late skip")  # a finished day is left alone
+    assert (await subs.get_dm_delivery(conn, ALICE, DAY)).status == "delivered"
+    assert await subs.unfinished_dm_deliveries(conn) == []
+
+
+async def test_matches_list_each_paper_once_with_every_matching_subscription(library) -> None:
+    await add(library, ALICE, "tag", "Robotics")  # the cog stores the resolved name
+    await add(library, ALICE, "keyword", "JARVIS")
+    await add(library, BOB, "keyword", "nothingmatchesthisword")
+    found = await subs.matches_on_day(library, DAY, [ALICE, BOB])
+    assert set(found) == {ALICE}
+    by_id = {m.paper.arxiv_id: m.matched for m in found[ALICE]}
+    assert by_id["2503.16365"] == ["tag: Robotics", "keyword: JARVIS"]  # JARVIS-VLA: both, listed once
+    assert by_id["2503.15558"] == ["tag: Robotics"]  # Cosmos-Reason1
+    assert len(found[ALICE]) == len(by_id)
