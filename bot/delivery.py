@@ -28,6 +28,7 @@ from storage import channels, deliveries
 from storage.channels import DigestChannel
 from storage.deliveries import Delivery, PlannedMessage
 from storage.papers import papers_on_day
+from storage.tags import normalize_tag
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,8 @@ class DigestPoster:
         """Render the day for the channel and store it in the ledger; None when there is nothing to post."""
         papers = await papers_on_day(self.db, day, tags=channel.tags or None)
         if papers:
-            payloads = render.digest_messages(day, papers, style=channel.style, late=late)
+            roles = await self._roles_to_mention(channel, papers)
+            payloads = render.digest_messages(day, papers, style=channel.style, late=late, mention_role_ids=roles)
             in_thread = [channel.style == "thread" and position > 0 for position in range(len(payloads))]
         elif channel.empty_day_note:
             payloads, in_thread = [render.empty_day_message(day)], [False]
@@ -185,6 +187,12 @@ class DigestPoster:
             return None
         planned = [(render.payload_to_dict(p), t) for p, t in zip(payloads, in_thread, strict=True)]
         return await deliveries.plan_delivery(self.db, channel.channel_id, day, planned, late=late)
+
+    async def _roles_to_mention(self, channel: DigestChannel, papers: list) -> list[int]:
+        """The server's roles mapped to a tag that one of the day's papers carries."""
+        mapped = await channels.tag_roles(self.db, channel.guild_id)
+        present = {normalize_tag(tag) for paper in papers for tag in paper.tags}
+        return [role_id for norm, (_, role_id) in mapped.items() if norm in present]
 
     # -- sending --------------------------------------------------------------------------------
 

@@ -15,8 +15,9 @@ from typing import Literal
 import aiosqlite
 from pydantic import BaseModel, Field, field_validator
 
-from storage.db import write
 from storage._rows import fetch_all, to_json
+from storage.db import write
+from storage.tags import normalize_tag
 
 __all__ = [
     "DigestChannel",
@@ -195,3 +196,26 @@ async def record_error(conn: aiosqlite.Connection, channel_id: int, error: str |
         "UPDATE digest_channels SET last_error = ?, last_error_at = ? WHERE channel_id = ?",
         (error, _utc_now() if error is not None else None, channel_id),
     )
+
+
+async def set_tag_role(conn: aiosqlite.Connection, guild_id: int, tag: str, role_id: int | None) -> bool:
+    """Map `tag` to a role in a server (None removes the mapping); False if there was nothing to remove."""
+    if role_id is None:
+        return await write(
+            conn, "DELETE FROM tag_roles WHERE guild_id = ? AND tag_norm = ?", (guild_id, normalize_tag(tag))
+        ) > 0
+    await write(
+        conn,
+        "INSERT INTO tag_roles (guild_id, tag_norm, tag_name, role_id) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (guild_id, tag_norm) DO UPDATE SET tag_name = excluded.tag_name, role_id = excluded.role_id",
+        (guild_id, normalize_tag(tag), tag, role_id),
+    )
+    return True
+
+
+async def tag_roles(conn: aiosqlite.Connection, guild_id: int) -> dict[str, tuple[str, int]]:
+    """A server's mappings: normalized tag -> (display name, role id)."""
+    rows = await fetch_all(
+        conn, "SELECT tag_norm, tag_name, role_id FROM tag_roles WHERE guild_id = ? ORDER BY tag_name", (guild_id,)
+    )
+    return {row[0]: (row[1], row[2]) for row in rows}

@@ -226,3 +226,24 @@ async def test_a_late_digest_is_fetched_then_posted_where_its_time_has_passed(wo
         assert len(headers(world, target)) == 1
     finally:
         await server.close()
+
+
+async def test_a_tag_mapped_to_a_role_pings_exactly_that_role(world: World) -> None:
+    robots = world.fake.add_role(world.guild, "robot-fans")
+    await world.fake.gateway.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(world.guild.id), "role": robots.to_dict()})
+    await world.fake.wait_for(lambda: world.bot.get_guild(world.guild.id).get_role(robots.id), what="the role")
+    _, reply = await world.command("digest", "role", user=world.owner, tag="robotics", role=robots.id)
+    assert "Robotics" in reply["data"]["content"] and reply["data"]["allowed_mentions"] == {"parse": []}
+    _, refused = await world.command("digest", "role", user=world.alice, tag="robotics", role=robots.id)
+    assert_private_error(refused, "Manage Server")
+
+    target = await digest_channel(world, "robots", created=utc(2025, 3, 18, 5))
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 9))  # 2025-03-18 has Robotics papers
+    first, *rest = posted(world, target)
+    assert f"<@&{robots.id}>" in first["content"]
+    request = next(r for r in world.fake.requests_to("POST", f"/channels/{target}/messages") if r.json.get("content"))
+    assert request.json["allowed_mentions"] == {"parse": [], "roles": [robots.id]}
+    assert all("<@&" not in (m["content"] or "") for m in rest)
+
+    _, removed = await world.command("digest", "role", user=world.owner, tag="Robotics")
+    assert "no longer" in removed["data"]["content"]

@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.papers import MAX_CHOICES, known_tag, parse_date, quoted
+from bot.cogs.papers import MAX_CHOICES, known_tag, parse_date, quoted, tag_choices
 from bot.errors import UserError
 from storage import channels, deliveries, papers
 from storage.channels import DigestChannel
@@ -102,6 +102,9 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
     async def _tags(self, text: str | None) -> list[str]:
         return [await known_tag(self.db, part.strip()) for part in (text or "").split(",") if part.strip()]
 
+    async def tag_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await tag_choices(self.db, current)
+
     async def zone_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         needle = current.strip().lower().replace(" ", "_")
         found = [z for z in zone_names() if needle in z.lower()]
@@ -183,6 +186,22 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
     def _channel_name(self, channel_id: int) -> str:
         channel = self.bot.get_channel(channel_id)
         return getattr(channel, "name", None) or str(channel_id)
+
+    @app_commands.command(name="role", description="Mention a role in digests with papers carrying a tag")
+    @app_commands.describe(tag="The tag (start typing to see them)", role="The role to mention; leave out to stop")
+    @app_commands.autocomplete(tag=tag_autocomplete)
+    async def role(self, interaction: discord.Interaction, tag: str, role: discord.Role | None = None) -> None:
+        name = await known_tag(self.db, tag)
+        if role is not None and role.is_default():
+            raise UserError("Paperbot never mentions @everyone; choose a role made for the tag.")
+        changed = await channels.set_tag_role(self.db, interaction.guild_id, name, role.id if role else None)
+        if role is not None:
+            text = f"Digests with papers tagged **{name}** will mention {role.mention}."
+        elif changed:
+            text = f"Digests no longer mention a role for **{name}**."
+        else:
+            raise UserError(f"No role is mentioned for **{name}**.")
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
     @app_commands.command(name="post", description="Post a day's digest now (default: the latest day)")
     @app_commands.describe(day="The digest day, YYYY-MM-DD", channel="A digest channel (default: this one)")

@@ -46,6 +46,12 @@ async def known_tag(db, text: str) -> str:
     return name
 
 
+async def tag_choices(db, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a tag option: substring, any case, most-used first, with counts."""
+    tags = await papers.suggest_tags(db, current, limit=MAX_CHOICES)
+    return [app_commands.Choice(name=render.truncate(f"{t.name} ({t.count})", 100), value=t.name[:100]) for t in tags]
+
+
 def search_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
     limits = interaction.client.settings.commands  # type: ignore[attr-defined]
     return app_commands.Cooldown(limits.search_rate, limits.search_per_seconds)
@@ -85,8 +91,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         )
 
     async def tag_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        tags = await papers.suggest_tags(self.db, current, limit=MAX_CHOICES)
-        return [app_commands.Choice(name=render.truncate(f"{t.name} ({t.count})", 100), value=t.name[:100]) for t in tags]
+        return await tag_choices(self.db, current)
 
     # ----- commands --------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.papers import MAX_CHOICES, known_tag, quoted
+from bot.cogs.papers import MAX_CHOICES, known_tag, quoted, tag_choices
 from bot.errors import UserError
-from storage import papers, subscriptions as subs
+from storage import subscriptions as subs
 from storage.search_query import QueryError, to_fts_query
 
 MAX_KEYWORD = 90  # "keyword:" + the keyword must fit an autocomplete value (100)
@@ -97,8 +97,7 @@ class Subscriptions(commands.Cog):
     # ----- /subscribe ----------------------------------------------------------------------
 
     async def tag_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        tags = await papers.suggest_tags(self.db, current, limit=MAX_CHOICES)
-        return [app_commands.Choice(name=render.truncate(f"{t.name} ({t.count})", 100), value=t.name[:100]) for t in tags]
+        return await tag_choices(self.db, current)
 
     @subscribe.command(name="tag", description="A daily DM with the day's papers carrying this tag")
     @app_commands.describe(tag="A tag (start typing to see them)")
