@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import date
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -18,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from bot import console as terminal
+from bot import exports
 from bot.config import ConfigError, Settings, discord_token, load_settings
 from bot.digests.fetcher import validate_sources
 from bot.digests.ingest import FileOutcome, IngestSummary, ingest_locations
@@ -36,7 +38,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 out = Console(highlight=False, soft_wrap=True, markup=False)  # digest text is not rich markup
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
@@ -197,6 +199,52 @@ def tags(config: ConfigOption = None) -> None:
             out.print(f"{tag.count:6d}  {tag.name}", markup=False)
 
     with_library(config, work)
+
+
+class ExportFormat(str, Enum):
+    bibtex = "bibtex"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def export(
+    query: Annotated[str | None, typer.Option("--query", "-q", help='Papers matching a search (best first).')] = None,
+    tag: Annotated[str | None, typer.Option("--tag", "-t", help="Every paper with this tag (newest first).")] = None,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="The file format.")] = ExportFormat.bibtex,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Export the papers matching --query or carrying --tag as BibTeX, CSV or JSON."""
+    if (query is None) == (tag is None):
+        raise fail("give exactly one of --query or --tag")
+
+    async def work(conn: aiosqlite.Connection) -> list:
+        tag_name = None
+        if tag is not None:
+            tag_name = await papers.resolve_tag(conn, tag)
+            if tag_name is None:
+                closest = await papers.closest_tags(conn, tag)
+                hint = f"; did you mean {', '.join(closest)}?" if closest else "; `paperbot tags` lists them"
+                raise fail(f"no paper is tagged {tag!r}{hint}")
+        try:
+            found, _ = await exports.matching_papers(conn, query=query, tag=tag_name)
+        except QueryError as error:
+            raise fail(str(error)) from None
+        if not found:
+            raise fail(f"no papers match {query!r}")
+        return found
+
+    found = with_library(config, work)
+    text = exports.FORMATS[format.value].render(found)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8", newline="")
+    except OSError as error:
+        raise fail(f"cannot write {output}: {error.strerror or error}") from None
+    err.print(f"wrote {len(found)} papers to {output}", markup=False, highlight=False)
 
 
 @app.command()

@@ -21,7 +21,7 @@ from storage import db
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.papers", "bot.cogs.digest", "bot.cogs.subscriptions")
+EXTENSIONS = ("bot.cogs.papers", "bot.cogs.digest", "bot.cogs.subscriptions", "bot.cogs.stats")
 
 
 def point_at(endpoints: DiscordSettings) -> None:

@@ -23,7 +23,7 @@ async def test_commands_are_synced_globally(world: World) -> None:
     synced = world.fake.commands[None]
     assert {"papers", "paper", "tags"} <= set(synced)
     subcommands = {option["name"] for option in synced["papers"]["options"]}
-    assert subcommands == {"search", "tag", "day"}
+    assert subcommands == {"search", "tag", "day", "export"}
 
 
 # ----- /papers search ----------------------------------------------------------------------

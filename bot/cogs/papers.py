@@ -1,4 +1,4 @@
-"""Slash commands that read the paper library: /papers search|tag|day, /paper, /tags.
+"""Slash commands that read the paper library: /papers search|tag|day|export, /paper, /tags.
 
 No SQL here: the cog asks `storage.papers`, renders with `bot.render` and
 leaves every error reply to `bot.errors`.
@@ -6,20 +6,23 @@ leaves every error reply to `bot.errors`.
 
 from __future__ import annotations
 
+import io
 import math
 from datetime import date
+from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import render
+from bot import exports, render
 from bot.errors import UserError
 from bot.views import Pager
 from storage import papers
 from storage.models import SearchHit, SearchPage, arxiv_id_from
 
 MAX_CHOICES = 25
+EXPORT_LIMIT = 1000  # papers in one /papers export file
 
 
 def parse_date(value: str | None, option: str) -> date | None:
@@ -168,6 +171,51 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
 
         title = f"📄 Papers for {wanted.isoformat()}"
         await self._send_pages(interaction, title, await fetch(0, self.settings.commands.page_size), fetch)
+
+    @app_commands.command(name="export", description="The papers matching a search or a tag, as a file")
+    @app_commands.describe(
+        query='Words, "an exact phrase", prefix*, -excluded, this OR that (or use tag)',
+        tag="Every paper with this tag (or use query)",
+        format="BibTeX (default), CSV or JSON",
+    )
+    @app_commands.autocomplete(tag=tag_autocomplete)
+    @searches_are_limited
+    async def export(
+        self,
+        interaction: discord.Interaction,
+        query: app_commands.Range[str, 1, 200] | None = None,
+        tag: str | None = None,
+        format: Literal["bibtex", "csv", "json"] = "bibtex",
+    ) -> None:
+        if (query is None) == (tag is None):
+            raise UserError("Give either `query` or `tag` (one of them, not both) to say which papers to export.")
+        tag_name = await self._resolve_tag(tag)
+        # A first, tiny lookup answers "no match" and bad queries at once, before the (slower) export.
+        first = await (papers.search(self.db, query, limit=1) if query is not None
+                       else papers.papers_with_tag(self.db, tag_name, limit=1))
+        if first.total == 0:
+            raise UserError(f"No papers match “{quoted(query)}”." if query is not None
+                            else f"No paper is tagged **{tag_name}**.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        found, total = await exports.matching_papers(self.db, query=query, tag=tag_name, limit=EXPORT_LIMIT)
+        render_file, extension, _ = exports.FORMATS[format]
+        raw = render_file(found).encode("utf-8")
+        if len(raw) > interaction.filesize_limit:
+            raise UserError(f"That export is {len(raw) / 2**20:.1f} MB, more than Discord lets me upload here "
+                            f"({interaction.filesize_limit / 2**20:.0f} MB). Narrow it down, or try CSV (the smallest).")
+        what = f"matching “{quoted(query)}”" if query is not None else f"tagged **{discord.utils.escape_markdown(tag_name)}**"
+        label = exports.FORMAT_LABELS[format]
+        if len(found) < total:
+            text = (f"📦 The first {len(found)} of {total} papers {what} ({'best matches' if query else 'newest'} first), "
+                    f"as {label}: an export holds at most {EXPORT_LIMIT}. Narrow it down for the rest.")
+        else:
+            text = f"📦 {len(found)} paper{'s' if len(found) != 1 else ''} {what}, as {label}."
+        await interaction.followup.send(
+            text,
+            file=discord.File(io.BytesIO(raw), filename=f"paperbot-{exports.file_slug(query or tag_name)}.{extension}"),
+            ephemeral=True,
+            allowed_mentions=render.NO_MENTIONS,
+        )
 
 
 class Library(commands.Cog):
