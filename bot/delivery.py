@@ -6,6 +6,13 @@ order, each with its stored nonce, and records every accepted message before sen
 So a crash (even between two messages) resumes at the first message Discord did not accept, and
 a message Discord accepted but the ledger missed is de-duplicated by Discord through its nonce.
 
+A forum channel gets one post per day: the post (a thread) is created with the header as its
+first message and the day's matching forum tags, then each paper is a message in it. Creating a
+forum post takes no nonce, so the ledger notes the request before it is made and records the
+post's thread and first message right after; a resume after a crash in between looks the post up
+among the server's active threads (named for the day, in the forum, started by Paperbot) before
+creating one.
+
 Discord refusing the channel (403/404) marks it broken and the server is told once; anything
 else (5xx, network, timeouts) leaves the delivery pending for the next run. Rate limits are
 discord.py's business: it waits out 429s and follows bucket headers on its own.
@@ -38,6 +45,10 @@ __all__ = ["DeliveryOutcome", "DigestPoster"]
 THREAD_ALREADY_CREATED = 160004
 #: ... and for "Unknown Message" (the header was deleted before its thread was started).
 UNKNOWN_MESSAGE = 10008
+#: Discord's limits on a forum's tags, a post's applied tags and a tag's name.
+MAX_FORUM_TAGS = 20
+MAX_APPLIED_TAGS = 5
+MAX_FORUM_TAG_NAME = 20
 
 OutcomeStatus = Literal["delivered", "already_done", "skipped", "broken", "retry_later", "removed", "failed"]
 
@@ -177,16 +188,21 @@ class DigestPoster:
     async def _plan(self, channel: DigestChannel, day: dt.date, late: bool) -> Delivery | None:
         """Render the day for the channel and store it in the ledger; None when there is nothing to post."""
         papers = await papers_on_day(self.db, day, tags=channel.tags or None)
+        post_tags = None
         if papers:
             roles = await self._roles_to_mention(channel, papers)
-            payloads = render.digest_messages(day, papers, style=channel.style, late=late, mention_role_ids=roles)
-            in_thread = [channel.style == "thread" and position > 0 for position in range(len(payloads))]
+            style = "thread" if channel.style == "forum" else channel.style  # a forum post is a thread
+            payloads = render.digest_messages(day, papers, style=style, late=late, mention_role_ids=roles)
+            in_thread = [style == "thread" and position > 0 for position in range(len(payloads))]
+            if channel.style == "forum":
+                post_tags = render.day_tags_by_frequency(papers)
         elif channel.empty_day_note:
             payloads, in_thread = [render.empty_day_message(day)], [False]
+            post_tags = [] if channel.style == "forum" else None
         else:
             return None
         planned = [(render.payload_to_dict(p), t) for p, t in zip(payloads, in_thread, strict=True)]
-        return await deliveries.plan_delivery(self.db, channel.channel_id, day, planned, late=late)
+        return await deliveries.plan_delivery(self.db, channel.channel_id, day, planned, late=late, post_tags=post_tags)
 
     async def _roles_to_mention(self, channel: DigestChannel, papers: list) -> list[int]:
         """The server's roles mapped to a tag that one of the day's papers carries."""
@@ -221,6 +237,8 @@ class DigestPoster:
 
     async def _send_unsent(self, channel: DigestChannel, delivery: Delivery, progress: _Progress) -> None:
         """Send the planned messages Discord has not accepted yet, in order, counting them in `progress`."""
+        if channel.style == "forum":
+            return await self._send_forum(channel, delivery, progress)
         target = self.bot.get_partial_messageable(channel.channel_id, guild_id=channel.guild_id)
         thread_id = delivery.thread_id
         header: tuple[PlannedMessage, discord.Message | None] | None = None
@@ -287,6 +305,104 @@ class DigestPoster:
             thread_id = header_id
         await deliveries.set_thread(self.db, delivery.id, thread_id)
         return thread_id
+
+    # -- forum channels ---------------------------------------------------------------------------
+
+    async def _send_forum(self, channel: DigestChannel, delivery: Delivery, progress: _Progress) -> None:
+        """The day's forum post (created once, with the header as its first message), then its messages."""
+        header, rest = delivery.messages[0], delivery.messages[1:]
+        thread_id = delivery.thread_id
+        if thread_id is None or header.message_id is None:
+            thread_id = await self._find_forum_post(channel, delivery) if delivery.post_requested else None
+            if thread_id is None:
+                thread_id = await self._create_forum_post(channel, delivery, header)
+                progress.sent += 1
+        thread = self.bot.get_partial_messageable(
+            thread_id, guild_id=channel.guild_id, type=discord.ChannelType.public_thread
+        )
+        for planned in rest:
+            if planned.message_id is None:
+                await self._send_one(delivery, planned, thread, in_thread=True)
+                progress.sent += 1
+
+    async def _forum(self, channel: DigestChannel) -> discord.ForumChannel:
+        try:
+            forum = self.bot.get_channel(channel.channel_id) or await self.bot.fetch_channel(channel.channel_id)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise _ChannelRefused(error) from error
+        if not isinstance(forum, discord.ForumChannel):
+            raise RuntimeError(f"digest channel {channel.channel_id} is set up as a forum but is not one")
+        return forum
+
+    async def _find_forum_post(self, channel: DigestChannel, delivery: Delivery) -> int | None:
+        """The day's post a crashed run created but did not record (recorded now), if any."""
+        guild = self.bot.get_guild(channel.guild_id)
+        if guild is None:
+            raise RuntimeError(f"server {channel.guild_id} of digest channel {channel.channel_id} is not available yet")
+        name = render.digest_thread_name(delivery.day)
+        me = self.bot.user.id if self.bot.user is not None else None
+        found = [
+            thread for thread in await guild.active_threads()
+            if thread.parent_id == channel.channel_id and thread.name == name and thread.owner_id == me
+        ]
+        if not found:
+            return None
+        post = min(found, key=lambda thread: thread.id)
+        # A forum post's first message has the post's id.
+        await deliveries.record_forum_post(self.db, delivery.id, post.id, delivery.messages[0].position, post.id)
+        return post.id
+
+    async def _create_forum_post(self, channel: DigestChannel, delivery: Delivery, header: PlannedMessage) -> int:
+        forum = await self._forum(channel)
+        applied = await self._post_tags(channel, forum, delivery.post_tags or [])
+        payload = render.payload_from_dict(header.payload)
+        await deliveries.request_forum_post(self.db, delivery.id)
+        try:
+            created = await forum.create_thread(
+                name=render.digest_thread_name(delivery.day), **payload.as_kwargs(), applied_tags=applied
+            )
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise _ChannelRefused(error) from error
+        await deliveries.record_forum_post(
+            self.db, delivery.id, created.thread.id, header.position, created.message.id
+        )
+        return created.thread.id
+
+    async def _post_tags(
+        self, channel: DigestChannel, forum: discord.ForumChannel, wanted: list[str]
+    ) -> list[discord.ForumTag]:
+        """The forum's tags for the day's tags (most frequent first, at most 5), created first if allowed."""
+        me = forum.guild.me
+        may_moderate = me is not None and forum.permissions_for(me).manage_threads
+        existing = {normalize_tag(tag.name): tag for tag in forum.available_tags}
+        picked: list[str] = []  # normalized identities, in order
+        to_create: list[str] = []
+        for name in wanted:
+            if len(picked) == MAX_APPLIED_TAGS:
+                break
+            norm = normalize_tag(name)
+            tag = existing.get(norm)
+            if tag is not None:
+                if may_moderate or not tag.moderated:
+                    picked.append(norm)
+            elif (
+                channel.create_forum_tags
+                and len(name) <= MAX_FORUM_TAG_NAME
+                and len(existing) + len(to_create) < MAX_FORUM_TAGS
+            ):
+                to_create.append(name)
+                picked.append(norm)
+        if to_create:
+            tags = list(forum.available_tags) + [discord.ForumTag(name=name) for name in to_create]
+            try:
+                edited = await forum.edit(available_tags=tags, reason="Paperbot: tags for the daily digest posts")
+            except discord.Forbidden as error:  # Manage Channels was taken away: post with the tags there are
+                log.warning("could not create forum tags in channel %s: %s", channel.channel_id, _describe(error))
+                edited = None
+            if edited is not None:
+                forum = edited
+            existing = {normalize_tag(tag.name): tag for tag in forum.available_tags}
+        return [existing[norm] for norm in picked if norm in existing]
 
     # -- a broken channel -------------------------------------------------------------------------
 

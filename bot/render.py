@@ -36,6 +36,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import discord
 
 from storage.models import ARXIV_ID, SearchPage, StoredPaper, TagCount
+from storage.tags import normalize_tag
 
 __all__ = [
     "BRAND_COLOUR",
@@ -766,6 +767,22 @@ def digest_header(day: dt.date, count: int, *, late: bool = False) -> str:
 def digest_thread_name(day: dt.date) -> str:
     """Name for the thread a `thread`-style digest is posted in (max 100 characters)."""
     return f"Papers for {day.isoformat()}"[:MAX_THREAD_NAME]
+
+
+def day_tags_by_frequency(papers: Sequence[StoredPaper]) -> list[str]:
+    """The tags of a day's papers, most frequent first (ties: first seen first), one per `normalize_tag` identity.
+
+    A forum digest post carries the forum's tags that match the first of these.
+    """
+    counts: dict[str, int] = {}
+    names: dict[str, str] = {}
+    for paper in papers:
+        for tag in dict.fromkeys(normalize_tag(t) for t in paper.tags if normalize_tag(t)):
+            counts[tag] = counts.get(tag, 0) + 1
+        for name in paper.tags:
+            names.setdefault(normalize_tag(name), name.strip())
+    order = sorted(counts, key=lambda norm: -counts[norm])  # stable: first seen first among equals
+    return [names[norm] for norm in order]
 
 
 def _header_payload(

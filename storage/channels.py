@@ -38,8 +38,10 @@ class DigestChannel(BaseModel):
     post_time: dt.time  # local time of day, minutes precision
     timezone: str  # IANA name
     tags: list[str] = Field(default_factory=list)  # [] = every paper
-    style: Literal["compact", "thread"] = "compact"
+    #: `forum`: the channel is a forum; each day is one post (thread) with a message per paper.
+    style: Literal["compact", "thread", "forum"] = "compact"
     empty_day_note: bool = False
+    create_forum_tags: bool = False  # forums: may Paperbot create forum tags for the papers' tags
     set_up_by: int | None = None
     broken_reason: str | None = None
     broken_notified: bool = False
@@ -77,7 +79,7 @@ class DigestChannel(BaseModel):
 
 _COLUMNS = (
     "channel_id, guild_id, post_time, timezone, tags, style, empty_day_note, set_up_by, "
-    "broken_reason, broken_notified, last_error, last_error_at, created_at, updated_at"
+    "broken_reason, broken_notified, last_error, last_error_at, created_at, updated_at, forum, create_forum_tags"
 )
 
 
@@ -100,8 +102,9 @@ def _from_row(row) -> DigestChannel:
         post_time=dt.time.fromisoformat(row["post_time"]),
         timezone=row["timezone"],
         tags=json.loads(row["tags"]),
-        style=row["style"],
+        style="forum" if row["forum"] else row["style"],  # see migration 006
         empty_day_note=bool(row["empty_day_note"]),
+        create_forum_tags=bool(row["create_forum_tags"]),
         set_up_by=row["set_up_by"],
         broken_reason=row["broken_reason"],
         broken_notified=bool(row["broken_notified"]),
@@ -126,26 +129,29 @@ async def save_channel(conn: aiosqlite.Connection, channel: DigestChannel) -> No
         conn,
         """INSERT INTO digest_channels
                (channel_id, guild_id, post_time, timezone, tags, style, empty_day_note, set_up_by,
-                created_at, updated_at, broken_reason, broken_notified)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, ?), ?, NULL, 0)
+                created_at, updated_at, broken_reason, broken_notified, forum, create_forum_tags)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, ?), ?, NULL, 0, ?, ?)
            ON CONFLICT (channel_id) DO UPDATE SET
                created_at = coalesce(?, created_at),
                guild_id = excluded.guild_id, post_time = excluded.post_time,
                timezone = excluded.timezone, tags = excluded.tags, style = excluded.style,
                empty_day_note = excluded.empty_day_note, set_up_by = excluded.set_up_by,
-               updated_at = excluded.updated_at, broken_reason = NULL, broken_notified = 0""",
+               updated_at = excluded.updated_at, broken_reason = NULL, broken_notified = 0,
+               forum = excluded.forum, create_forum_tags = excluded.create_forum_tags""",
         (
             channel.channel_id,
             channel.guild_id,
             channel.post_time.strftime("%H:%M"),
             channel.timezone,
             to_json(channel.tags),
-            channel.style,
+            "thread" if channel.style == "forum" else channel.style,  # a forum is a flag, see migration 006
             int(channel.empty_day_note),
             channel.set_up_by,
             created_at,
             now,
             now,
+            int(channel.style == "forum"),
+            int(channel.create_forum_tags and channel.style == "forum"),
             created_at,
         ),
     )

@@ -28,6 +28,8 @@ __all__ = [
     "last_delivered_day",
     "mark_sent",
     "plan_delivery",
+    "record_forum_post",
+    "request_forum_post",
     "set_thread",
     "skip_day",
     "unfinished_deliveries",
@@ -49,7 +51,9 @@ class Delivery(BaseModel):
     late: bool
     status: Literal["pending", "delivered", "skipped"]
     reason: str | None = None
-    thread_id: int | None = None
+    thread_id: int | None = None  # 'thread' style and forums, once the thread (forum post) exists
+    post_tags: list[str] | None = None  # forums: the day's tags, most frequent first (planned)
+    post_requested: bool = False  # forums: the post was requested at least once (maybe created)
     messages: list[PlannedMessage] = []
 
 
@@ -62,7 +66,7 @@ def _utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-_DELIVERY_COLUMNS = "id, channel_id, day, late, status, reason, thread_id"
+_DELIVERY_COLUMNS = "id, channel_id, day, late, status, reason, thread_id, post_tags, post_requested_at"
 
 
 async def _load(conn: aiosqlite.Connection, rows: list) -> list[Delivery]:
@@ -94,6 +98,8 @@ async def _load(conn: aiosqlite.Connection, rows: list) -> list[Delivery]:
             status=row["status"],
             reason=row["reason"],
             thread_id=row["thread_id"],
+            post_tags=json.loads(row["post_tags"]) if row["post_tags"] is not None else None,
+            post_requested=row["post_requested_at"] is not None,
             messages=messages[row["id"]],
         )
         for row in rows
@@ -117,10 +123,12 @@ async def plan_delivery(
     payload_dicts: list[tuple[dict[str, Any], bool]],
     *,
     late: bool,
+    post_tags: list[str] | None = None,
 ) -> Delivery:
     """The channel's delivery for `day`: the stored one if any (unchanged), else a new pending one.
 
-    `payload_dicts` are (payload, in_thread) in posting order. Planning is one transaction, so a
+    `payload_dicts` are (payload, in_thread) in posting order; `post_tags` (forums) are the day's
+    tags, most frequent first, to pick the post's forum tags from. Planning is one transaction, so a
     delivery never exists without all its messages, and two planners cannot both create one.
     """
     async with transaction(conn):
@@ -129,8 +137,10 @@ async def plan_delivery(
         )
         if not rows:
             cursor = await conn.execute(
-                "INSERT INTO deliveries (channel_id, day, late, status, planned_at) VALUES (?, ?, ?, 'pending', ?)",
-                (channel_id, day.isoformat(), int(late), _utc_now()),
+                "INSERT INTO deliveries (channel_id, day, late, status, planned_at, post_tags) "
+                "VALUES (?, ?, ?, 'pending', ?, ?)",
+                (channel_id, day.isoformat(), int(late), _utc_now(),
+                 json.dumps(post_tags, ensure_ascii=False) if post_tags is not None else None),
             )
             delivery_id = cursor.lastrowid
             await conn.executemany(
@@ -159,6 +169,28 @@ async def mark_sent(conn: aiosqlite.Connection, delivery_id: int, position: int,
 async def set_thread(conn: aiosqlite.Connection, delivery_id: int, thread_id: int) -> None:
     """The thread the delivery's `in_thread` messages go to, reused on resume."""
     await write(conn, "UPDATE deliveries SET thread_id = ? WHERE id = ?", (thread_id, delivery_id))
+
+
+async def request_forum_post(conn: aiosqlite.Connection, delivery_id: int) -> None:
+    """About to ask Discord for the forum post: from now on a resume looks for it before creating one."""
+    await write(
+        conn,
+        "UPDATE deliveries SET post_requested_at = coalesce(post_requested_at, ?) WHERE id = ?",
+        (_utc_now(), delivery_id),
+    )
+
+
+async def record_forum_post(
+    conn: aiosqlite.Connection, delivery_id: int, thread_id: int, header_position: int, header_message_id: int
+) -> None:
+    """The forum post exists: its thread and its first message (the header), in one transaction."""
+    async with transaction(conn):
+        await conn.execute("UPDATE deliveries SET thread_id = ? WHERE id = ?", (thread_id, delivery_id))
+        await conn.execute(
+            "UPDATE delivery_messages SET message_id = ?, sent_at = ? "
+            "WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
+            (header_message_id, _utc_now(), delivery_id, header_position),
+        )
 
 
 async def finish_delivery(conn: aiosqlite.Connection, delivery_id: int) -> bool:

@@ -35,6 +35,14 @@ NEEDED_FOR_THREADS = {
     "create_public_threads": "Create Public Threads",
     "send_messages_in_threads": "Send Messages in Threads",
 }
+NEEDED_IN_FORUMS = {  # in a forum, Send Messages is what Discord's UI calls Create Posts
+    "view_channel": "View Channel",
+    "send_messages": "Create Posts",
+    "send_messages_in_threads": "Send Messages in Threads",
+    "embed_links": "Embed Links",
+}
+NEEDED_FOR_FORUM_TAGS = {"manage_channels": "Manage Channels"}
+DigestTarget = discord.TextChannel | discord.ForumChannel
 
 
 @functools.cache
@@ -62,9 +70,14 @@ def parse_zone(value: str) -> str:
     return value
 
 
-def missing_permissions(channel: discord.abc.GuildChannel, style: Style) -> list[str]:
+def missing_permissions(
+    channel: discord.abc.GuildChannel, style: Style | Literal["forum"], *, create_forum_tags: bool = False
+) -> list[str]:
     granted = channel.permissions_for(channel.guild.me)
-    needed = NEEDED | (NEEDED_FOR_THREADS if style == "thread" else {})
+    if style == "forum":
+        needed = NEEDED_IN_FORUMS | (NEEDED_FOR_FORUM_TAGS if create_forum_tags else {})
+    else:
+        needed = NEEDED | (NEEDED_FOR_THREADS if style == "thread" else {})
     return [label for attribute, label in needed.items() if not getattr(granted, attribute)]
 
 
@@ -112,34 +125,44 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
 
     @app_commands.command(name="setup", description="Post the daily digest in a channel")
     @app_commands.describe(
-        channel="Where to post",
+        channel="Where to post: a text channel, or a forum (one post per day)",
         time="Local time to post, 24-hour HH:MM (default 09:00)",
         timezone="IANA time zone, e.g. Europe/Berlin (default: this server's, else UTC)",
         tags="Only papers with any of these tags, comma-separated (default: all papers)",
         style="compact: one message per day; thread: a header and a thread with one post per paper",
         empty_day_note="Also post a short note on days without a digest",
+        create_forum_tags="Forums: create forum tags for the papers' tags (needs Manage Channels)",
     )
     @app_commands.autocomplete(timezone=zone_autocomplete)
     async def setup(
         self,
         interaction: discord.Interaction,
-        channel: discord.TextChannel,
+        channel: DigestTarget,
         time: str | None = None,
         timezone: str | None = None,
         tags: str | None = None,
-        style: Style = "compact",
+        style: Style | None = None,
         empty_day_note: bool = False,
+        create_forum_tags: bool = False,
     ) -> None:
         post_time = parse_time(time)
         zone = parse_zone(timezone) if timezone else await self._server_zone(interaction.guild_id)
         tag_names = await self._tags(tags)
-        missing = missing_permissions(channel, style)
+        is_forum = isinstance(channel, discord.ForumChannel)
+        if is_forum and style == "compact":
+            raise UserError(f"{channel.mention} is a forum: each day is one post with a message per paper, "
+                            "so `style` cannot be compact there (leave it out).")
+        if create_forum_tags and not is_forum:
+            raise UserError("`create_forum_tags` is only for forum channels.")
+        chosen: Style | Literal["forum"] = "forum" if is_forum else (style or "compact")
+        missing = missing_permissions(channel, chosen, create_forum_tags=create_forum_tags)
         if missing:
             raise UserError(f"I can't post in {channel.mention}: I need the {', '.join(missing)} permission there.")
         existing = await channels.get_channel(self.db, channel.id)
         row = DigestChannel(
             channel_id=channel.id, guild_id=interaction.guild_id, post_time=post_time, timezone=zone,
-            tags=tag_names, style=style, empty_day_note=empty_day_note, set_up_by=interaction.user.id,
+            tags=tag_names, style=chosen, empty_day_note=empty_day_note, create_forum_tags=create_forum_tags,
+            set_up_by=interaction.user.id,
             created_at=existing.created_at if existing else datetime.now(UTC),
         )
         await channels.save_channel(self.db, row)
@@ -147,13 +170,16 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         scope = f"papers tagged {', '.join(tag_names)}" if tag_names else "every paper"
         await interaction.response.send_message(
             f"{'Updated' if existing else 'Set up'}: {channel.mention} gets {scope} daily at "
-            f"{post_time:%H:%M} {zone}, {style} style. Next post: "
+            f"{post_time:%H:%M} {zone}, "
+            + ("one forum post per day" + (" (with forum tags created as needed)" if create_forum_tags else "")
+               if is_forum else f"{chosen} style")
+            + ". Next post: "
             f"{discord_time(self.daily.next_post_time(channel.id), zone)}.",
             ephemeral=True, allowed_mentions=render.NO_MENTIONS,
         )
 
     @app_commands.command(name="remove", description="Stop posting the daily digest in a channel")
-    async def remove(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
+    async def remove(self, interaction: discord.Interaction, channel: DigestTarget) -> None:
         if not await channels.remove_channel(self.db, channel.id):
             raise UserError(f"{channel.mention} does not get the daily digest; `/digest status` lists those that do.")
         self.daily.unschedule(channel.id)
@@ -206,7 +232,7 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
     @app_commands.command(name="post", description="Post a day's digest now (default: the latest day)")
     @app_commands.describe(day="The digest day, YYYY-MM-DD", channel="A digest channel (default: this one)")
     async def post(self, interaction: discord.Interaction, day: str | None = None,
-                   channel: discord.TextChannel | None = None) -> None:
+                   channel: DigestTarget | None = None) -> None:
         target = channel or interaction.channel
         row = await channels.get_channel(self.db, target.id)
         if row is None:

@@ -280,6 +280,40 @@ async def get_channel(fake: FakeDiscord, req: RecordedRequest) -> Any:
     return _channel(fake, req).to_dict()
 
 
+#: Discord's limit on a forum's tags.
+MAX_FORUM_TAGS = 20
+
+
+@routes.add("PATCH", "/channels/{channel_id}")
+async def edit_channel(fake: FakeDiscord, req: RecordedRequest) -> Any:
+    """Modify a channel (Manage Channels): name, topic and a forum's ``available_tags``.
+
+    Like Discord, a tag without an id is created (it gets one), a known tag keeps its id, and a
+    forum cannot have more than 20 tags (400 50035).
+    """
+    channel = _channel(fake, req)
+    _require(fake, channel, Perm.VIEW_CHANNEL | Perm.MANAGE_CHANNELS)
+    payload = req.json or {}
+    if "available_tags" in payload:
+        if channel.type not in (ChannelType.FORUM, ChannelType.MEDIA):
+            raise ApiError(400, 50035)
+        tags = payload["available_tags"] or []
+        if len(tags) > MAX_FORUM_TAGS:
+            raise ApiError(400, 50035, "Must be 20 or fewer in length.")
+        known = {t["id"] for t in channel.available_tags}
+        stored = []
+        for tag in tags:
+            tag_id = str(tag["id"]) if tag.get("id") and str(tag["id"]) in known else str(fake.ids.next())
+            stored.append({"id": tag_id, "name": tag["name"], "moderated": bool(tag.get("moderated", False)),
+                           "emoji_id": tag.get("emoji_id"), "emoji_name": tag.get("emoji_name")})
+        channel.available_tags = stored
+    for key in ("name", "topic"):
+        if key in payload:
+            setattr(channel, key, payload[key])
+    await fake.gateway.dispatch("CHANNEL_UPDATE", channel.to_dict())
+    return channel.to_dict()
+
+
 @routes.add("POST", "/channels/{channel_id}/typing")
 async def trigger_typing(fake: FakeDiscord, req: RecordedRequest) -> Any:
     _channel(fake, req)
@@ -415,6 +449,15 @@ async def get_guild(fake: FakeDiscord, req: RecordedRequest) -> Any:
 async def get_guild_channels(fake: FakeDiscord, req: RecordedRequest) -> Any:
     guild = _guild(fake, req)
     return [fake.state.channels[c].to_dict() for c in guild.channel_ids]
+
+
+@routes.add("GET", "/guilds/{guild_id}/threads/active")
+async def get_active_threads(fake: FakeDiscord, req: RecordedRequest) -> Any:
+    """The guild's unarchived threads (forum posts included) the bot can see."""
+    guild = _guild(fake, req)
+    threads = [t for t in fake.state.threads_of(guild) if not t.archived
+               and fake.state.permissions_in(t, fake.bot_user.id) & Perm.VIEW_CHANNEL]
+    return {"threads": [t.to_dict() for t in threads], "members": []}
 
 
 @routes.add("GET", "/guilds/{guild_id}/roles")
