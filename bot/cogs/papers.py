@@ -55,6 +55,21 @@ async def tag_choices(db, current: str) -> list[app_commands.Choice[str]]:
     return [app_commands.Choice(name=render.truncate(f"{t.name} ({t.count})", 100), value=t.name[:100]) for t in tags]
 
 
+async def day_choices(db, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a day option: digest days containing what was typed, newest first."""
+    days = await papers.digest_days(db)
+    matching = [d.isoformat() for d in reversed(days) if current.strip() in d.isoformat()]
+    return [app_commands.Choice(name=d, value=d) for d in matching[:MAX_CHOICES]]
+
+
+async def day_or_latest(db, value: str | None) -> date:
+    """The day a `day` option names, or the latest digest day when it was left out."""
+    wanted = parse_date(value, "day") or await papers.latest_day(db)
+    if wanted is None:
+        raise UserError("The library is empty: no digest has been ingested yet.")
+    return wanted
+
+
 def search_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
     limits = interaction.client.settings.commands  # type: ignore[attr-defined]
     return app_commands.Cooldown(limits.search_rate, limits.search_per_seconds)
@@ -150,17 +165,13 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         await self._send_pages(interaction, f"🏷️ {name}", await fetch(0, self.settings.commands.page_size), fetch)
 
     async def day_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        days = await papers.digest_days(self.db)
-        matching = [d.isoformat() for d in reversed(days) if current.strip() in d.isoformat()]
-        return [app_commands.Choice(name=d, value=d) for d in matching[:MAX_CHOICES]]
+        return await day_choices(self.db, current)
 
     @app_commands.command(name="day", description="One day's digest (default: the latest)")
     @app_commands.describe(day="The digest day, YYYY-MM-DD")
     @app_commands.autocomplete(day=day_autocomplete)
     async def day(self, interaction: discord.Interaction, day: str | None = None) -> None:
-        wanted = parse_date(day, "day") or await papers.latest_day(self.db)
-        if wanted is None:
-            raise UserError("The library is empty: no digest has been ingested yet.")
+        wanted = await day_or_latest(self.db, day)
         found = await papers.papers_on_day(self.db, wanted)
         if not found:
             raise UserError(f"There is no digest for {wanted} (weekends and holidays have none).")

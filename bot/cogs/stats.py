@@ -19,7 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import charts, render
-from bot.cogs.papers import MAX_CHOICES, known_tag, parse_date, tag_choices
+from bot.cogs.papers import day_choices, day_or_latest, known_tag, tag_choices
 from bot.errors import UserError
 from storage import papers, stats
 
@@ -137,17 +137,13 @@ class Stats(commands.GroupCog, group_name="stats", group_description="Charts and
     # ----- /stats day --------------------------------------------------------------------
 
     async def day_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        days = await papers.digest_days(self.db)
-        matching = [d.isoformat() for d in reversed(days) if current.strip() in d.isoformat()]
-        return [app_commands.Choice(name=d, value=d) for d in matching[:MAX_CHOICES]]
+        return await day_choices(self.db, current)
 
     @app_commands.command(name="day", description="One day at a glance: papers, top tags, code, sources")
     @app_commands.describe(day="The digest day, YYYY-MM-DD (default: the latest)")
     @app_commands.autocomplete(day=day_autocomplete)
     async def day(self, interaction: discord.Interaction, day: str | None = None) -> None:
-        wanted = parse_date(day, "day") or await papers.latest_day(self.db)
-        if wanted is None:
-            raise UserError("The library is empty: no digest has been ingested yet.")
+        wanted = await day_or_latest(self.db, day)
         summary = await stats.day_summary(self.db, wanted)
         if summary.papers == 0:
             raise UserError(f"There is no digest for {wanted} (weekends and holidays have none).")
