@@ -228,8 +228,12 @@ class DigestPoster:
             return DeliveryOutcome(channel_id, day, "broken", progress.sent, reason)
         except TRANSIENT_ERRORS as error:
             problem = _describe(error)
-            log.warning("digest for %s in channel %s will be retried: %s", day, channel_id, problem)
             await channels.record_error(self.db, channel_id, problem)
+            if _rejects_the_message(error):  # sending the same message again can only fail again
+                log.error("Discord rejected the digest for %s in channel %s: %s", day, channel_id, problem)
+                await deliveries.skip_day(self.db, channel_id, day, f"Discord rejected it: {problem}")
+                return DeliveryOutcome(channel_id, day, "skipped", progress.sent, problem)
+            log.warning("digest for %s in channel %s will be retried: %s", day, channel_id, problem)
             return DeliveryOutcome(channel_id, day, "retry_later", progress.sent, problem)
         await deliveries.finish_delivery(self.db, delivery.id)
         await channels.record_error(self.db, channel_id, None)
@@ -445,6 +449,13 @@ class DigestPoster:
         except Exception as error:  # one channel's crash must not stop the others; it resumes later
             log.exception("digest for %s in channel %s failed", day, channel.channel_id)
             return DeliveryOutcome(channel.channel_id, day, "failed", detail=_describe(error))
+
+
+def _rejects_the_message(error: BaseException) -> bool:
+    """A 4xx other than a rate limit or timeout: Discord refuses the message itself, not the channel."""
+    status = getattr(error, "status", None)
+    return isinstance(error, discord.HTTPException) and status is not None and 400 <= status < 500 \
+        and status not in (408, 429)
 
 
 def _describe(error: BaseException) -> str:

@@ -227,6 +227,21 @@ async def test_a_server_error_between_messages_resumes_at_the_first_unaccepted_o
     assert await deliveries.unfinished_deliveries(town.bot.db) == []
 
 
+async def test_a_message_discord_rejects_skips_the_day_instead_of_retrying_forever(town: Town) -> None:
+    row = await town.digest_in(town.papers)
+    town.fake.fail_next("POST", MESSAGES, status=400, code=50035, channel_id=town.papers.id)
+
+    outcome = await town.poster.deliver(row, BIG_DAY)
+
+    assert outcome.status == "skipped" and "400" in outcome.detail
+    stored = await deliveries.get_delivery(town.bot.db, town.papers.id, BIG_DAY)
+    assert stored.status == "skipped" and "rejected" in stored.reason
+    channel = await channels.get_channel(town.bot.db, town.papers.id)
+    assert channel.broken_reason is None and "400" in channel.last_error  # /digest status shows why
+    assert await deliveries.unfinished_deliveries(town.bot.db) == []
+    assert (await town.poster.deliver(row, BIG_DAY)).status == "already_done"
+
+
 async def test_a_restart_replays_the_plan_even_if_the_library_changed(town: Town) -> None:
     row = await town.digest_in(town.papers)
     town.fake.fail_next("POST", MESSAGES, status=503, when=lambda req: len(town.posted(town.papers)) == 1)
