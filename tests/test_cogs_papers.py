@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +64,17 @@ async def test_search_filters_by_tag_and_dates(world: World) -> None:
     _, response = await world.command(
         "papers", "search", query="video", tag="computer vision", since="2025-03-01", until="2025-03-31"
     )
-    embed = first_embed(response)
-    assert "Computer Vision" in embed["description"]
-    page = await library.search(world.bot.db, "video", tag="Computer Vision", since=None, until=None, limit=50)
-    assert page.total > 0
+    footer = first_embed(response)["footer"]["text"]
+    shown_total = int(re.search(r"(\d+) results", footer).group(1))
+    march = date(2025, 3, 1), date(2025, 3, 31)
+    filtered = await library.search(world.bot.db, "video", tag="Computer Vision", since=march[0], until=march[1],
+                                    limit=100)
+    unfiltered = await library.search(world.bot.db, "video", limit=1)
+    assert shown_total == filtered.total and 0 < filtered.total < unfiltered.total
+    for hit in filtered.hits:
+        assert "Computer Vision" in hit.paper.tags
+        assert any(march[0] <= day <= march[1] for day in hit.paper.days)
+    assert filtered.hits[0].paper.title[:40] in first_embed(response)["description"]
 
 
 async def test_search_with_no_match_says_what_was_searched(world: World) -> None:
