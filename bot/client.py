@@ -53,7 +53,8 @@ class Paperbot(commands.Bot):
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
         self.subscription_poster = SubscriptionPoster(self)
-        self.daily = DailyScheduler(self.db, DigestPoster(self), self.settings, dm=self.subscription_poster)
+        poster = DigestPoster(self, requests_per_second=self.settings.delivery.requests_per_second)
+        self.daily = DailyScheduler(self.db, poster, self.settings, dm=self.subscription_poster)
         self.tree.on_error = errors.on_app_command_error
         for extension in EXTENSIONS:
             await self.load_extension(extension)

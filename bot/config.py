@@ -86,8 +86,12 @@ class DeliverySettings(BaseModel):
 
     # On start, days missed while the bot was down are posted (marked late) this far back.
     catch_up_days: int = Field(default=3, ge=0, le=31)
-    # Channels posted to at once; discord.py paces each request within Discord's rate limits.
-    concurrency: int = Field(default=5, ge=1, le=50)
+    # Channels posted to at once: enough to keep the pacer busy while each one waits on Discord's
+    # answer (~0.1-0.3 s) and on its channel's limit of 5 messages per 5 s (thread digests).
+    concurrency: int = Field(default=50, ge=1, le=500)
+    # Digest requests per second across all channels: Discord allows a bot 50 in all, and every
+    # 429 counts towards a ban; a little headroom is left for commands and direct messages.
+    requests_per_second: float = Field(default=48.0, gt=0, le=50)
 
 
 class SubscriptionSettings(BaseModel):

@@ -14,8 +14,9 @@ among the server's active threads (named for the day, in the forum, started by P
 creating one.
 
 Discord refusing the channel (403/404) marks it broken and the server is told once; anything
-else (5xx, network, timeouts) leaves the delivery pending for the next run. Rate limits are
-discord.py's business: it waits out 429s and follows bucket headers on its own.
+else (5xx, network, timeouts) leaves the delivery pending for the next run. Per-channel rate
+limits are discord.py's business (it follows the bucket headers); the global one is paced here,
+see `RequestPacer`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
@@ -31,6 +33,7 @@ import aiohttp
 import discord
 
 from bot import render
+from bot.config import DeliverySettings
 from storage import channels, deliveries
 from storage.channels import DigestChannel
 from storage.deliveries import Delivery, PlannedMessage
@@ -39,7 +42,7 @@ from storage.tags import normalize_tag
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeliveryOutcome", "DigestPoster"]
+__all__ = ["DEFAULT_REQUESTS_PER_SECOND", "DeliveryOutcome", "DigestPoster", "RequestPacer"]
 
 #: Discord's JSON error code for "A thread has already been created for this message".
 THREAD_ALREADY_CREATED = 160004
@@ -49,6 +52,9 @@ UNKNOWN_MESSAGE = 10008
 MAX_FORUM_TAGS = 20
 MAX_APPLIED_TAGS = 5
 MAX_FORUM_TAG_NAME = 20
+
+#: The `[delivery] requests_per_second` default, for posters made without settings.
+DEFAULT_REQUESTS_PER_SECOND = DeliverySettings().requests_per_second
 
 OutcomeStatus = Literal["delivered", "already_done", "skipped", "broken", "retry_later", "removed", "failed"]
 
@@ -110,16 +116,45 @@ class _DigestRemoved(Exception):
     """A moderator deleted the digest's thread or header message: the rest cannot be posted."""
 
 
+class RequestPacer:
+    """Spaces requests `1 / per_second` apart, so a fan-out stays just under Discord's global limit.
+
+    discord.py learns of the global limit only from a 429, and each 429 is an "invalid request"
+    (10,000 in 10 minutes get the bot's address banned). Worse, the requests it then holds back
+    are released together when the limit resets, into a window the paced ones need too, so one
+    429 breeds the next. Slots follow a schedule, so a caller woken a little late does not slow
+    the rate, but slots missed in a stall (a busy event loop) are lost, never made up in a burst.
+    Callers go in turn (the lock is FIFO), so waiting is fair across channels.
+    """
+
+    def __init__(self, per_second: float, clock=time.monotonic) -> None:
+        self.interval = 1.0 / per_second
+        self.clock = clock
+        self._next_slot = float("-inf")
+        self._turn = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Return at this caller's slot."""
+        async with self._turn:
+            now = self.clock()
+            self._next_slot = max(self._next_slot, now)
+            if self._next_slot > now:
+                await asyncio.sleep(self._next_slot - now)
+            self._next_slot += self.interval
+
+
 class DigestPoster:
     """Delivers digests for one bot (a `discord.Client` with `.db`). Use one per bot.
 
     Deliveries of one channel are serialised (a scheduled run and a resume cannot interleave);
-    different channels proceed concurrently up to `deliver_many`'s bound.
+    different channels proceed concurrently up to `deliver_many`'s bound, and every message,
+    thread and forum post they create waits for the poster's `RequestPacer`.
     """
 
-    def __init__(self, bot: discord.Client) -> None:
+    def __init__(self, bot: discord.Client, *, requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND) -> None:
         self.bot = bot
         self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.pacer = RequestPacer(requests_per_second)
 
     @property
     def db(self):
@@ -152,12 +187,14 @@ class DigestPoster:
             return await self._send(channel, delivery)
 
     async def deliver_many(
-        self, items: list[tuple[DigestChannel, dt.date, bool]], *, concurrency: int = 5
+        self, items: list[tuple[DigestChannel, dt.date, bool]], *, concurrency: int = 50
     ) -> list[DeliveryOutcome]:
         """Deliver (channel, day, late) items; outcomes in the items' order.
 
         At most `concurrency` channels at once; one channel's days go in the given order, so a
         catch-up never posts Tuesday before Monday. One channel failing never stops the others.
+        The pacer, not `concurrency`, sets the rate: enough channels must be in flight to keep it
+        busy while each waits on Discord's answer and on its own channel's 5-per-5-s bucket.
         """
         gate = asyncio.Semaphore(max(1, concurrency))
         by_channel: dict[int, list[int]] = defaultdict(list)
@@ -174,7 +211,7 @@ class DigestPoster:
         await asyncio.gather(*(one_channel(indexes) for indexes in by_channel.values()))
         return [outcome for outcome in outcomes if outcome is not None]
 
-    async def resume_unfinished(self, *, concurrency: int = 5) -> list[DeliveryOutcome]:
+    async def resume_unfinished(self, *, concurrency: int = 50) -> list[DeliveryOutcome]:
         """Finish every delivery a crash or an error left pending (call once the bot is ready)."""
         items: list[tuple[DigestChannel, dt.date, bool]] = []
         for delivery in await deliveries.unfinished_deliveries(self.db):
@@ -272,6 +309,7 @@ class DigestPoster:
             return None
         payload = render.payload_from_dict(planned.payload)
         try:
+            await self.pacer.wait()
             # discord.py sends `enforce_nonce: true` with every nonce: Discord then answers a
             # repeated nonce with the message it already created instead of posting a second one.
             message = await target.send(**payload.as_kwargs(), nonce=planned.nonce)
@@ -295,6 +333,7 @@ class DigestPoster:
             if header_message is None or header_message.guild is None:  # sent in an earlier run
                 parent = self.bot.get_channel(channel.channel_id) or await self.bot.fetch_channel(channel.channel_id)
                 header_message = parent.get_partial_message(header_id)
+            await self.pacer.wait()
             thread_id = (await header_message.create_thread(name=name)).id
         except discord.NotFound as error:
             if error.code == UNKNOWN_MESSAGE:
@@ -362,6 +401,7 @@ class DigestPoster:
         payload = render.payload_from_dict(header.payload)
         await deliveries.request_forum_post(self.db, delivery.id)
         try:
+            await self.pacer.wait()
             created = await forum.create_thread(
                 name=render.digest_thread_name(delivery.day), **payload.as_kwargs(), applied_tags=applied
             )

@@ -380,6 +380,24 @@ async def test_a_deleted_thread_abandons_the_rest_of_that_day(town: Town) -> Non
     assert (await town.poster.deliver(row, SMALL_DAY)).status == "already_done"
 
 
+# ----- fan-out -------------------------------------------------------------------------------------
+
+
+async def test_a_fan_out_is_paced_under_the_global_limit_without_a_single_429(town: Town) -> None:
+    """Fifty channels in flight would burst far past Discord's global limit; the pacer keeps under it."""
+    rows = [await town.digest_in(await town.fake.create_text_channel(town.guild, f"papers-{n}")) for n in range(6)]
+    town.fake.enable_rate_limits(global_per_second=5, global_window=0.2)  # Discord's 50/s, scaled down to 25/s
+    poster = DigestPoster(town.bot, requests_per_second=10)
+
+    outcomes = await poster.deliver_many([(row, DAY, False) for row in rows], concurrency=50)
+
+    assert [o.status for o in outcomes] == ["delivered"] * len(rows)
+    assert [r.path for r in town.fake.requests if r.status == 429] == []
+    expected = [planned_view(p) for p in await town.expected(DAY)]
+    for row in rows:
+        assert [content_and_embeds(m) for m in town.posted(row.channel_id)] == expected
+
+
 # ----- broken channels ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,33 @@
+"""The fan-out and command-latency benchmarks at toy size: their correctness figures, never their timings.
+
+The benchmarks themselves (benchmarks/fanout.py, benchmarks/latency.py) are scripts; this only
+keeps them runnable and checks what they count: every planned message posted exactly once, every
+interaction answered.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks import fanout, latency
+
+
+async def test_fan_out_posts_every_planned_message_once_under_discords_limits(tmp_path: Path) -> None:
+    figures = await fanout.measure(5, workdir=tmp_path)
+
+    assert figures["ledger"] == {"delivered": 5}
+    assert figures["planned_messages"] == 5 * 3  # the benchmark's day is three compact messages
+    assert (figures["duplicates"], figures["misses"], figures["ledger_ids_not_on_discord"]) == (0, 0, 0)
+    assert figures["successful_requests"] >= figures["planned_messages"]
+    assert figures["other_errors"] == 0 and figures["channels_with_errors"] == 0
+    assert "## Delivery fan-out" in fanout.markdown(figures)
+
+
+async def test_every_command_of_the_latency_mix_is_answered(corpus_library: Path, tmp_path: Path) -> None:
+    figures = await latency.measure(corpus_library, rounds=1, workdir=tmp_path)
+
+    assert figures["interactions"] == len(figures["mix"]) > 0
+    assert (figures["answered"], figures["unanswered"]) == (figures["interactions"], 0)
+    assert figures["error_replies"] == {}  # the mix is built from what the library holds: all find something
+    assert set(figures["per_command_ms"]) == {"search", "tag", "paper", "autocomplete"}
+    assert "## Command latency" in latency.markdown(figures)
