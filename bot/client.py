@@ -15,8 +15,10 @@ from pydantic import SecretStr
 from bot import errors, render
 from bot.config import DiscordSettings, Settings
 from bot.delivery import DigestPoster
+from bot.roundup import RoundupPoster
 from bot.scheduler import DailyScheduler
 from bot.subscriptions import SubscriptionPoster
+from bot.votes import VoteButton
 from storage import db
 
 log = logging.getLogger(__name__)
@@ -54,8 +56,11 @@ class Paperbot(commands.Bot):
         self.db = await db.connect(self.settings.database.path)
         self.subscription_poster = SubscriptionPoster(self)
         poster = DigestPoster(self, requests_per_second=self.settings.delivery.requests_per_second)
-        self.daily = DailyScheduler(self.db, poster, self.settings, dm=self.subscription_poster)
+        self.daily = DailyScheduler(
+            self.db, poster, self.settings, dm=self.subscription_poster, roundups=RoundupPoster(self)
+        )
         self.tree.on_error = errors.on_app_command_error
+        self.add_dynamic_items(VoteButton)  # vote buttons answer on every message, also after a restart
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands()

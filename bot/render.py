@@ -17,6 +17,9 @@ Guarantees, checked by `check_message_limits` and the tests:
   reformat the next entry. Every visible string has mentions neutralised (`@​everyone`, `<@​123>`),
   and every payload carries an explicit `allowed_mentions` (`NO_MENTIONS` unless a digest is asked
   to ping roles, and then only those roles).
+* Papers posted in channels carry vote buttons (`VoteButton`), one per paper, at most 25 per
+  message (a compact digest starts a new message rather than leave a paper without one); the
+  buttons are part of the payload, so the ledger replays them too.
 * URLs are only used when they are http(s), at most 2048 characters, and percent-encoded so they
   cannot break a `[label](url)` link; otherwise the canonical arXiv URL is used or the link is
   dropped (an invalid embed URL makes Discord reject the whole message).
@@ -37,12 +40,15 @@ import discord
 
 from storage.models import ARXIV_ID, SearchPage, StoredPaper, TagCount
 from storage.tags import normalize_tag
+from storage.votes import RankedPaper
 
 __all__ = [
     "BRAND_COLOUR",
     "ELLIPSIS",
     "NO_MENTIONS",
+    "VOTE_ID_TEMPLATE",
     "MessagePayload",
+    "VoteButton",
     "check_message_limits",
     "digest_header",
     "digest_messages",
@@ -53,10 +59,13 @@ __all__ = [
     "paper_embed",
     "payload_from_dict",
     "payload_to_dict",
+    "roundup_message",
     "search_results_embed",
     "subscription_digest_messages",
     "tag_list_embeds",
+    "top_papers_embed",
     "truncate",
+    "vote_view",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -73,7 +82,11 @@ MAX_FIELD_NAME = 256
 MAX_FIELD_VALUE = 1024
 MAX_FOOTER = 2048
 MAX_AUTHOR = 256
-MAX_ACTION_ROWS = 5  # components are attached by the views that send a payload, not here
+MAX_ACTION_ROWS = 5
+MAX_ROW_BUTTONS = 5
+MAX_BUTTONS = MAX_ACTION_ROWS * MAX_ROW_BUTTONS
+MAX_BUTTON_LABEL = 80
+MAX_CUSTOM_ID = 100
 MAX_URL = 2048
 MAX_THREAD_NAME = 100
 MAX_ALLOWED_ROLES = 100  # allowed_mentions.roles
@@ -368,6 +381,62 @@ def _links(urls: Sequence[str], segments: int, max_len: int = MAX_URL) -> list[s
 # --------------------------------------------------------------------------------------------
 
 
+#: A vote button's custom_id: `paperbot:vote:<number>:<arXiv id>`; number 0 = the message's only paper.
+#: bot.votes answers the clicks of every button matching it, also on messages sent before a restart.
+VOTE_ID_TEMPLATE = r"paperbot:vote:(?P<number>[0-9]+):(?P<arxiv_id>[A-Za-z0-9./-]+)"
+_VOTE_ID = re.compile(VOTE_ID_TEMPLATE)
+
+
+@dataclass(frozen=True)
+class VoteButton:
+    """One paper's vote button: its number in the message's list (0 = the only paper) and its count."""
+
+    arxiv_id: str
+    number: int = 0
+    count: int = 0
+
+    @property
+    def custom_id(self) -> str:
+        return f"paperbot:vote:{self.number}:{self.arxiv_id}"
+
+    @property
+    def label(self) -> str:
+        """`#3 ▲ 2`, or `▲ 2` for a message's only paper."""
+        return f"#{self.number} ▲ {self.count}" if self.number else f"▲ {self.count}"
+
+    def as_button(self) -> discord.ui.Button:
+        return discord.ui.Button(style=discord.ButtonStyle.secondary, label=self.label, custom_id=self.custom_id)
+
+
+class _Buttons(discord.ui.View):
+    """Buttons sent for their look only: clicks are answered by custom_id (see `VOTE_ID_TEMPLATE`).
+
+    Not dispatchable, so discord.py does not keep a view per sent message in memory: the
+    persistent handler registered at start-up answers every click, before and after restarts.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    def is_dispatchable(self) -> bool:
+        return False
+
+
+def _usable(buttons: Sequence[VoteButton]) -> list[VoteButton]:
+    """The buttons Discord accepts, at most 25: an id too long for a custom_id gets none."""
+    return [b for b in buttons if len(b.custom_id) <= MAX_CUSTOM_ID][:MAX_BUTTONS]
+
+
+def vote_view(buttons: Sequence[VoteButton]) -> discord.ui.View:
+    """The vote buttons of a message, five to a row, in order."""
+    view = _Buttons()
+    for index, button in enumerate(_usable(buttons)):
+        item = button.as_button()
+        item.row = index // MAX_ROW_BUTTONS
+        view.add_item(item)
+    return view
+
+
 @dataclass(frozen=True, eq=False)
 class MessagePayload:
     """One Discord message: `channel.send(**payload.as_kwargs())`.
@@ -378,14 +447,22 @@ class MessagePayload:
     content: str | None
     embeds: list[discord.Embed] = field(default_factory=list)
     allowed_mentions: discord.AllowedMentions = NO_MENTIONS
+    votes: tuple[VoteButton, ...] = ()  # one vote button per paper in the message
 
     def as_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `Messageable.send`, `InteractionResponse.send_message`, `edit`."""
-        return {
+        kwargs: dict[str, Any] = {
             "content": self.content,
             "embeds": list(self.embeds),
             "allowed_mentions": self.allowed_mentions,
         }
+        if self.votes:
+            kwargs["view"] = vote_view(self.votes)
+        return kwargs
+
+    def components(self) -> list[dict[str, Any]]:
+        """The message's components as Discord receives them."""
+        return vote_view(self.votes).to_components() if self.votes else []
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MessagePayload):
@@ -400,12 +477,15 @@ _PAYLOAD_VERSION = 1
 
 def payload_to_dict(payload: MessagePayload) -> dict[str, Any]:
     """A JSON-serialisable form of `payload` for the delivery ledger."""
-    return {
+    data = {
         "v": _PAYLOAD_VERSION,
         "content": payload.content,
         "embeds": [copy.deepcopy(embed.to_dict()) for embed in payload.embeds],
         "allowed_mentions": copy.deepcopy(payload.allowed_mentions.to_dict()),
     }
+    if payload.votes:  # absent rather than empty: payloads stored before votes existed read the same
+        data["votes"] = [[b.arxiv_id, b.number, b.count] for b in payload.votes]
+    return data
 
 
 def _allowed_mentions_from_dict(data: dict[str, Any]) -> discord.AllowedMentions:
@@ -434,6 +514,7 @@ def payload_from_dict(data: dict[str, Any]) -> MessagePayload:
         content=data.get("content"),
         embeds=[discord.Embed.from_dict(copy.deepcopy(e)) for e in data.get("embeds", [])],
         allowed_mentions=_allowed_mentions_from_dict(data.get("allowed_mentions") or {}),
+        votes=tuple(VoteButton(str(a), int(n), int(c)) for a, n, c in data.get("votes", ())),
     )
 
 
@@ -519,6 +600,7 @@ def check_message_limits(payload: MessagePayload) -> list[str]:
             problems.append(f"embed[{i}].url is not a well-formed http(s) URL")
     if total > MAX_MESSAGE_EMBED_CHARS:
         problems.append(f"embeds have {total} characters in all (max {MAX_MESSAGE_EMBED_CHARS})")
+    problems += _component_problems(payload)
 
     mentions = payload.allowed_mentions
     if not isinstance(mentions, discord.AllowedMentions):
@@ -540,6 +622,33 @@ def check_message_limits(payload: MessagePayload) -> list[str]:
         for role in _RAW_ROLE.findall(text):
             if where != "content" or int(role) not in allowed_roles:
                 problems.append(f"{where} mentions role {role} not in allowed_mentions")
+    return problems
+
+
+def _component_problems(payload: MessagePayload) -> list[str]:
+    """Discord's component limits: 5 rows of 5 buttons, labels of 80, unique custom_ids of 100."""
+    problems: list[str] = []
+    rows = payload.components()
+    if len(rows) > MAX_ACTION_ROWS:
+        problems.append(f"message has {len(rows)} action rows (max {MAX_ACTION_ROWS})")
+    ids: list[str] = []
+    for i, row in enumerate(rows):
+        buttons = row.get("components", [])
+        if not 1 <= len(buttons) <= MAX_ROW_BUTTONS:
+            problems.append(f"action row {i} has {len(buttons)} buttons (1 to {MAX_ROW_BUTTONS})")
+        for button in buttons:
+            label, custom_id = button.get("label") or "", button.get("custom_id") or ""
+            if not label or len(label) > MAX_BUTTON_LABEL:
+                problems.append(
+                    f"button {custom_id!r} has a label of {len(label)} characters (1 to {MAX_BUTTON_LABEL})"
+                )
+            if not custom_id or len(custom_id) > MAX_CUSTOM_ID:
+                problems.append(f"a button has a custom_id of {len(custom_id)} characters (1 to {MAX_CUSTOM_ID})")
+            ids.append(custom_id)
+    if len(ids) != len(set(ids)):
+        problems.append("two buttons share a custom_id")
+    if len(payload.votes) != sum(len(row.get("components", [])) for row in rows):
+        problems.append("some papers of the message have no vote button")
     return problems
 
 
@@ -724,6 +833,87 @@ def search_results_embed(
     return embed
 
 
+def _ranked_entry(number: int, ranked: RankedPaper) -> str:
+    lines = [_entry_heading(number, ranked.paper)]
+    byline = [f"▲ {_plural(ranked.votes, 'vote')}"]
+    authors = _entry_authors(ranked.paper)
+    if authors:
+        byline.append(authors)
+    tags = _entry_tags(ranked.paper, _ENTRY_TAGS, 3)
+    if tags:
+        byline.append(f"*{tags}*")
+    lines.append(" · ".join(byline))
+    start = _summary_start(ranked.paper.summary)
+    if start:
+        lines.append(_escaped(start, _ENTRY_SUMMARY))
+    return "\n".join(lines)
+
+
+def _ranked_description(ranked: Sequence[RankedPaper], first_number: int, budget: int) -> tuple[str, int]:
+    """As many whole entries as fit in `budget`, and how many that is."""
+    description, shown = "", 0
+    for offset, paper in enumerate(ranked):
+        entry = _ranked_entry(first_number + offset, paper)
+        candidate = f"{description}\n\n{entry}" if description else entry
+        if len(candidate) > budget:
+            break
+        description, shown = candidate, shown + 1
+    return description, shown
+
+
+def top_papers_embed(
+    ranked: Sequence[RankedPaper],
+    total: int,
+    *,
+    title: str,
+    page_number: int,
+    page_count: int,
+    first_number: int = 1,
+) -> discord.Embed:
+    """One page of `/papers top`: numbered entries with their votes, most first."""
+    embed = discord.Embed(title=_escaped(title, MAX_TITLE) or None, colour=BRAND_COLOUR)
+    footer = f"Page {page_number} of {page_count} · {_plural(total, 'paper')} with votes"
+    footer_room = len(footer) + len(f" · {len(ranked)} not shown")
+    budget = min(MAX_DESCRIPTION, MAX_MESSAGE_EMBED_CHARS - embed_size(embed) - footer_room)
+    description, shown = _ranked_description(ranked, first_number, budget)
+    if shown < len(ranked):
+        footer += f" · {len(ranked) - shown} not shown"
+    embed.description = description or "No papers."
+    embed.set_footer(text=_plain(footer, MAX_FOOTER))
+    return embed
+
+
+_ROUNDUP_TAGS = 10
+
+
+def roundup_message(
+    week_start: dt.date, week_end: dt.date, ranked: Sequence[RankedPaper], paper_count: int, tags: Sequence[TagCount]
+) -> MessagePayload:
+    """The weekly roundup: the week's top papers (votes, then newest) with vote buttons, and its busiest tags.
+
+    `paper_count` is how many papers the week had in all; without any, a one-line note. Never pings.
+    """
+    span = f"{week_start.isoformat()} – {week_end.isoformat()}"
+    if not paper_count:
+        return MessagePayload(content=f"🏆 Weekly roundup, {span}: no new papers this week.", embeds=[])
+    embed = discord.Embed(title=f"🏆 The week's top papers · {span}", colour=BRAND_COLOUR)
+    tag_text = _join_fitting(
+        [f"{_escaped(t.name, _TAG_NAME)} ({t.count})" for t in tags[:_ROUNDUP_TAGS] if _one_line(t.name)],
+        MAX_FIELD_VALUE, sep=" · ",
+    )
+    if tag_text:
+        embed.add_field(name="Busiest tags", value=tag_text, inline=False)
+    embed.set_footer(text=f"{_plural(paper_count, 'paper')} this week · vote with the ▲ buttons")
+    budget = min(MAX_DESCRIPTION, MAX_MESSAGE_EMBED_CHARS - embed_size(embed))
+    description, shown = _ranked_description(ranked, 1, budget)
+    embed.description = description or None
+    numbered = [(n, r.paper) for n, r in enumerate(ranked[:shown], start=1)]
+    buttons = tuple(
+        VoteButton(b.arxiv_id, b.number, ranked[b.number - 1].votes) for b in _vote_buttons(numbered[:MAX_BUTTONS])
+    )
+    return MessagePayload(content=None, embeds=[embed], allowed_mentions=NO_MENTIONS, votes=buttons)
+
+
 def tag_list_embeds(tags: Sequence[TagCount], *, per_page: int = 40) -> list[discord.Embed]:
     """Pages of "name — count", at most `per_page` lines (fewer if 4096 characters run out)."""
     per_page = max(1, per_page)
@@ -825,29 +1015,42 @@ def _compact_entry(number: int, paper: StoredPaper) -> str:
     return "\n".join(lines)
 
 
-def _pack_compact(entries: list[str]) -> list[list[str]]:
-    """Entries into messages of embed descriptions: ≤ 4096 per embed, ≤ 6000 and 10 per message."""
-    messages: list[list[str]] = []
-    embeds: list[str] = []
-    total = 0
+def _pack_compact(entries: list[str], *, per_message: int | None = None) -> list[list[list[str]]]:
+    """Entries into messages of embeds of entries: ≤ 4096 per embed, ≤ 6000 and 10 per message.
+
+    Each message is a list of embeds, each embed the list of its entries (joined by a blank line
+    in the description). `per_message` caps the entries of one message (one vote button each).
+    """
+    messages: list[list[list[str]]] = []
+    embeds: list[list[str]] = []
+    lengths: list[int] = []  # description length of each embed of the current message
     for entry in entries:
+        if embeds and (per_message is None or sum(map(len, embeds)) < per_message):
+            grown = lengths[-1] + 2 + len(entry)
+            if grown <= MAX_DESCRIPTION and sum(lengths) - lengths[-1] + grown <= MAX_MESSAGE_EMBED_CHARS:
+                embeds[-1].append(entry)
+                lengths[-1] = grown
+                continue
+            if len(embeds) < MAX_EMBEDS and sum(lengths) + len(entry) <= MAX_MESSAGE_EMBED_CHARS:
+                embeds.append([entry])
+                lengths.append(len(entry))
+                continue
         if embeds:
-            grown = f"{embeds[-1]}\n\n{entry}"
-            if len(grown) <= MAX_DESCRIPTION and total - len(embeds[-1]) + len(grown) <= (
-                MAX_MESSAGE_EMBED_CHARS
-            ):
-                total += len(grown) - len(embeds[-1])
-                embeds[-1] = grown
-                continue
-            if len(embeds) < MAX_EMBEDS and total + len(entry) <= MAX_MESSAGE_EMBED_CHARS:
-                embeds.append(entry)
-                total += len(entry)
-                continue
             messages.append(embeds)
-        embeds, total = [entry], len(entry)
+        embeds, lengths = [[entry]], [len(entry)]
     if embeds:
         messages.append(embeds)
     return messages
+
+
+def _compact_embeds(message: list[list[str]]) -> list[discord.Embed]:
+    return [discord.Embed(description="\n\n".join(entries), colour=BRAND_COLOUR) for entries in message]
+
+
+def _vote_buttons(numbered: Sequence[tuple[int, StoredPaper]]) -> tuple[VoteButton, ...]:
+    """A vote button per paper (number 0: the message's only paper); an id no custom_id can carry gets none."""
+    buttons = (VoteButton(paper.arxiv_id, number) for number, paper in numbered)
+    return tuple(b for b in buttons if len(b.custom_id) <= MAX_CUSTOM_ID and _VOTE_ID.fullmatch(b.custom_id))
 
 
 def digest_messages(
@@ -862,9 +1065,10 @@ def digest_messages(
 
     `compact`: as few messages as possible; the first carries the header as content, then
     numbered entries (linked title, tags, one-line summary start, code link) fill embed
-    descriptions. `thread`: a header message (to start the thread from, see
-    `digest_thread_name`), then one `paper_embed` message per paper. `mention_role_ids` are
-    pinged by the header message only, and only those roles are allowed to be.
+    descriptions, at most 25 per message so that each gets its numbered vote button. `thread`: a
+    header message (to start the thread from, see `digest_thread_name`), then one `paper_embed`
+    message per paper with its vote button. `mention_role_ids` are pinged by the header message
+    only, and only those roles are allowed to be.
     """
     header = digest_header(day, len(papers), late=late)
     if style == "compact":
@@ -872,20 +1076,21 @@ def digest_messages(
             return [_header_payload(header, mention_role_ids, "\nNo papers in this digest.")]
         entries = [_compact_entry(n, paper) for n, paper in enumerate(papers, start=1)]
         payloads = []
-        for index, descriptions in enumerate(_pack_compact(entries)):
-            embeds = [discord.Embed(description=d, colour=BRAND_COLOUR) for d in descriptions]
+        first_number = 1
+        for index, message in enumerate(_pack_compact(entries, per_message=MAX_BUTTONS)):
+            count = sum(map(len, message))
+            numbered = list(enumerate(papers[first_number - 1 : first_number - 1 + count], start=first_number))
+            first_number += count
+            content, mentions = None, NO_MENTIONS
             if index == 0:
                 first = _header_payload(header, mention_role_ids)
-                payloads.append(
-                    MessagePayload(first.content, embeds, allowed_mentions=first.allowed_mentions)
-                )
-            else:
-                payloads.append(MessagePayload(None, embeds, NO_MENTIONS))
+                content, mentions = first.content, first.allowed_mentions
+            payloads.append(MessagePayload(content, _compact_embeds(message), mentions, _vote_buttons(numbered)))
         return payloads
     if style == "thread":
         count = len(papers)
         return [_header_payload(header, mention_role_ids)] + [
-            MessagePayload(None, [paper_embed(paper, position=(n, count))], NO_MENTIONS)
+            MessagePayload(None, [paper_embed(paper, position=(n, count))], NO_MENTIONS, _vote_buttons([(0, paper)]))
             for n, paper in enumerate(papers, start=1)
         ]
     raise ValueError(f"unknown digest style {style!r}")
@@ -940,8 +1145,8 @@ def subscription_digest_messages(
         return [MessagePayload(content=f"{header}\n{footer}", embeds=[], allowed_mentions=NO_MENTIONS)]
     payloads = []
     packed = _pack_compact(entries)
-    for index, descriptions in enumerate(packed):
-        embeds = [discord.Embed(description=d, colour=BRAND_COLOUR) for d in descriptions]
+    for index, message in enumerate(packed):
+        embeds = _compact_embeds(message)
         content = header if index == 0 else None
         if index == len(packed) - 1:
             content = f"{content}\n{footer}" if content else footer

@@ -1,4 +1,5 @@
-"""When things happen: one APScheduler job per digest channel, at its local time, and the fetch job.
+"""When things happen: one APScheduler job per digest channel, at its local time, one per weekly
+roundup, at its local weekday and time, and the fetch job.
 
 The jobs only decide *when*; what is due is computed from the ledger by
 `due_days`, a pure function of the clock, so a restart, a missed run or a late
@@ -19,6 +20,7 @@ from bot.config import Settings
 from bot.delivery import DigestPoster
 from bot.digests import fetcher
 from bot.digests.fetcher import Clock, utc_now
+from bot.roundup import RoundupPoster
 from bot.subscriptions import SubscriptionPoster
 from storage import channels, deliveries, fetches, papers
 from storage.channels import DigestChannel
@@ -31,6 +33,38 @@ MISFIRE_GRACE = timedelta(hours=1)  # a job missed by less than this (busy loop,
 
 def job_id(channel_id: int) -> str:
     return f"digest:{channel_id}"
+
+
+def roundup_job_id(channel_id: int) -> str:
+    return f"roundup:{channel_id}"
+
+
+def roundup_trigger(channel: DigestChannel) -> CronTrigger:
+    """Every week on the roundup's weekday (0 = Monday), at its wall-clock time in the channel's zone."""
+    assert channel.roundup_weekday is not None and channel.roundup_time is not None
+    return CronTrigger(
+        day_of_week=channel.roundup_weekday, hour=channel.roundup_time.hour, minute=channel.roundup_time.minute,
+        timezone=ZoneInfo(channel.timezone),
+    )
+
+
+def last_roundup_day(channel: DigestChannel, now: datetime) -> date | None:
+    """The local day of the channel's latest roundup time at or before `now`: the one roundup still owed.
+
+    None when the channel has no roundup, or that time passed before the roundup was turned on.
+    Only this one is ever owed, so a bot that was down catches up on the last week only.
+    """
+    if channel.roundup_weekday is None or channel.roundup_time is None:
+        return None
+    zone = ZoneInfo(channel.timezone)
+    local = now.astimezone(zone)
+    day = local.date() - timedelta(days=(local.weekday() - channel.roundup_weekday) % 7)
+    if day == local.date() and local.time() < channel.roundup_time:
+        day -= timedelta(days=7)
+    moment = datetime.combine(day, channel.roundup_time, tzinfo=zone)
+    if channel.roundup_since is not None and moment < channel.roundup_since:
+        return None
+    return day
 
 
 def post_trigger(channel: DigestChannel) -> CronTrigger:
@@ -71,11 +105,12 @@ class DailyScheduler:
 
     def __init__(
         self, conn, poster: DigestPoster, settings: Settings, clock: Clock = utc_now,
-        dm: SubscriptionPoster | None = None,
+        dm: SubscriptionPoster | None = None, roundups: RoundupPoster | None = None,
     ) -> None:
         self.conn = conn
         self.poster = poster
         self.dm = dm  # personal subscription DMs, sent after the channels' posts
+        self.roundups = roundups  # weekly roundups; None: not scheduled
         self.settings = settings
         self.clock = clock  # what "now" is; tests replace it to move through days and zones
         self.scheduler = AsyncIOScheduler(timezone=UTC)
@@ -104,19 +139,55 @@ class DailyScheduler:
             self.scheduler.shutdown(wait=False)
 
     def schedule(self, channel: DigestChannel) -> None:
-        """(Re)schedule a channel after its settings changed; replaces its old job."""
+        """(Re)schedule a channel (and its roundup) after its settings changed; replaces its old jobs."""
         self.scheduler.add_job(
             self.post_channel, post_trigger(channel), args=[channel.channel_id], id=job_id(channel.channel_id),
             replace_existing=True, coalesce=True, misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
         )
+        if self.roundups is None or channel.roundup_weekday is None:
+            self._remove(roundup_job_id(channel.channel_id))
+            return
+        self.scheduler.add_job(
+            self.post_roundup, roundup_trigger(channel), args=[channel.channel_id],
+            id=roundup_job_id(channel.channel_id), replace_existing=True, coalesce=True,
+            misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
+        )
 
     def unschedule(self, channel_id: int) -> None:
-        if self.scheduler.get_job(job_id(channel_id)):
-            self.scheduler.remove_job(job_id(channel_id))
+        self._remove(job_id(channel_id))
+        self._remove(roundup_job_id(channel_id))
+
+    def _remove(self, job: str) -> None:
+        if self.scheduler.get_job(job):
+            self.scheduler.remove_job(job)
 
     def next_post_time(self, channel_id: int) -> datetime | None:
         job = self.scheduler.get_job(job_id(channel_id))
         return job.next_run_time if job else None
+
+    def next_roundup_time(self, channel_id: int) -> datetime | None:
+        job = self.scheduler.get_job(roundup_job_id(channel_id))
+        return job.next_run_time if job else None
+
+    async def post_roundup(self, channel_id: int, now: datetime | None = None) -> None:
+        """The channel's weekly roundup job: post the roundup owed, if any."""
+        channel = await channels.get_channel(self.conn, channel_id)
+        if channel is None or channel.roundup_weekday is None:
+            self._remove(roundup_job_id(channel_id))
+            return
+        week_end = last_roundup_day(channel, now or self.clock())
+        if self.roundups is not None and week_end is not None and channel.broken_reason is None:
+            await self.roundups.post(channel, week_end)
+
+    async def post_roundups_due(self, now: datetime | None = None) -> None:
+        """Every channel's owed roundup: on start (a roundup missed while down) and retries after a failure."""
+        if self.roundups is None:
+            return
+        now = now or self.clock()
+        for channel in await channels.list_channels(self.conn):
+            week_end = last_roundup_day(channel, now)
+            if week_end is not None and channel.broken_reason is None:
+                await self.roundups.post(channel, week_end)
 
     async def post_channel(self, channel_id: int, now: datetime | None = None) -> None:
         """The channel's daily job: post whatever is due to it."""
@@ -128,7 +199,7 @@ class DailyScheduler:
             await self.poster.deliver(channel, day, late=late)
 
     async def post_due(self, now: datetime | None = None) -> None:
-        """Everything due to every channel: on start (catch-up) and after new digests arrive."""
+        """Everything due to every channel (digests, then roundups): on start and after new digests arrive."""
         now = now or self.clock()
         work = []
         for channel in await channels.list_channels(self.conn):
@@ -139,6 +210,7 @@ class DailyScheduler:
             await self.poster.deliver_many(work, concurrency=self.settings.delivery.concurrency)
         if self.dm is not None:  # subscribers: the latest day, once, within the catch-up window
             await self.dm.deliver_latest(now, self.catch_up_days)
+        await self.post_roundups_due(now)
 
     async def fetch_and_post(self, now: datetime | None = None) -> None:
         """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due."""

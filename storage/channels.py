@@ -27,6 +27,7 @@ __all__ = [
     "record_error",
     "remove_channel",
     "save_channel",
+    "set_roundup",
 ]
 
 
@@ -50,11 +51,16 @@ class DigestChannel(BaseModel):
     # When the digest was first set up (the scheduler owes no day before it); None = now, on save.
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None  # set by save_channel
+    # The weekly roundup, set by `set_roundup` (save_channel leaves it alone): a local weekday
+    # (0 = Monday) and time, None = off, and when it was turned on (no earlier roundup is owed).
+    roundup_weekday: int | None = Field(default=None, ge=0, le=6)
+    roundup_time: dt.time | None = None
+    roundup_since: dt.datetime | None = None
 
-    @field_validator("post_time")
+    @field_validator("post_time", "roundup_time")
     @classmethod
-    def _minutes_only(cls, value: dt.time) -> dt.time:
-        return value.replace(second=0, microsecond=0, tzinfo=None)
+    def _minutes_only(cls, value: dt.time | None) -> dt.time | None:
+        return value.replace(second=0, microsecond=0, tzinfo=None) if value is not None else None
 
     @field_validator("timezone")
     @classmethod
@@ -65,7 +71,7 @@ class DigestChannel(BaseModel):
             raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Europe/Paris'") from None
         return value
 
-    @field_validator("created_at", "updated_at", "last_error_at")
+    @field_validator("created_at", "updated_at", "last_error_at", "roundup_since")
     @classmethod
     def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
         """Stored times are UTC; a naive one is taken to be UTC already."""
@@ -79,7 +85,8 @@ class DigestChannel(BaseModel):
 
 _COLUMNS = (
     "channel_id, guild_id, post_time, timezone, tags, style, empty_day_note, set_up_by, "
-    "broken_reason, broken_notified, last_error, last_error_at, created_at, updated_at, forum, create_forum_tags"
+    "broken_reason, broken_notified, last_error, last_error_at, created_at, updated_at, forum, create_forum_tags, "
+    "roundup_weekday, roundup_time, roundup_since"
 )
 
 
@@ -112,6 +119,9 @@ def _from_row(row) -> DigestChannel:
         last_error_at=_utc_time(row["last_error_at"]),
         created_at=_utc_time(row["created_at"]),
         updated_at=_utc_time(row["updated_at"]),
+        roundup_weekday=row["roundup_weekday"],
+        roundup_time=dt.time.fromisoformat(row["roundup_time"]) if row["roundup_time"] else None,
+        roundup_since=_utc_time(row["roundup_since"]),
     )
 
 
@@ -155,6 +165,35 @@ async def save_channel(conn: aiosqlite.Connection, channel: DigestChannel) -> No
             created_at,
         ),
     )
+
+
+async def set_roundup(
+    conn: aiosqlite.Connection,
+    channel_id: int,
+    weekday: int | None,
+    at: dt.time | None = None,
+    *,
+    since: dt.datetime | None = None,
+) -> bool:
+    """Turn the channel's weekly roundup on (local `weekday`, 0 = Monday, at `at`) or off (None).
+
+    False if the channel gets no digest. Turning it on (again) sets `roundup_since` (default now),
+    so a roundup whose time passed before then is not owed.
+    """
+    if weekday is None:
+        sql, params = (
+            "UPDATE digest_channels SET roundup_weekday = NULL, roundup_time = NULL, roundup_since = NULL "
+            "WHERE channel_id = ?",
+            (channel_id,),
+        )
+    else:
+        if at is None:
+            raise ValueError("a roundup needs a time of day")
+        sql, params = (
+            "UPDATE digest_channels SET roundup_weekday = ?, roundup_time = ?, roundup_since = ? WHERE channel_id = ?",
+            (weekday, at.strftime("%H:%M"), _utc_text(since) if since else _utc_now(), channel_id),
+        )
+    return await write(conn, sql, params) > 0
 
 
 async def remove_channel(conn: aiosqlite.Connection, channel_id: int) -> bool:

@@ -24,7 +24,7 @@ async def test_commands_are_synced_globally(world: World) -> None:
     synced = world.fake.commands[None]
     assert {"papers", "paper", "tags"} <= set(synced)
     subcommands = {option["name"] for option in synced["papers"]["options"]}
-    assert subcommands == {"search", "tag", "day", "export"}
+    assert subcommands == {"search", "tag", "day", "top", "export"}
 
 
 # ----- /papers search ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from bot.render import (
     MAX_MESSAGE_EMBED_CHARS,
     NO_MENTIONS,
     MessagePayload,
+    VoteButton,
     check_message_limits,
     digest_header,
     digest_messages,
@@ -28,11 +29,14 @@ from bot.render import (
     paper_embed,
     payload_from_dict,
     payload_to_dict,
+    roundup_message,
     search_results_embed,
     tag_list_embeds,
+    top_papers_embed,
     truncate,
 )
-from storage.models import SearchHit, SearchPage, StoredPaper, TagCount, arxiv_id_from
+from storage.models import ARXIV_ID, SearchHit, SearchPage, StoredPaper, TagCount, arxiv_id_from
+from storage.votes import RankedPaper
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 JSON_DAYS = sorted((CORPUS / "timlrx" / "daily_results").glob("**/*.json"))
@@ -246,6 +250,9 @@ VIOLATIONS = {
     "raw here in content": MessagePayload("@here", []),
     "raw user mention": MessagePayload(None, [_embed(title="<@123456789012345678>")]),
     "role not allowed": MessagePayload(f"<@&{ROLE}>", []),
+    "too many buttons": MessagePayload("x", [], votes=tuple(VoteButton("2502.13923", n) for n in range(1, 27))),
+    "shared custom_id": MessagePayload("x", [], votes=(VoteButton("2502.13923", 1), VoteButton("2502.13923", 1))),
+    "custom_id too long": MessagePayload("x", [], votes=(VoteButton("1" * 100, 1),)),
 }
 
 
@@ -483,10 +490,48 @@ def test_hostile_digests_within_limits(day_papers, day, late):
     compact = digest_messages(day, day_papers, style="compact")
     numbers = [n for p in compact for e in p.embeds for n in entry_numbers(e.description)]
     assert numbers == list(range(1, len(day_papers) + 1))
+    for payload in compact:  # vote buttons follow the entries; every real arXiv id has its own
+        shown = [n for e in payload.embeds for n in entry_numbers(e.description)]
+        numbers = [b.number for b in payload.votes]
+        assert set(numbers) <= set(shown) and numbers == sorted(numbers)
+        assert all(b.arxiv_id == day_papers[b.number - 1].arxiv_id for b in payload.votes)
+        real = [n for n in shown if ARXIV_ID.fullmatch(day_papers[n - 1].arxiv_id)]
+        assert set(real) <= set(numbers)
+    for payload in digest_messages(day, day_papers, style="thread")[1:]:
+        assert [b.number for b in payload.votes] in ([0], [])
     for entries in compact_entries(compact):
         for entry in entries:
             heading = entry.split("\n", 1)[0]
             assert unescaped_link_closers(heading) <= 1, heading
+
+
+@HYPOTHESIS
+@given(
+    st.lists(st.tuples(papers, st.integers(0, 10**6)), max_size=12),
+    st.lists(st.tuples(text_field, st.integers(1, 999)), max_size=15),
+    st.dates(),
+)
+def test_hostile_rankings_and_roundups_within_limits(ranked, tags, day):
+    ranked_papers = [RankedPaper(paper=p, votes=v) for p, v in ranked]
+    embed = top_papers_embed(ranked_papers, 10**6, title="🏆 Top papers", page_number=1, page_count=9, first_number=6)
+    assert_within_limits([as_payload(embed)])
+    assert entry_numbers(embed.description or "") == list(range(6, 6 + len(entry_numbers(embed.description or ""))))
+    payload = roundup_message(day, day, ranked_papers, len(ranked_papers), [TagCount(name=n, count=c) for n, c in tags])
+    assert_within_limits([payload])
+    assert_round_trips(payload)
+    shown = entry_numbers(payload.embeds[0].description or "") if payload.embeds else []
+    assert all(b.number in shown and b.count == ranked[b.number - 1][1] for b in payload.votes)
+
+
+def test_a_day_of_many_short_papers_keeps_to_25_vote_buttons_a_message():
+    day = dt.date(2025, 2, 20)
+    many = [StoredPaper(arxiv_id=f"2502.{n:05d}", title=f"P{n}", url="https://arxiv.org/abs/2502.13923")
+            for n in range(60)]
+    payloads = digest_messages(day, many, style="compact")
+    assert_within_limits(payloads)
+    assert [len(p.votes) for p in payloads] == [25, 25, 10]
+    assert [b.number for p in payloads for b in p.votes] == list(range(1, 61))
+    assert [row["components"][0]["label"] for row in payloads[1].components()][:2] == ["#26 ▲ 0", "#31 ▲ 0"]
 
 
 @HYPOTHESIS
@@ -639,8 +684,12 @@ def test_payload_round_trip_and_determinism(json_days):
         assert_round_trips(payload)
     replayed = payload_from_dict(json.loads(json.dumps(payload_to_dict(first[0]))))
     kwargs = replayed.as_kwargs()
-    assert set(kwargs) == {"content", "embeds", "allowed_mentions"}
+    assert set(kwargs) == {"content", "embeds", "allowed_mentions", "view"}
     assert kwargs["embeds"][0].colour == BRAND_COLOUR
+    shown = len(compact_entries(first)[0])
+    labels = [button.label for button in kwargs["view"].children]
+    assert labels == [f"#{n} ▲ 0" for n in range(1, shown + 1)]
+    assert set(digest_messages(day, [], style="compact")[0].as_kwargs()) == {"content", "embeds", "allowed_mentions"}
     assert replayed != digest_messages(day, day_papers, style="compact")[0]  # roles differ
 
 

@@ -1,4 +1,4 @@
-"""/digest setup|remove|status|post: admins choose where and when the daily digest is posted.
+"""/digest setup|remove|status|post|role|roundup: where and when the daily digest and weekly roundup go.
 
 Only members with Manage Server see these commands (default permissions) and
 may run them (checked again at run time, since server owners can override
@@ -23,6 +23,9 @@ from storage import channels, deliveries, papers
 from storage.channels import DigestChannel
 
 DEFAULT_TIME = time(9, 0)
+DEFAULT_ROUNDUP_TIME = time(17, 0)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")  # 0 = Monday
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "off"]
 DEFAULT_ZONE = "UTC"
 Style = Literal["compact", "thread"]
 
@@ -50,9 +53,9 @@ def zone_names() -> list[str]:
     return sorted(available_timezones())
 
 
-def parse_time(value: str | None) -> time:
+def parse_time(value: str | None, default: time = DEFAULT_TIME) -> time:
     if not value:
-        return DEFAULT_TIME
+        return default
     try:
         return time.fromisoformat(value.strip().zfill(5))
     except ValueError:
@@ -202,6 +205,10 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
                 + (f" · tags: {', '.join(row.tags)}" if row.tags else ""),
                 f"Last day delivered: {last.isoformat() if last else 'none yet'}",
             ]
+            if row.roundup_weekday is not None:
+                weekday = WEEKDAYS[row.roundup_weekday].title()
+                next_roundup = discord_time(self.daily.next_roundup_time(row.channel_id), row.timezone)
+                lines.append(f"Weekly roundup: {weekday}s at {row.roundup_time:%H:%M} · next: {next_roundup}")
             if row.broken_reason:
                 lines.append(f"⛔ Not posting: {row.broken_reason}. Fix it, then run `/digest setup` again.")
             elif row.last_error:
@@ -227,6 +234,35 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
             text = f"Digests no longer mention a role for **{name}**."
         else:
             raise UserError(f"No role is mentioned for **{name}**.")
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+
+    @app_commands.command(name="roundup", description="A weekly post of the week's top papers and busiest tags")
+    @app_commands.describe(
+        channel="A digest channel (the roundup uses its time zone and tags)",
+        weekday="The day to post it on, or off to stop",
+        time="Local time to post, 24-hour HH:MM (default 17:00)",
+    )
+    async def roundup(self, interaction: discord.Interaction, channel: DigestTarget, weekday: Weekday,
+                      time: str | None = None) -> None:
+        at = parse_time(time, DEFAULT_ROUNDUP_TIME)
+        row = await channels.get_channel(self.db, channel.id)
+        if row is None:
+            raise UserError(f"{channel.mention} does not get the daily digest: set it up with `/digest setup` "
+                            "first (the roundup uses its time zone).")
+        if weekday == "off":
+            if row.roundup_weekday is None:
+                raise UserError(f"{channel.mention} has no weekly roundup.")
+            await channels.set_roundup(self.db, channel.id, None)
+            text = f"{channel.mention} will no longer get the weekly roundup."
+        else:
+            if row.style == "forum":
+                raise UserError(f"{channel.mention} is a forum; the weekly roundup goes to a text channel.")
+            await channels.set_roundup(self.db, channel.id, WEEKDAYS.index(weekday), at)
+            text = (f"{channel.mention} gets the week's top papers and busiest tags every {weekday.title()} at "
+                    f"{at:%H:%M} {row.timezone}. Next roundup: ")
+        self.daily.schedule(await channels.get_channel(self.db, channel.id))
+        if weekday != "off":
+            text += f"{discord_time(self.daily.next_roundup_time(channel.id), row.timezone)}."
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
     @app_commands.command(name="post", description="Post a day's digest now (default: the latest day)")

@@ -1,4 +1,4 @@
-"""Slash commands that read the paper library: /papers search|tag|day|export, /paper, /tags.
+"""Slash commands that read the paper library: /papers search|tag|day|top|export, /paper, /tags.
 
 No SQL here: the cog asks `storage.papers`, renders with `bot.render` and
 leaves every error reply to `bot.errors`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal
 
 import discord
@@ -18,11 +18,15 @@ from discord.ext import commands
 from bot import exports, render
 from bot.errors import UserError
 from bot.views import Pager
-from storage import papers
+from storage import papers, votes
 from storage.models import SearchHit, SearchPage, arxiv_id_from
 
 MAX_CHOICES = 25
 EXPORT_LIMIT = 1000  # papers in one /papers export file
+Period = Literal["week", "month", "year", "all"]
+#: Days a /papers top period spans, ending on the latest digest day (None: every day).
+PERIOD_DAYS: dict[str, int | None] = {"week": 7, "month": 30, "year": 365, "all": None}
+PERIOD_NAMES = {"week": "the last week", "month": "the last month", "year": "the last year", "all": "all time"}
 
 
 def parse_date(value: str | None, option: str) -> date | None:
@@ -182,6 +186,37 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
 
         title = f"📄 Papers for {wanted.isoformat()}"
         await self._send_pages(interaction, title, await fetch(0, self.settings.commands.page_size), fetch)
+
+    @app_commands.command(name="top", description="The most-voted papers of the last week, month, year or ever")
+    @app_commands.describe(period="Papers from the digests of the last week (default), month, year, or all")
+    async def top(self, interaction: discord.Interaction, period: Period = "week") -> None:
+        # The span ends on the latest digest day rather than today, so a pause in the feed
+        # still leaves a week of papers to rank.
+        latest = await papers.latest_day(self.db)
+        if latest is None:
+            raise UserError("The library is empty: no digest has been ingested yet.")
+        days = PERIOD_DAYS[period]
+        since = latest - timedelta(days=days - 1) if days else None
+
+        async def fetch(offset: int, limit: int) -> votes.RankedPage:
+            return await votes.ranked_papers(self.db, since=since, until=latest, limit=limit, offset=offset)
+
+        size = self.settings.commands.page_size
+        first = await fetch(0, size)
+        if first.total == 0:
+            raise UserError(f"No paper from {PERIOD_NAMES[period]} has a vote yet: "
+                            "vote with the ▲ buttons under the digest posts.")
+        page_count = math.ceil(first.total / size)
+        span = f"since {since.isoformat()}" if since else "all time"
+        title = f"🏆 Top papers · {span}"
+
+        async def render_page(number: int) -> discord.Embed:
+            page = first if number == 0 else await fetch(number * size, size)
+            return render.top_papers_embed(page.papers, page.total, title=title, page_number=number + 1,
+                                           page_count=page_count, first_number=number * size + 1)
+
+        await Pager.send(interaction, page_count=page_count, render_page=render_page,
+                         timeout=self.settings.commands.view_timeout_seconds)
 
     @app_commands.command(name="export", description="The papers matching a search or a tag, as a file")
     @app_commands.describe(
