@@ -1,110 +1,95 @@
-"""Measured what-ifs for storage/search.py, without touching product code: `python -m benchmarks.experiments DB`.
+"""Before/after for storage/search.py: `python -m benchmarks.experiments DB [ROUNDS] [--before REV]`.
 
-Runs the benchmark's search mix on an existing benchmark database (e.g. benchmarks/data/papers-100000.db)
-with storage.search as it is, then with candidate changes monkeypatched in, interleaved round by round
-so machine-load drift hits every variant alike. Prints per-query p50 and whole-mix p50/p95/p99.
-
-Variants:
-  current        storage.search unchanged
-  snippet-range  _snippets constrains the MATCH with `rowid BETWEEN min(ids) AND max(ids)` and filters the
-                 page's ids with `+rowid IN (…)`: FTS5 evaluates the query once, instead of once per id
-                 (a bare `rowid IN (…)` reaches FTS5's xBestIndex as an equality, so xFilter runs — and a
-                 prefix query re-expands its prefix doclist — for every id on the page)
-  + capped-count snippet-range, and the total counted only up to COUNT_CAP (newest first), so a common
-                 word no longer counts a million matches; changes what `total` means (a product decision)
+Runs the benchmark's search mix on an existing benchmark database (e.g. benchmarks/data/papers-1000000.db)
+with storage.search as it is now and as it was at git revision REV (default HEAD, read with `git show`,
+nothing in the working tree is touched), interleaved round by round so machine-load drift hits both
+alike. Reports, per query and for the whole mix, p50/p95/p99 in ms, the totals each version reports,
+and how many of each version's first-page hits the other also has on its first page. Writes
+benchmarks/data/experiments-<db>.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.util
 import json
 import pathlib
+import subprocess
 import sys
+import tempfile
 import time
+from types import ModuleType
 
-import storage.search as search_module
-from benchmarks.run import SEED, pct, product_search, query_mix
-from benchmarks.synth import Synth
+import storage.search as search_now
+from benchmarks.run import pct, query_mix
+from benchmarks.synth import ROOT, Synth
 from storage import db as storage_db
-from storage._rows import fetch_all, id_list
-
-COUNT_CAP = 5_000
-ORIGINAL_SNIPPETS = search_module._snippets
-ORIGINAL_FETCH_ALL = search_module.fetch_all
 
 
-async def snippets_by_range(conn, match: str, ids: list[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    m = search_module
-    rows = await fetch_all(
-        conn,
-        f"""SELECT rowid,
-                   snippet(papers_fts, {m._SUMMARY_COLUMN}, ?, ?, '…', {m.SNIPPET_TOKENS}),
-                   snippet(papers_fts, -1, ?, ?, '…', {m.SNIPPET_TOKENS})
-            FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
-                              AND +rowid IN (SELECT value FROM json_each(?))""",
-        (m._OPEN, m._CLOSE, m._OPEN, m._CLOSE, match, min(ids), max(ids), id_list(ids)),
-    )
-    return {row[0]: m._marked_snippet(row[1] if m._OPEN in (row[1] or "") else row[2] or "") for row in rows}
+def module_at(revision: str) -> ModuleType:
+    """storage/search.py as it was at `revision`, imported under another name."""
+    source = subprocess.run(["git", "show", f"{revision}:storage/search.py"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout
+    path = pathlib.Path(tempfile.mkdtemp()) / "search_before.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("search_before", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-async def capped_fetch_all(conn, sql: str, params=()):
-    if sql.startswith("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?"):
-        sql = (f"SELECT count(*) FROM (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? "
-               f"ORDER BY rowid DESC LIMIT {COUNT_CAP + 1:d})")
-    return await ORIGINAL_FETCH_ALL(conn, sql, params)
+async def run_query(module: ModuleType, conn, entry: dict):
+    return await module.search(conn, entry["query"], tag=entry.get("tag"), since=entry.get("since"),
+                               until=entry.get("until"))
 
 
-VARIANTS = {
-    "current": (ORIGINAL_SNIPPETS, ORIGINAL_FETCH_ALL),
-    "snippet-range": (snippets_by_range, ORIGINAL_FETCH_ALL),
-    "+ capped-count": (snippets_by_range, capped_fetch_all),
-}
-
-
-def use(variant: str) -> None:
-    search_module._snippets, search_module.fetch_all = VARIANTS[variant]
-
-
-async def main(path: pathlib.Path, rounds: int) -> dict:
-    synth = Synth.from_corpus()
+async def main(path: pathlib.Path, rounds: int, revision: str) -> dict:
+    versions = {"before": module_at(revision), "now": search_now}
     conn = await storage_db.connect(path)
-    samples = {v: {} for v in VARIANTS}
-    same_results = True
+    samples: dict[str, dict[str, list[float]]] = {v: {} for v in versions}
+    pages: dict[str, dict[str, object]] = {v: {} for v in versions}
     try:
-        mix = await query_mix(conn, synth)
-        for entry in mix:  # warm-up, and check the variants return the same page
-            pages = {}
-            for variant in VARIANTS:
-                use(variant)
-                page = await search_module.search(conn, entry["query"], tag=entry.get("tag"),
-                                                  since=entry.get("since"), until=entry.get("until"))
-                pages[variant] = [(h.paper.arxiv_id, h.snippet) for h in page.hits]
-            same_results &= pages["current"] == pages["snippet-range"] == pages["+ capped-count"]
+        mix = await query_mix(conn, Synth.from_corpus())
+        for entry in mix:  # warm-up, and what each version answers
+            for name, module in versions.items():
+                page = await run_query(module, conn, entry)
+                pages[name][entry["name"]] = page
         for _ in range(rounds):
-            for variant in VARIANTS:
-                use(variant)
+            for name, module in versions.items():
                 for entry in mix:
                     start = time.perf_counter()
-                    await product_search(conn, entry)
-                    samples[variant].setdefault(entry["name"], []).append((time.perf_counter() - start) * 1000)
+                    await run_query(module, conn, entry)
+                    samples[name].setdefault(entry["name"], []).append((time.perf_counter() - start) * 1000)
     finally:
-        use("current")
         await conn.close()
-    out = {"db": path.name, "rounds": rounds, "same_hits_and_snippets": same_results, "variants": {}}
-    for variant, per_query in samples.items():
-        everything = [ms for values in per_query.values() for ms in values]
-        out["variants"][variant] = {
-            "mix": {f"p{q}": pct(everything, q) for q in (50, 95, 99)},
-            "per_query_p50": {name: pct(values, 50) for name, values in per_query.items()},
+    out = {"db": path.name, "rounds": rounds, "before": revision, "queries": {}, "mix": {}}
+    for entry in mix:
+        before, now = pages["before"][entry["name"]], pages["now"][entry["name"]]
+        first_page = {name: [hit.paper.arxiv_id for hit in page.hits] for name, page in (("before", before), ("now", now))}
+        out["queries"][entry["name"]] = {
+            "query": entry["query"], "tag": entry.get("tag"),
+            "since": str(entry.get("since") or ""), "until": str(entry.get("until") or ""),
+            "total_before": before.total,
+            "total_now": f"{now.total}{'' if getattr(now, 'total_is_exact', True) else '+'}",
+            "first_page_overlap": len(set(first_page["before"]) & set(first_page["now"])),
+            **{f"{name}_ms": {f"p{q}": round(pct(samples[name][entry["name"]], q), 2) for q in (50, 95)}
+               for name in versions},
         }
+    for name in versions:
+        everything = [ms for values in samples[name].values() for ms in values]
+        out["mix"][name] = {f"p{q}": round(pct(everything, q), 2) for q in (50, 95, 99)}
     return out
 
 
 if __name__ == "__main__":
-    db_path = pathlib.Path(sys.argv[1])
-    result = asyncio.run(main(db_path, int(sys.argv[2]) if len(sys.argv) > 2 else 10))
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("db", type=pathlib.Path)
+    parser.add_argument("rounds", type=int, nargs="?", default=10)
+    parser.add_argument("--before", default="HEAD", help="git revision of storage/search.py to compare with")
+    args = parser.parse_args()
+    result = asyncio.run(main(args.db, args.rounds, args.before))
     print(json.dumps(result, indent=2))
-    out = pathlib.Path(__file__).resolve().parent / "data" / f"experiments-{db_path.stem}.json"
+    out = pathlib.Path(__file__).resolve().parent / "data" / f"experiments-{args.db.stem}.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    sys.exit(0)

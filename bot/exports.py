@@ -209,6 +209,6 @@ async def matching_papers(
             page = await library.papers_with_tag(conn, tag, limit=size, offset=len(found))  # type: ignore[arg-type]
         total = page.total
         found += [hit.paper for hit in page.hits]
-        if len(page.hits) < size or len(found) >= total:
+        if len(page.hits) < size or (page.total_is_exact and len(found) >= total):
             break
     return found, total

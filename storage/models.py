@@ -87,10 +87,15 @@ class SearchHit(BaseModel):
 
 
 class SearchPage(BaseModel):
-    """One page of results and how many there are in all, for "page n of m"."""
+    """One page of results and how many there are in all, for "page n of m".
+
+    Counting a million matches costs more than finding a page of them, so a search may
+    stop counting: then `total_is_exact` is False and `total` is a lower bound ("1,000+").
+    """
 
     hits: list[SearchHit]
     total: int
+    total_is_exact: bool = True
 
 
 class TagCount(BaseModel):

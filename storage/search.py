@@ -1,16 +1,31 @@
 """Full-text search and tag browsing, returning pages of hits with Markdown snippets.
 
-Ranking is FTS5's bm25 with column weights, so a word in the title or the
-tags outranks the same word buried in a summary. Snippets are plain text on
-one line with the matched words wrapped in `**`; the text's own asterisks are
-dropped so every `**` is a marker. Escaping for a display (Discord) is the
-client's job.
+How results are ordered, and why not by bm25: FTS5's bm25() first counts, for
+each phrase of the query, the papers holding it anywhere in the library (its
+IDF). For a common word in a million papers that alone takes 25–90 ms, however
+few papers the filters leave. So a search walks the index newest first and
+takes the newest RANKED_MATCHES matches (cheap), orders them by where the words
+are — all in the title first, then in title and tags, then title, tags and
+authors, then anywhere (the summary) — newest first within each group, and
+lists the older matches after them, newest first.
+
+The trade: recency, not how often a word occurs, decides within a group, which
+suits a library of daily digests; a title match older than the newest
+RANKED_MATCHES matches is not pulled forward (for a word in most papers that
+window is about a month of digests; for rarer words it reaches further back).
+The same walk counts the matches, so beyond RANKED_MATCHES the total is a lower
+bound (`SearchPage.total_is_exact`).
+
+Snippets are plain text on one line with the matched words wrapped in `**`;
+the text's own asterisks are dropped so every `**` is a marker. Escaping for a
+display (Discord) is the client's job.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from dataclasses import dataclass
 
 import aiosqlite
 
@@ -20,12 +35,11 @@ from storage.search_query import QueryError, to_fts_query
 from storage.facets import CODE, date_range_tokens, tag_token
 from storage.tags import tag_id
 
-# bm25 weights in papers_fts column order; facets hold filter tokens and never score.
-RANK_WEIGHTS = {"title": 10.0, "authors": 3.0, "summary": 1.0, "tags": 6.0, "facets": 0.0}
-_RANK = "bm25(papers_fts, {title}, {authors}, {summary}, {tags}, {facets})".format(**RANK_WEIGHTS)
 _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
 _SUMMARY_COLUMN = 2
-RANKED_MATCHES = 5_000  # see _ranked_ids
+RANKED_MATCHES = 1_000  # see the module docstring
+# Where the words are, best first; a match in none of these has them in the summary.
+RANK_COLUMNS = (("title",), ("title", "tags"), ("title", "tags", "authors"))
 SNIPPET_TOKENS = 24
 SUMMARY_PREVIEW_CHARS = 200
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use markers, swapped for ** after cleaning the text
@@ -63,31 +77,40 @@ async def _day_tokens(conn: aiosqlite.Connection, since: dt.date | None, until: 
     return date_range_tokens(start, end) if start <= end else []
 
 
-async def _match_with_filters(
+@dataclass(frozen=True)
+class _Filters:
+    """Search filters as facet terms (see storage/facets.py), added to any words expression."""
+
+    terms: tuple[str, ...] = ()
+    without_code: bool = False
+
+    def match(self, words: str) -> str:
+        expression = " AND ".join((words, *self.terms))
+        return f'({expression}) NOT "{CODE}"' if self.without_code else expression
+
+
+async def _filters(
     conn: aiosqlite.Connection,
-    words: str,
     tag: str | None,
     since: dt.date | None,
     until: dt.date | None,
     has_code: bool | None,
-) -> str | None:
-    """The MATCH expression: the user's words on the text columns, filters as facet terms; None = no results."""
-    expression = words
+) -> _Filters | None:
+    """The filters as facet terms; None when no paper can pass them (an unknown tag, days outside the library)."""
+    terms = []
     if tag is not None:
         wanted_tag = await tag_id(conn, tag)
         if wanted_tag is None:
             return None
-        expression += f' AND "{tag_token(wanted_tag)}"'
+        terms.append(f'"{tag_token(wanted_tag)}"')
     if since is not None or until is not None:
         days = await _day_tokens(conn, since, until)
         if not days:
             return None
-        expression += " AND (" + " OR ".join(f'"{token}"' for token in days) + ")"
+        terms.append("(" + " OR ".join(f'"{token}"' for token in days) + ")")
     if has_code is True:
-        expression += f' AND "{CODE}"'
-    elif has_code is False:
-        expression = f'({expression}) NOT "{CODE}"'
-    return expression
+        terms.append(f'"{CODE}"')
+    return _Filters(tuple(terms), without_code=has_code is False)
 
 
 async def search(
@@ -103,48 +126,69 @@ async def search(
 ) -> SearchPage:
     """Papers matching `query` (see search_query for the syntax), best first, one page at a time.
 
-    Raises QueryError (a ValueError with a message for the user) when the
-    query has nothing to search for or SQLite rejects it; never OperationalError
-    for anything the user typed.
+    "Best" and the total are as the module docstring says. Raises QueryError (a
+    ValueError with a message for the user) when the query has nothing to search
+    for or SQLite rejects it; never OperationalError for anything the user typed.
     """
     words = f"({to_fts_query(query)})"
-    match = await _match_with_filters(conn, words, tag, since, until, has_code)
-    if match is None:
+    filters = await _filters(conn, tag, since, until, has_code)
+    if filters is None:
         return SearchPage(hits=[], total=0)
     try:
-        total = (await fetch_all(conn, f"SELECT count(*) {_MATCHES}", [match]))[0][0]
-        ids = await _ranked_ids(conn, match, total, limit, offset)
+        match = filters.match(words)
+        newest = await _newest_matches(conn, match)
+        window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
+        ranked = await _ranked(conn, words, filters, window)
+        ids = await _page(conn, match, ranked, total_is_exact, max(0, limit), max(0, offset))
         snippets = await _snippets(conn, words, ids)
     except sqlite3.OperationalError as error:
         if _is_query_syntax_error(error):
             raise QueryError("Sorry, that search could not be understood; try plain words.") from error
         raise
     papers = await load_papers_in_order(conn, ids)
-    return SearchPage(hits=[SearchHit(paper=p, snippet=snippets.get(i, "")) for i, p in zip(ids, papers)], total=total)
+    return SearchPage(
+        hits=[SearchHit(paper=p, snippet=snippets.get(i, "")) for i, p in zip(ids, papers)],
+        total=len(window),
+        total_is_exact=total_is_exact,
+    )
 
 
-async def _ranked_ids(conn: aiosqlite.Connection, match: str, total: int, limit: int, offset: int) -> list[int]:
-    """One page of match ids, best first.
+async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
+    """Ids of the newest RANKED_MATCHES + 1 matches, newest first: one walk that finds, and counts, the window."""
+    sql = f"SELECT rowid {_MATCHES} ORDER BY rowid DESC LIMIT {RANKED_MATCHES + 1:d}"
+    return [row[0] for row in await fetch_all(conn, sql, [match])]
 
-    bm25 costs about a microsecond per match, so a word found in most of a
-    million papers would take a second to rank. Beyond RANKED_MATCHES matches
-    only the newest RANKED_MATCHES are ranked (a recency bias that suits a daily
-    digest); the older rest follow, newest first, so every page stays reachable.
+
+async def _ranked(conn: aiosqlite.Connection, words: str, filters: _Filters, window: list[int]) -> list[int]:
+    """The window's ids, those with the words in the best columns (RANK_COLUMNS) first, newest first within each.
+
+    Each column group is one FTS5 column-filter query kept to the window's rowid
+    span, so it costs about as much as the window, never the whole library.
     """
-    limit, offset = max(0, limit), max(0, offset)
-    if total <= RANKED_MATCHES:
-        sql = f"SELECT rowid {_MATCHES} ORDER BY {_RANK}, rowid DESC LIMIT ? OFFSET ?"
-        return [row[0] for row in await fetch_all(conn, sql, [match, limit, offset])]
-    ids = []
-    if offset < RANKED_MATCHES:
-        sql = f"""SELECT id FROM (SELECT rowid AS id, {_RANK} AS score {_MATCHES}
-                                  ORDER BY rowid DESC LIMIT {RANKED_MATCHES:d})
-                  ORDER BY score, id DESC LIMIT ? OFFSET ?"""
-        ids = [row[0] for row in await fetch_all(conn, sql, [match, limit, offset])]
-    if len(ids) < limit:
-        sql = f"SELECT rowid {_MATCHES} ORDER BY rowid DESC LIMIT ? OFFSET ?"
-        rest = await fetch_all(conn, sql, [match, limit - len(ids), max(offset, RANKED_MATCHES)])
-        ids += [row[0] for row in rest]
+    if len(window) < 2:
+        return window
+    parts = [
+        f"SELECT {level:d} AS level, rowid AS id {_MATCHES} AND rowid BETWEEN ? AND ?"
+        for level in range(len(RANK_COLUMNS))
+    ]
+    params = []
+    for columns in RANK_COLUMNS:
+        params += [filters.match(f"{{{' '.join(columns)}}} : {words}"), window[-1], window[0]]
+    level: dict[int, int] = {}
+    for found_level, paper_id in await fetch_all(conn, " UNION ALL ".join(parts), params):
+        level[paper_id] = min(found_level, level.get(paper_id, found_level))
+    return sorted(window, key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -paper_id))
+
+
+async def _page(
+    conn: aiosqlite.Connection, match: str, ranked: list[int], total_is_exact: bool, limit: int, offset: int
+) -> list[int]:
+    """One page: from the ranked window, then from the older matches beyond it (newest first), so every page is reachable."""
+    ids = ranked[offset : offset + limit]
+    if len(ids) < limit and not total_is_exact:
+        sql = f"SELECT rowid {_MATCHES} AND rowid < ? ORDER BY rowid DESC LIMIT ? OFFSET ?"
+        older = await fetch_all(conn, sql, [match, min(ranked), limit - len(ids), max(0, offset - len(ranked))])
+        ids += [row[0] for row in older]
     return ids
 
 

@@ -1,0 +1,162 @@
+"""storage.search's ordering and totals: the newest matches ranked by where the words are, the rest newest first.
+
+RANKED_MATCHES is made small here so a few papers show what a million would: a window of the
+newest matches, ranked title > tags > authors > summary (newest first within each), then the older
+matches newest first, and a total that is exact only up to the window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+import storage.search
+from bot import render
+from storage.models import Digest, Paper, SearchPage
+from storage.papers import ingest_digest, search
+
+DAY = dt.date(2025, 3, 3)
+
+
+def paper(n: int, **fields) -> Paper:
+    values = {
+        "arxiv_id": f"2503.{n:05d}",
+        "title": f"Untitled study {n}",
+        "url": f"https://arxiv.org/abs/2503.{n:05d}",
+        "authors": [f"Author {n}"],
+        "summary": f"Plain summary number {n}.",
+    }
+    return Paper(**(values | fields))
+
+
+async def add_days(conn, *papers: Paper) -> None:
+    """One paper a day, in order: a later paper is a newer one."""
+    for offset, item in enumerate(papers):
+        day = DAY + dt.timedelta(days=offset)
+        await ingest_digest(conn, Digest(date=day, papers=[item]), source="s", origin=f"s/{day}.md", sha256=str(day))
+
+
+def numbers(page: SearchPage) -> list[int]:
+    return [int(hit.paper.arxiv_id.split(".")[1]) for hit in page.hits]
+
+
+async def every_page(conn, query: str, size: int = 3, **filters) -> list[int]:
+    found, offset = [], 0
+    while hits := numbers(await search(conn, query, limit=size, offset=offset, **filters)):
+        found += hits
+        offset += size
+    return found
+
+
+@pytest.fixture
+def window_of(monkeypatch):
+    def set_window(size: int) -> None:
+        monkeypatch.setattr(storage.search, "RANKED_MATCHES", size)
+
+    return set_window
+
+
+async def test_newest_matches_rank_title_then_tags_then_authors_then_summary(conn, window_of):
+    window_of(6)
+    await add_days(
+        conn,
+        paper(0, title="Sparse attention, an old title hit"),  # older than the window
+        paper(1, summary="Sparse matrices."),
+        paper(2, title="Sparse experts"),
+        paper(3, authors=["Ada Sparse"]),
+        paper(4, summary="Sparse codes."),
+        paper(5, tags=["Sparse Models"]),
+        paper(6, summary="Sparse again."),
+        paper(7, title="Sparse retrieval"),
+    )
+    page = await search(conn, "sparse", limit=10)
+    # window = papers 2..7: titles (newest first), tag, author, summaries (newest first); then the older rest
+    assert numbers(page) == [7, 2, 5, 3, 6, 4, 1, 0]
+    assert (page.total, page.total_is_exact) == (6, False)
+
+
+async def test_all_words_must_be_in_the_title_for_a_title_rank(conn):
+    await add_days(
+        conn,
+        paper(1, title="Language models that plan"),
+        paper(2, title="Models of everything", summary="Language, vision and sound."),
+        paper(3, title="A language of shapes", summary="Shape models."),
+    )
+    assert numbers(await search(conn, "language models")) == [1, 3, 2]
+
+
+async def test_phrase_matches_only_the_exact_phrase_title_first(conn):
+    await add_days(
+        conn,
+        paper(1, title="Large language models at work"),
+        paper(2, summary="Models of language, large and small."),  # the words, not the phrase
+        paper(3, summary="We study large language models."),
+        paper(4, title="Models", summary="large language model agents"),  # porter: model = models
+    )
+    assert numbers(await search(conn, '"large language models"')) == [1, 4, 3]
+
+
+async def test_filters_hold_in_the_window_and_beyond_it(conn, window_of):
+    window_of(2)
+    papers = [
+        paper(n, title="Graph" if n % 2 else "Untitled", summary="A graph study.", tags=["Graphs"] if n % 3 == 0 else [],
+              github_urls=["https://github.com/a/b"] if n % 4 == 0 else [])
+        for n in range(12)
+    ]
+    await add_days(conn, *papers)
+    assert await every_page(conn, "graph", tag="graphs") == [9, 6, 3, 0]  # window 9, 6 (no title rank for 6); rest
+    assert await every_page(conn, "graph", has_code=True) == [8, 4, 0]
+    assert await every_page(conn, "graph", has_code=False) == [11, 10, 9, 7, 6, 5, 3, 2, 1]
+    days = {"since": DAY + dt.timedelta(days=3), "until": DAY + dt.timedelta(days=8)}
+    assert await every_page(conn, "graph", **days) == [7, 8, 6, 5, 4, 3]  # window 8, 7: the title hit first
+    assert await every_page(conn, "graph -study") == []
+
+
+async def test_every_match_is_reachable_once_by_paging(conn, window_of):
+    window_of(4)
+    await add_days(conn, *[paper(n, title="Robot arm" if n in (2, 8) else f"Hand {n}", summary="A robot.") for n in range(11)])
+    found = await every_page(conn, "robot", size=3)
+    assert sorted(found) == list(range(11))
+    assert found == [8, 10, 9, 7, 6, 5, 4, 3, 2, 1, 0]  # window 7..10 with its title hit first, then newest first
+
+
+async def test_total_is_exact_up_to_the_window_and_a_lower_bound_beyond(conn, window_of):
+    window_of(3)
+    await add_days(conn, *[paper(n, title=f"Kernel {n}") for n in range(4)])
+    assert (await search(conn, "kernel", since=DAY + dt.timedelta(days=1))).model_dump(include={"total", "total_is_exact"}) == {
+        "total": 3, "total_is_exact": True}
+    capped = await search(conn, "kernel")
+    assert (capped.total, capped.total_is_exact) == (3, False)
+    assert (await search(conn, "kernel", limit=2, offset=3)).hits[0].paper.arxiv_id == "2503.00000"
+
+
+def test_a_capped_total_reads_as_a_lower_bound():
+    capped = render.search_results_embed(SearchPage(hits=[], total=1000, total_is_exact=False), title="x",
+                                         page_number=1, page_count=200)
+    exact = render.search_results_embed(SearchPage(hits=[], total=1000), title="x", page_number=1, page_count=200)
+    assert capped.footer.text.endswith("1,000+ results") and exact.footer.text.endswith("1000 results")
+
+
+async def test_the_prefix_index_migration_keeps_the_library_searchable(tmp_path, monkeypatch):
+    """A library made before migration 008 comes out of it with the same matches, and stays in sync."""
+    from storage import db
+
+    before = [migration for migration in db.MIGRATIONS if migration[1] < "008_fts_prefix.sql"]
+    monkeypatch.setattr(db, "MIGRATIONS", before)
+    monkeypatch.setattr(db, "SCHEMA_VERSION", len(before))
+    conn = await db.connect(tmp_path / "old.db")
+    try:
+        await add_days(conn, paper(1, title="Generative video"), paper(2, summary="Generation of text."), paper(3))
+        monkeypatch.undo()
+        assert await db.migrate(conn) == db.SCHEMA_VERSION
+        async with conn.execute("SELECT sql FROM sqlite_master WHERE name = 'papers_fts'") as cursor:
+            assert "prefix = '3 4 5 6 7 8'" in (await cursor.fetchone())[0]
+        assert await every_page(conn, "generat*") == [1, 2]
+        await add_days(conn, paper(4, title="Generalist robots"))
+        await ingest_digest(conn, Digest(date=DAY, papers=[paper(1, title="Static video")]), source="s",
+                            origin="fix", sha256="fixed")
+        assert await every_page(conn, "generat*") == [4, 2]
+        assert await db.integrity_check(conn) == []
+    finally:
+        await conn.close()
