@@ -228,7 +228,7 @@ def export(
                 hint = f"; did you mean {', '.join(closest)}?" if closest else "; `paperbot tags` lists them"
                 raise fail(f"no paper is tagged {tag!r}{hint}")
         try:
-            found, _ = await exports.matching_papers(conn, query=query, tag=tag_name)
+            found = (await exports.matching_papers(conn, query=query, tag=tag_name)).papers
         except QueryError as error:
             raise fail(str(error)) from None
         if not found:

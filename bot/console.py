@@ -70,7 +70,7 @@ def search_results(page: SearchPage) -> str:
         block.extend(_wrap(hit.snippet or paper.summary[:200], indent="    "))
         blocks.append("\n".join(block))
     shown = len(page.hits)
-    footer = f"{shown} of {page.total} results" if page.total > shown else f"{shown} results"
+    footer = f"{shown} of {page.total_text} results" if page.total > shown else f"{shown} results"
     return "\n\n".join(blocks) + f"\n\n{footer}"
 
 

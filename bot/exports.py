@@ -18,7 +18,7 @@ from typing import NamedTuple
 import aiosqlite
 
 from storage import papers as library
-from storage.models import StoredPaper
+from storage.models import SearchPage, StoredPaper
 
 LIST_SEPARATOR = "; "
 CSV_COLUMNS = (
@@ -190,9 +190,19 @@ def file_slug(text: str, *, max_length: int = 40) -> str:
 PAGE = 200
 
 
+class Matches(NamedTuple):
+    papers: list[StoredPaper]
+    count: SearchPage  # the last page read, without hits: the total and whether it is exact
+
+    @property
+    def complete(self) -> bool:
+        """Every matching paper is in `papers`."""
+        return self.count.total_is_exact and len(self.papers) >= self.count.total
+
+
 async def matching_papers(
     conn: aiosqlite.Connection, *, query: str | None = None, tag: str | None = None, limit: int | None = None
-) -> tuple[list[StoredPaper], int]:
+) -> Matches:
     """Up to `limit` (None: all) papers matching `query` (best first) or carrying `tag` (newest first), and the total.
 
     Exactly one of `query` and `tag`; a bad query raises QueryError as search does.
@@ -200,15 +210,14 @@ async def matching_papers(
     if (query is None) == (tag is None):
         raise ValueError("give exactly one of query and tag")
     found: list[StoredPaper] = []
-    total = 0
+    page = SearchPage(hits=[], total=0)
     while limit is None or len(found) < limit:
         size = PAGE if limit is None else min(PAGE, limit - len(found))
         if query is not None:
             page = await library.search(conn, query, limit=size, offset=len(found))
         else:
             page = await library.papers_with_tag(conn, tag, limit=size, offset=len(found))  # type: ignore[arg-type]
-        total = page.total
         found += [hit.paper for hit in page.hits]
-        if len(page.hits) < size or (page.total_is_exact and len(found) >= total):
+        if len(page.hits) < size or (page.total_is_exact and len(found) >= page.total):
             break
-    return found, total
+    return Matches(found, page.model_copy(update={"hits": []}))

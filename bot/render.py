@@ -810,7 +810,7 @@ def search_results_embed(
     numbered from `first_number` and kept whole or left out, with "N not shown" in the footer.
     """
     embed = discord.Embed(title=_escaped(title, MAX_TITLE) or None, colour=BRAND_COLOUR)
-    footer = f"Page {page_number} of {page_count} · {_plural(page.total, 'result') if page.total_is_exact else f'{page.total:,}+ results'}"
+    footer = f"Page {page_number} of {page_count} · {page.total_text} result{'' if page.total == 1 else 's'}"
     # Room for the footer's "· N not shown" even before we know N.
     footer_room = len(footer) + len(f" · {len(page.hits)} not shown")
     budget = min(MAX_DESCRIPTION, MAX_MESSAGE_EMBED_CHARS - embed_size(embed) - footer_room)

@@ -97,6 +97,11 @@ class SearchPage(BaseModel):
     total: int
     total_is_exact: bool = True
 
+    @property
+    def total_text(self) -> str:
+        """The total for people: `1,234`, or `1,000+` when counting stopped."""
+        return f"{self.total:,}" if self.total_is_exact else f"{self.total:,}+"
+
 
 class TagCount(BaseModel):
     """A tag in its display form, with how many papers carry it."""

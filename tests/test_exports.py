@@ -249,10 +249,10 @@ def test_formats_name_function_extension_and_mime_type() -> None:
 async def test_matching_papers_pages_through_everything(library, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exports, "PAGE", 7)
     robotics = next(t for t in await store.tag_counts(library) if t.name == "Robotics")
-    found, total = await exports.matching_papers(library, tag="Robotics")
-    assert total == robotics.count == len(found) == len({p.arxiv_id for p in found})
-    some, total = await exports.matching_papers(library, query="model", limit=10)
-    assert len(some) == 10 and total > 10
+    found, count = await exports.matching_papers(library, tag="Robotics")
+    assert count.total == robotics.count == len(found) == len({p.arxiv_id for p in found})
+    some = await exports.matching_papers(library, query="model", limit=10)
+    assert len(some.papers) == 10 and some.count.total > 10 and not some.complete
     with pytest.raises(ValueError):
         await exports.matching_papers(library)
 
@@ -397,8 +397,22 @@ async def test_export_is_capped_and_says_so(world: World, monkeypatch: pytest.Mo
     message = await handle.followup()
     _, uploaded = exported_file(world)
     assert len(json.loads(uploaded.data)) == 3
-    total = (await store.search(world.bot.db, "model", limit=1)).total
+    total = (await store.search(world.bot.db, "model", limit=1)).total_text
     assert f"first 3 of {total} papers" in message["content"] and "at most 3" in message["content"]
+
+
+async def test_export_cut_at_the_limit_of_an_uncounted_search_says_there_are_more(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.search
+
+    monkeypatch.setattr(storage.search, "RANKED_MATCHES", 4)  # search stops counting after 4 matches
+    cog_module = sys.modules[type(world.bot.get_cog("Papers")).__module__]
+    monkeypatch.setattr(cog_module, "EXPORT_LIMIT", 4)
+    handle, _ = await world.command("papers", "export", query="model", format="json")
+    message = await handle.followup()
+    assert len(json.loads(exported_file(world)[1].data)) == 4
+    assert "first 4 of 4+ papers" in message["content"]
 
 
 async def test_export_with_no_match(world: World) -> None:

@@ -135,7 +135,7 @@ def test_a_capped_total_reads_as_a_lower_bound():
     capped = render.search_results_embed(SearchPage(hits=[], total=1000, total_is_exact=False), title="x",
                                          page_number=1, page_count=200)
     exact = render.search_results_embed(SearchPage(hits=[], total=1000), title="x", page_number=1, page_count=200)
-    assert capped.footer.text.endswith("1,000+ results") and exact.footer.text.endswith("1000 results")
+    assert capped.footer.text.endswith("1,000+ results") and exact.footer.text.endswith("1,000 results")
 
 
 async def test_the_prefix_index_migration_keeps_the_library_searchable(tmp_path, monkeypatch):

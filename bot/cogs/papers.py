@@ -243,7 +243,8 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
             raise UserError(f"No papers match “{quoted(query)}”." if query is not None
                             else f"No paper is tagged **{tag_name}**.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        found, total = await exports.matching_papers(self.db, query=query, tag=tag_name, limit=EXPORT_LIMIT)
+        matches = await exports.matching_papers(self.db, query=query, tag=tag_name, limit=EXPORT_LIMIT)
+        found = matches.papers
         render_file, extension, _ = exports.FORMATS[format]
         raw = render_file(found).encode("utf-8")
         if len(raw) > interaction.filesize_limit:
@@ -251,8 +252,8 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
                             f"({interaction.filesize_limit / 2**20:.0f} MB). Narrow it down, or try CSV (the smallest).")
         what = f"matching “{quoted(query)}”" if query is not None else f"tagged **{discord.utils.escape_markdown(tag_name)}**"
         label = exports.FORMAT_LABELS[format]
-        if len(found) < total:
-            text = (f"📦 The first {len(found)} of {total} papers {what} ({'best matches' if query else 'newest'} first), "
+        if not matches.complete:
+            text = (f"📦 The first {len(found)} of {matches.count.total_text} papers {what} ({'best matches' if query else 'newest'} first), "
                     f"as {label}: an export holds at most {EXPORT_LIMIT}. Narrow it down for the rest.")
         else:
             text = f"📦 {len(found)} paper{'s' if len(found) != 1 else ''} {what}, as {label}."
