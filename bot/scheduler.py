@@ -16,7 +16,7 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.config import Settings
+from bot.config import FetchSettings, Settings
 from bot.delivery import DigestPoster
 from bot.digests import fetcher
 from bot.digests.fetcher import Clock, utc_now
@@ -93,11 +93,21 @@ async def due_days(conn, channel: DigestChannel, now: datetime, catch_up_days: i
     if first > last_due:
         return []
     done = await deliveries.delivered_days(conn, channel.channel_id, since=first)
-    owed = [d for d in await papers.digest_days(conn, since=first, until=last_due) if d not in done]
+    owed = {d for d in await papers.digest_days(conn, since=first, until=last_due) if d not in done}
+    # Planned but unfinished (a transient failure): an empty-day note is owed again even though
+    # the day has no digest, and so is any day a crash interrupted.
+    owed |= {d for d in await deliveries.pending_days(conn, channel.channel_id, since=first) if d <= last_due}
     if channel.empty_day_note and last_due not in done and last_due not in owed:
         if await fetches.day_is_missing(conn, last_due):
-            owed.append(last_due)  # the "no digest today" note, once the fetch gave up
-    return [(day, day != last_due) for day in owed]
+            owed.add(last_due)  # the "no digest today" note, once the fetch gave up
+    return [(day, day != last_due) for day in sorted(owed)]
+
+
+def opened_fetch_days(now: datetime, fetch: FetchSettings, catch_up_days: int) -> list[date]:
+    """Days whose fetch has opened by `now` (in the fetch zone), oldest first, within the catch-up window."""
+    local = now.astimezone(ZoneInfo(fetch.timezone))
+    latest = local.date() if local.time() >= fetch.start_time else local.date() - timedelta(days=1)
+    return [latest - timedelta(days=back) for back in range(catch_up_days, -1, -1)]
 
 
 class DailyScheduler:
@@ -129,6 +139,7 @@ class DailyScheduler:
                 self.fetch_and_post, trigger, id=FETCH_JOB, replace_existing=True, coalesce=True,
                 misfire_grace_time=int(MISFIRE_GRACE.total_seconds()),
             )
+            await self.resume_fetches(now or self.clock())
         await self.poster.resume_unfinished()
         if self.dm is not None:
             await self.dm.resume_unfinished()
@@ -212,10 +223,23 @@ class DailyScheduler:
             await self.dm.deliver_latest(now, self.catch_up_days)
         await self.post_roundups_due(now)
 
-    async def fetch_and_post(self, now: datetime | None = None) -> None:
+    async def resume_fetches(self, now: datetime) -> None:
+        """Fetch again, in the background, every opened day some source has no final word on.
+
+        A bot stopped (or killed) while a day's fetch was waiting, or down when it was due, would
+        otherwise never fetch that day: nothing posted and nobody told why. Past its deadline a
+        day gets one final attempt, which records the digest, or why there is none.
+        """
+        for day in opened_fetch_days(now, self.settings.fetch, self.catch_up_days):
+            if not await fetcher.day_is_settled(self.conn, self.settings.sources, day):
+                log.info("the fetch of %s did not finish; fetching it again", day)
+                self.scheduler.add_job(self.fetch_and_post, kwargs={"day": day}, id=f"{FETCH_JOB}:{day}",
+                                       replace_existing=True)
+
+    async def fetch_and_post(self, now: datetime | None = None, day: date | None = None) -> None:
         """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due."""
         fetch = self.settings.fetch
-        day = (now or self.clock()).astimezone(ZoneInfo(fetch.timezone)).date()
+        day = day or (now or self.clock()).astimezone(ZoneInfo(fetch.timezone)).date()
         async with aiohttp.ClientSession() as session:
             await fetcher.fetch_all(
                 self.conn, session, self.settings.sources, day, fetch, now=self.clock, on_ingested=self._on_ingested

@@ -74,14 +74,15 @@ class SubscriptionPoster:
 
     # -- entry points ---------------------------------------------------------------------------
 
-    async def deliver_day(self, day: dt.date) -> list[DmOutcome]:
-        """Give every eligible subscriber their DM for `day` (planned once; resumed if pending)."""
+    async def deliver_day(self, day: dt.date, *, only: set[int] | None = None) -> list[DmOutcome]:
+        """Give every eligible subscriber (of `only`, if given) their DM for `day`: planned once, resumed if pending."""
         outcomes: list[DmOutcome] = []
         for delivery in await subs.unfinished_dm_deliveries(self.db):
-            if delivery.day == day:
+            if delivery.day == day and (only is None or delivery.user_id in only):
                 outcomes.append(await self._logged(delivery.user_id, day))
         done = await subs.handled_users(self.db, day)
-        eligible = [s.user_id for s in await subs.subscribers_to_deliver(self.db) if s.user_id not in done]
+        eligible = [s.user_id for s in await subs.subscribers_to_deliver(self.db)
+                    if s.user_id not in done and (only is None or s.user_id in only)]
         if not eligible:
             return outcomes
         matches = await subs.matches_on_day(self.db, day, eligible)
@@ -90,13 +91,25 @@ class SubscriptionPoster:
         return outcomes
 
     async def deliver_latest(self, now: dt.datetime | None, catch_up_days: int) -> list[DmOutcome]:
-        """The latest digest day, if it lies within the catch-up window (UTC days) of `now`."""
+        """The latest digest day within the catch-up window (UTC days) of `now`, for every subscriber.
+
+        A subscriber whose DMs stopped at an older day of the window (the bot restarted after the
+        next day's digest arrived but before their DM was planned) first gets the days in between,
+        oldest first, so no day is skipped after one they got. A new subscriber starts with the
+        latest day.
+        """
         try:
-            latest = await library.latest_day(self.db)
             today = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).date()
-            if latest is None or latest < today - dt.timedelta(days=catch_up_days) or latest > today:
+            days = await library.digest_days(self.db, since=today - dt.timedelta(days=catch_up_days), until=today)
+            if not days:
                 return []
-            return await self.deliver_day(latest)
+            outcomes: list[DmOutcome] = []
+            last_days = await subs.last_handled_days(self.db)
+            for day in days[:-1]:
+                behind = {user_id for user_id, last in last_days.items() if last < day}
+                if behind:
+                    outcomes += await self.deliver_day(day, only=behind)
+            return outcomes + await self.deliver_day(days[-1])
         except Exception:  # never let subscriptions break the channels' schedule; retried next run
             log.exception("subscription DMs failed")
             return []

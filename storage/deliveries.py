@@ -239,6 +239,16 @@ async def unfinished_deliveries(conn: aiosqlite.Connection) -> list[Delivery]:
     return await _load(conn, rows)
 
 
+async def pending_days(conn: aiosqlite.Connection, channel_id: int, since: dt.date) -> set[dt.date]:
+    """Days from `since` on whose delivery was planned but not finished (a retry is owed)."""
+    rows = await fetch_all(
+        conn,
+        "SELECT day FROM deliveries WHERE channel_id = ? AND day >= ? AND status = 'pending'",
+        (channel_id, since.isoformat()),
+    )
+    return {to_day(row[0]) for row in rows}
+
+
 async def delivered_days(conn: aiosqlite.Connection, channel_id: int, since: dt.date) -> set[dt.date]:
     """Days from `since` on that need nothing more in the channel: delivered or skipped."""
     rows = await fetch_all(

@@ -43,7 +43,9 @@ __all__ = [
     "finish_dm_delivery",
     "get_dm_delivery",
     "get_subscriber",
+    "handled_users",
     "keyword_norm",
+    "last_handled_days",
     "list_subscriptions",
     "mark_dm_closed",
     "mark_dm_sent",
@@ -444,6 +446,12 @@ async def handled_users(conn: aiosqlite.Connection, day: dt.date) -> set[int]:
     """Users who already have a DM delivery (of any status) for `day`."""
     rows = await fetch_all(conn, "SELECT user_id FROM dm_deliveries WHERE day = ?", (day.isoformat(),))
     return {row[0] for row in rows}
+
+
+async def last_handled_days(conn: aiosqlite.Connection) -> dict[int, dt.date]:
+    """Each user's newest day with a DM delivery (of any status): where their DMs stand."""
+    rows = await fetch_all(conn, "SELECT user_id, max(day) FROM dm_deliveries GROUP BY user_id")
+    return {row[0]: to_day(row[1]) for row in rows}
 
 
 async def unfinished_dm_deliveries(conn: aiosqlite.Connection) -> list[DmDelivery]:

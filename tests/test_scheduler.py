@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 
 import pytest
 
-from bot.scheduler import due_days, last_due_day, post_trigger
-from storage import channels, deliveries
+from bot.config import FetchSettings, SourceSettings
+from bot.scheduler import due_days, last_due_day, opened_fetch_days, post_trigger
+from storage import channels, deliveries, fetches
 from storage.channels import DigestChannel
+from tests.conftest import CORPUS
+from tests.world import World
 
 
 def channel(zone: str = "Europe/Berlin", at: time = time(9, 0), created: datetime | None = None, **extra) -> DigestChannel:
@@ -100,3 +106,60 @@ async def test_a_day_without_a_digest_is_owed_only_as_an_opted_in_note_once_the_
     await fetches.record_attempt(library, "timlrx", weekend, "markdown", "missing", "no digest for 2025-03-22")
     assert (weekend, False) in await due_days(library, noted, saturday_morning, catch_up_days=3)
     assert weekend not in [d for d, _ in await due_days(library, quiet, saturday_morning, catch_up_days=3)]
+
+
+async def test_a_planned_but_unfinished_day_is_owed_again_even_without_a_digest(library) -> None:
+    """An empty-day note that hit a 503 is retried by the next run, not only after a restart."""
+    weekend = date(2025, 3, 22)
+    row = channel(created=utc(2025, 3, 20), empty_day_note=True)
+    await channels.save_channel(library, row)
+    note = {"content": "No digest today.", "embeds": []}
+    await deliveries.plan_delivery(library, row.channel_id, weekend, [(note, False)], late=False)
+
+    assert (weekend, False) in await due_days(library, row, utc(2025, 3, 22, 9), catch_up_days=3)
+    assert (weekend, True) in await due_days(library, row, utc(2025, 3, 23, 9), catch_up_days=3)
+    assert weekend not in [d for d, _ in await due_days(library, row, utc(2025, 3, 29, 9), catch_up_days=3)]
+
+
+def test_the_opened_fetch_days_reach_back_over_the_catch_up_window() -> None:
+    fetch = FetchSettings(start_time=time(6, 0), timezone="Europe/Berlin")
+    assert opened_fetch_days(utc(2025, 3, 18, 4, 30), fetch, 0) == [date(2025, 3, 17)]  # 05:30 in Berlin
+    assert opened_fetch_days(utc(2025, 3, 18, 5, 30), fetch, 2) == [date(2025, 3, 16), date(2025, 3, 17),
+                                                                    date(2025, 3, 18)]
+
+
+async def _fetch_status(world: World, source: str, day: date) -> str | None:
+    for _ in range(200):  # the fetch runs as a scheduler job; give it up to 10 s
+        record = await fetches.get_fetch(world.bot.db, source, day, "folder")
+        if record is not None and record.status != "waiting":
+            return record.status
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def test_a_fetch_cut_short_by_a_restart_is_fetched_again_on_start(world: World, tmp_path: Path) -> None:
+    day = date(2025, 2, 21)
+    month = tmp_path / "clone" / "archive" / "2025" / "02"
+    month.mkdir(parents=True)
+    shutil.copyfile(CORPUS / "timlrx" / "archive" / "2025" / "02" / "21.md", month / "21.md")
+    world.bot.settings.sources = [SourceSettings(name="local", folder=tmp_path / "clone")]
+    world.bot.settings.delivery.catch_up_days = 1
+    # The bot was killed while the day's fetch was waiting: the log's last word is "waiting".
+    await fetches.record_attempt(world.bot.db, "local", day, "folder", "waiting", "not published yet")
+    now = utc(2025, 2, 21, 12)
+
+    await world.bot.daily.resume_fetches(now)
+
+    assert await _fetch_status(world, "local", day) == "ingested"
+    assert await _fetch_status(world, "local", day - timedelta(days=1)) == "missing"  # down that day too: told why
+
+
+async def test_settled_fetch_days_are_not_fetched_again(world: World, tmp_path: Path) -> None:
+    day = date(2025, 2, 21)
+    world.bot.settings.sources = [SourceSettings(name="local", folder=tmp_path)]
+    world.bot.settings.delivery.catch_up_days = 0
+    await fetches.record_attempt(world.bot.db, "local", day, "folder", "missing", "no digest for 2025-02-21")
+
+    await world.bot.daily.resume_fetches(utc(2025, 2, 21, 12))
+
+    assert [job.id for job in world.bot.daily.scheduler.get_jobs() if job.id.startswith("fetch:")] == []

@@ -200,7 +200,8 @@ def digest_problem(data: bytes, target: str, day: date) -> str | None:
 
     Parsed without the date the URL gives, so an HTML error page or yesterday's file served
     under today's name is caught instead of being filed under `day`. A markdown table whose
-    last row stops before its closing `|` was cut short (a half-written or truncated file).
+    last row stops before its closing `|` was cut short (a half-written or truncated file), and
+    one none of whose rows can be read is a broken export: both are retried until the deadline.
     """
     name = "undated" + PurePosixPath(without_query(target)).suffix
     try:
@@ -212,6 +213,8 @@ def digest_problem(data: bytes, target: str, day: date) -> str | None:
         return "not a digest: no '## Papers for YYYY-MM-DD' heading"
     if digest.date is not None and digest.date != day:
         return f"the digest of {digest.date}, not of {day}"
+    if not digest.papers and digest.problems:  # a producer's broken export, worth waiting for a fixed one
+        return f"not one of its {len(digest.problems)} rows could be read"
     if not is_json(text, name):
         lines = [line.rstrip() for line in text.splitlines() if line.strip()]
         if lines and starts_row(lines[-1]) and not ends_row(lines[-1]):
@@ -406,6 +409,16 @@ async def fetch_day(
         remaining = (deadline - now()).total_seconds()
         await sleep(max(0.0, min(next(delays), remaining)))
     return outcome
+
+
+async def day_is_settled(conn: aiosqlite.Connection, sources: Iterable[SourceSettings], day: date) -> bool:
+    """Every file of every fetched source has a final word in the log: ingested, missing or failed."""
+    for source in sources:
+        for kind in source_kinds(source):
+            record = await fetches.get_fetch(conn, source.name, day, kind)
+            if record is None or record.status == "waiting":
+                return False
+    return True
 
 
 async def _ingested_before(conn: aiosqlite.Connection, source: str, day: date, kind: FetchKind) -> bool:
