@@ -22,7 +22,8 @@ import time
 from types import ModuleType
 
 import storage.search as search_now
-from benchmarks.run import pct, query_mix
+from benchmarks.percentiles import pct
+from benchmarks.run import query_mix
 from benchmarks.synth import ROOT, Synth
 from storage import db as storage_db
 

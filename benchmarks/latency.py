@@ -32,6 +32,7 @@ from bot.config import CommandSettings, DatabaseSettings, Settings
 from storage import db, papers
 from tests.fakediscord import FakeDiscord, running_bot
 
+from benchmarks.percentiles import pct
 from benchmarks.synth import Synth
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -41,20 +42,9 @@ AUTOCOMPLETE_INPUTS = ("", "vis", "lang", "rob")
 RESPONSE_TIMEOUT = 60.0  # generous: a miss is reported as unanswered, not hidden by a timeout
 
 
-def percentile(samples: list[float], q: float) -> float:
-    """The q-th percentile (0-100), linear interpolation."""
-    ordered = sorted(samples)
-    if not ordered:
-        return float("nan")
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def _summary(samples: list[float]) -> dict[str, float]:
-    return {"n": len(samples), "p50": percentile(samples, 50), "p95": percentile(samples, 95),
-            "p99": percentile(samples, 99), "mean": statistics.fmean(samples) if samples else float("nan"),
+    return {"n": len(samples), "p50": pct(samples, 50), "p95": pct(samples, 95),
+            "p99": pct(samples, 99), "mean": statistics.fmean(samples) if samples else float("nan"),
             "max": max(samples, default=float("nan"))}
 
 

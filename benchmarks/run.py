@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from benchmarks import fanout, latency
+from benchmarks.percentiles import pct
 from benchmarks.synth import ROOT, Synth, corpus_files
 from storage import db as storage_db
 from storage import papers as storage_papers
@@ -47,17 +48,6 @@ TARGETS = {
 
 
 # --- small helpers -----------------------------------------------------------------------------------
-
-
-def pct(samples: list[float], q: float) -> float:
-    """The q-th percentile (0–100), linear interpolation."""
-    ordered = sorted(samples)
-    if not ordered:
-        return float("nan")
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def spread(values: list[float]) -> dict[str, float]:

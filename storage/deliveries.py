@@ -241,19 +241,20 @@ async def unfinished_deliveries(conn: aiosqlite.Connection) -> list[Delivery]:
 
 async def pending_days(conn: aiosqlite.Connection, channel_id: int, since: dt.date) -> set[dt.date]:
     """Days from `since` on whose delivery was planned but not finished (a retry is owed)."""
-    rows = await fetch_all(
-        conn,
-        "SELECT day FROM deliveries WHERE channel_id = ? AND day >= ? AND status = 'pending'",
-        (channel_id, since.isoformat()),
-    )
-    return {to_day(row[0]) for row in rows}
+    return await _days_with_status(conn, channel_id, since, ("pending",))
 
 
 async def delivered_days(conn: aiosqlite.Connection, channel_id: int, since: dt.date) -> set[dt.date]:
     """Days from `since` on that need nothing more in the channel: delivered or skipped."""
+    return await _days_with_status(conn, channel_id, since, ("delivered", "skipped"))
+
+
+async def _days_with_status(
+    conn: aiosqlite.Connection, channel_id: int, since: dt.date, statuses: tuple[str, ...]
+) -> set[dt.date]:
     rows = await fetch_all(
         conn,
-        "SELECT day FROM deliveries WHERE channel_id = ? AND day >= ? AND status IN ('delivered', 'skipped')",
-        (channel_id, since.isoformat()),
+        "SELECT day FROM deliveries WHERE channel_id = ? AND day >= ? AND status IN (SELECT value FROM json_each(?))",
+        (channel_id, since.isoformat(), json.dumps(statuses)),
     )
     return {to_day(row[0]) for row in rows}
