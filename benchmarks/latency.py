@@ -2,9 +2,9 @@
 
 `python -m benchmarks.latency [--db benchmarks/data/papers-1000000.db] [--rounds 10]`
 
-The real Paperbot, on a copy of a library (the 1M-paper benchmark database by default: the bot
-may migrate or write to what it opens, and other runs read the original), connects to the fake
-Discord on 127.0.0.1. Slash commands are injected one at a time over the gateway, as Discord
+The real Paperbot runs as its own process (`paperbot run`, so its memory is the bot's alone) on a
+copy of a library (the 1M-paper benchmark database by default: the bot may migrate or write to
+what it opens, and other runs read the original) and connects to the fake Discord on 127.0.0.1. Slash commands are injected one at a time over the gateway, as Discord
 sends them, and each is timed from just before INTERACTION_CREATE is dispatched until the fake
 has recorded the bot's interaction callback: gateway, discord.py, the cog, storage, rendering and
 the callback POST. The mix per round: `/papers search` with each entry of the storage benchmark's
@@ -17,28 +17,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
 import json
 import logging
 import pathlib
+import os
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
-from bot.client import Paperbot
-from bot.config import CommandSettings, DatabaseSettings, Settings
 from storage import db, papers
-from tests.fakediscord import FakeDiscord, running_bot
+from tests.fakediscord import FakeDiscord
 
 from benchmarks.percentiles import pct
-from benchmarks.synth import Synth
+from benchmarks.synth import ROOT, Synth
 
 HERE = pathlib.Path(__file__).resolve().parent
 DEFAULT_DB = HERE / "data" / "papers-1000000.db"
 EPHEMERAL = 64
 AUTOCOMPLETE_INPUTS = ("", "vis", "lang", "rob")
+STARTUP_TIMEOUT = 120.0  # opening a 1M-paper library and syncing commands
 RESPONSE_TIMEOUT = 60.0  # generous: a miss is reported as unanswered, not hidden by a timeout
 
 
@@ -95,24 +100,59 @@ def _is_error(response: dict[str, Any]) -> bool:
     return response.get("type") == 4 and bool((response.get("data") or {}).get("flags", 0) & EPHEMERAL)
 
 
+@contextlib.asynccontextmanager
+async def bot_process(fake: FakeDiscord, library: pathlib.Path, workdir: pathlib.Path) -> AsyncIterator[int]:
+    """`paperbot run` in its own process, pointed at the fake; yields its pid once it serves commands.
+
+    Its own process, so its memory is the bot's alone (not the fake's, not this script's).
+    """
+    config = workdir / "config.toml"
+    config.write_text(
+        f'[database]\npath = "{library}"\n'
+        f'[discord]\napi_base_url = "{fake.api_base_url}"\ngateway_url = "{fake.gateway_url}"\n'
+        "[commands]\nsearch_rate = 1000000\n",  # one member sends every command
+        encoding="utf-8",
+    )
+    log = (workdir / "bot.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config), cwd=ROOT,
+        env={**os.environ, "DISCORD_TOKEN": fake.token}, stdout=log, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await fake.wait_for(lambda: fake.commands.get(None), timeout=STARTUP_TIMEOUT, what="the bot to sync")
+        await fake.gateway.wait_for_dispatch("GUILD_CREATE", timeout=STARTUP_TIMEOUT)
+        yield process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), timeout=STARTUP_TIMEOUT)
+        log.close()
+
+
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """Peak and current resident memory of a live process, from /proc (Linux)."""
+    fields = {}
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            fields[key] = int(value.split()[0]) / 1024
+    return {"peak_rss_mb": fields.get("VmHWM", float("nan")), "rss_mb": fields.get("VmRSS", float("nan"))}
+
+
 async def measure(db_path: pathlib.Path = DEFAULT_DB, *, rounds: int = 10, copy: bool = True,
                   workdir: pathlib.Path | None = None) -> dict[str, Any]:
-    """Latency of the command mix over `rounds` rounds against the library at `db_path`."""
+    """Latency of the command mix over `rounds` rounds against the library at `db_path`, and the bot's memory."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         library = db_path
         if copy:
             library = pathlib.Path(tmp) / "library.db"
             shutil.copyfile(db_path, library)
         mix = await command_mix(library)
-        settings = Settings(database=DatabaseSettings(path=library),
-                            commands=CommandSettings(search_rate=1_000_000))  # one member sends them all
         async with FakeDiscord() as fake:
             guild = fake.add_guild("Research", channels=("papers",))
             member = fake.add_user("reader")
             fake.add_member(guild, member)
             channel = guild.channel_ids[0]
-            async with running_bot(fake, lambda: Paperbot(settings, guild_ready_timeout=0.01),
-                                   ready_timeout=120):
+            async with bot_process(fake, library, pathlib.Path(tmp)) as pid:
                 for item in mix:  # warm-up, not measured
                     await _one(fake, guild, channel, member, item)
                 samples: dict[str, list[float]] = defaultdict(list)
@@ -131,8 +171,10 @@ async def measure(db_path: pathlib.Path = DEFAULT_DB, *, rounds: int = 10, copy:
                         by_case[f"{item['command']} {item['case']}"].append(ms)
                         if item["command"] != "autocomplete" and _is_error(response):
                             errors[f"{item['command']} {item['case']}"] += 1
+                memory = process_memory_mb(pid)
     overall = [ms for values in samples.values() for ms in values]
     return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "library": str(db_path),
         "rounds": rounds,
         "mix": mix,
@@ -143,6 +185,7 @@ async def measure(db_path: pathlib.Path = DEFAULT_DB, *, rounds: int = 10, copy:
         "per_command_ms": {command: _summary(values) for command, values in samples.items()},
         "overall_ms": _summary(overall),
         "per_case_ms": {case: _summary(values) for case, values in by_case.items()},
+        "bot_memory": memory,
     }
 
 
@@ -158,7 +201,7 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         f"Interaction dispatched by the fake Discord → the bot's callback received, one at a time, "
         f"{f['interactions']} interactions ({f['rounds']} × the mix of {len(f['mix'])}) after a warm-up round, "
-        f"library `{pathlib.Path(f['library']).name}`.",
+        f"library `{pathlib.Path(f['library']).name}`, measured {f['date']}.",
         "",
         "| command | n | p50 ms | p95 ms | p99 ms | max ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -166,6 +209,10 @@ def markdown(figures: dict[str, Any]) -> str:
           for name, s in rows),
         "",
         f"Answered: {f['answered']} of {f['interactions']} interactions; error replies: {errors}.",
+        "",
+        f"The bot ran as its own process (`paperbot run` pointed at the fake): peak RSS "
+        f"{f['bot_memory']['peak_rss_mb']:.1f} MB over its start and the whole mix "
+        f"({f['bot_memory']['rss_mb']:.1f} MB at the end).",
         "",
     ])
 

@@ -43,6 +43,7 @@ TARGETS = {
     "search_p99": "search p99 ≤ 100 ms for the whole mix at 1M",
     "autocomplete_p99": "autocomplete p99 ≤ 10 ms",
     "rss": "peak RSS < 150 MB (process opening the largest DB and running the search mix)",
+    "bot_rss": "peak RSS of the running bot < 150 MB (its own process, serving the command mix)",
     "fanout": "delivery to 1,000 channels ≥ 90% of the 50 requests/s ceiling, 0 duplicates, 0 misses",
 }
 
@@ -496,6 +497,11 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     rss = results["memory"]["search_mix"]["median"]
     out["rss"] = {"value": f"{rss:.1f} MB on {results['memory']['db']}", "met": rss < 150,
                   "by": f"{150 - rss:.1f} MB to spare" if rss < 150 else f"over by {rss - 150:.1f} MB"}
+    if "latency" in results:
+        bot_rss = results["latency"]["bot_memory"]["peak_rss_mb"]
+        out["bot_rss"] = {"value": f"{bot_rss:.1f} MB, `paperbot run` on {pathlib.Path(results['latency']['library']).name}",
+                          "met": bot_rss < 150,
+                          "by": f"{150 - bot_rss:.1f} MB to spare" if bot_rss < 150 else f"over by {bot_rss - 150:.1f} MB"}
     if "fanout" in results:
         f = results["fanout"]
         clean = f["duplicates"] == 0 and f["misses"] == 0
@@ -552,6 +558,13 @@ def write_markdown(results: dict[str, Any], path: pathlib.Path) -> None:
         tenths = r["ingest"]["product_last_run_per_tenth"]
         lines.append(f"\nProduct ingest rate by tenth of the load at {int(size):,} (does it slow down as the library grows?): "
                      + ", ".join(f"{x:,.0f}" for x in tenths))
+    largest = results["sizes"][max(results["sizes"], key=int)]["ingest"]
+    fts_ceiling = largest["bare_fts5_papers_per_s"]["median"] / largest["bare_table_papers_per_s"]["median"]
+    lines += ["", f"Why the ≥ 50% target is out of reach: keeping a full-text index at all caps ingest. The bare FTS5 "
+              f"table alone, with nothing else, reaches {fts_ceiling:.1%} of the bare table's rate at the largest size, "
+              f"so no ingest that indexes as it writes can come near 50% of it. Against that ceiling the product "
+              f"(papers, versions, appearances, tags and the index, one transaction a digest) reaches "
+              f"{largest['ratio_to_bare_fts5']['median']:.0%}."]
     lines += ["", "## Search (ms)", ""]
     for size, r in results["sizes"].items():
         s = r["search"]

@@ -30,4 +30,5 @@ async def test_every_command_of_the_latency_mix_is_answered(corpus_library: Path
     assert (figures["answered"], figures["unanswered"]) == (figures["interactions"], 0)
     assert figures["error_replies"] == {}  # the mix is built from what the library holds: all find something
     assert set(figures["per_command_ms"]) == {"search", "tag", "paper", "autocomplete"}
+    assert figures["bot_memory"]["peak_rss_mb"] >= figures["bot_memory"]["rss_mb"] > 0
     assert "## Command latency" in latency.markdown(figures)

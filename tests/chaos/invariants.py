@@ -138,7 +138,11 @@ async def _channel_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[
             problems.append(f"{name} no longer gets the digest, though no admin removed it")
             continue
         ledger_ids, where = set(), {setup.channel.id}
-        for day in ledger_days:
+        # The channel's own ledger may also hold a day just before the run: a channel set up early
+        # on the first simulated day is, in a zone behind UTC, set up on the day before.
+        recorded = (await deliveries.delivered_days(conn, setup.channel.id, since=date.min)
+                    | await deliveries.pending_days(conn, setup.channel.id, since=date.min))
+        for day in sorted(set(ledger_days) | recorded):
             delivery = await deliveries.get_delivery(conn, setup.channel.id, day)
             if delivery is not None:
                 ledger_ids |= {m.message_id for m in delivery.messages if m.message_id is not None}
