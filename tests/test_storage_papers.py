@@ -27,20 +27,11 @@ from storage.papers import (
 )
 from storage.facets import tag_token
 from storage.tags import normalize_tag
+from tests.factories import paper
 
 DAY1, DAY2, DAY3 = dt.date(2025, 2, 18), dt.date(2025, 2, 19), dt.date(2025, 2, 20)
 
 
-def paper(n: int, **fields) -> Paper:
-    """A paper with arXiv id 2502.0000n and dull but distinct text; override any field."""
-    values = {
-        "arxiv_id": f"2502.{n:05d}",
-        "title": f"Untitled study {n}",
-        "url": f"https://arxiv.org/abs/2502.{n:05d}",
-        "authors": [f"Author {n}"],
-        "summary": f"Plain summary number {n}.",
-    }
-    return Paper(**(values | fields))
 
 
 def digest(day: dt.date | None, *papers: Paper) -> Digest:
