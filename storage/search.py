@@ -3,11 +3,12 @@
 How results are ordered, and why not by bm25: FTS5's bm25() first counts, for
 each phrase of the query, the papers holding it anywhere in the library (its
 IDF). For a common word in a million papers that alone takes 25–90 ms, however
-few papers the filters leave. So a search walks the index newest first and
-takes the newest RANKED_MATCHES matches (cheap), orders them by where the words
-are — all in the title first, then in title and tags, then title, tags and
-authors, then anywhere (the summary) — newest first within each group, and
-lists the older matches after them, newest first.
+few papers the filters leave. So a search walks the index newest first (by
+paper id: the order papers were first stored, which daily ingest makes the
+order of their first digest), takes the newest RANKED_MATCHES matches (cheap),
+orders them by where the words are — all in the title first, then in title and
+tags, then title, tags and authors, then anywhere (the summary) — newest first
+within each group, and lists the older matches after them, newest first.
 
 The trade: recency, not how often a word occurs, decides within a group, which
 suits a library of daily digests; a title match older than the newest
