@@ -42,7 +42,7 @@ from storage.tags import normalize_tag
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_REQUESTS_PER_SECOND", "DeliveryOutcome", "DigestPoster", "RequestPacer"]
+__all__ = ["DEFAULT_REQUESTS_PER_SECOND", "DeliveryOutcome", "DigestPoster", "RequestPacer", "rejects_the_message"]
 
 #: Discord's JSON error code for "A thread has already been created for this message".
 THREAD_ALREADY_CREATED = 160004
@@ -266,7 +266,7 @@ class DigestPoster:
         except TRANSIENT_ERRORS as error:
             problem = _describe(error)
             await channels.record_error(self.db, channel_id, problem)
-            if _rejects_the_message(error):  # sending the same message again can only fail again
+            if rejects_the_message(error):  # sending the same message again can only fail again
                 log.error("Discord rejected the digest for %s in channel %s: %s", day, channel_id, problem)
                 await deliveries.skip_day(self.db, channel_id, day, f"Discord rejected it: {problem}")
                 return DeliveryOutcome(channel_id, day, "skipped", progress.sent, problem)
@@ -491,7 +491,7 @@ class DigestPoster:
             return DeliveryOutcome(channel.channel_id, day, "failed", detail=_describe(error))
 
 
-def _rejects_the_message(error: BaseException) -> bool:
+def rejects_the_message(error: BaseException) -> bool:
     """A 4xx other than a rate limit or timeout: Discord refuses the message itself, not the channel."""
     status = getattr(error, "status", None)
     return isinstance(error, discord.HTTPException) and status is not None and 400 <= status < 500 \

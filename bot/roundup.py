@@ -17,7 +17,7 @@ from typing import Literal
 import discord
 
 from bot import render
-from bot.delivery import TRANSIENT_ERRORS
+from bot.delivery import TRANSIENT_ERRORS, rejects_the_message
 from storage import roundups, votes
 from storage.channels import DigestChannel
 
@@ -54,13 +54,17 @@ class RoundupPoster:
                 roundup = await roundups.plan_roundup(
                     self.db, channel.channel_id, week_end, render.payload_to_dict(payload)
                 )
-            if roundup.message_id is not None:
+            if roundup.done:
                 return "already_done"
             target = self.bot.get_partial_messageable(channel.channel_id, guild_id=channel.guild_id)
             try:
                 payload = render.payload_from_dict(roundup.payload)
                 message = await target.send(**payload.as_kwargs(), nonce=roundup.nonce)
             except discord.HTTPException as error:
+                if rejects_the_message(error):  # the same message would be refused again
+                    log.error("Discord rejected the roundup for %s in channel %s: %s", week_end, channel.channel_id, error)
+                    await roundups.skip_roundup(self.db, roundup.id, f"Discord rejected it: {error}")
+                    return "refused"
                 if error.status >= 500:
                     log.warning("roundup for %s in channel %s will be retried: %s", week_end, channel.channel_id, error)
                     return "retry_later"

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from storage._rows import fetch_all, to_day
 from storage.db import write
 
-__all__ = ["Roundup", "get_roundup", "mark_roundup_sent", "plan_roundup"]
+__all__ = ["Roundup", "get_roundup", "mark_roundup_sent", "plan_roundup", "skip_roundup"]
 
 
 class Roundup(BaseModel):
@@ -27,6 +27,11 @@ class Roundup(BaseModel):
     week_end: dt.date  # the local day of the roundup: the week is the seven days ending there
     payload: dict[str, Any]  # bot.render.payload_to_dict
     message_id: int | None = None  # None until Discord accepted it
+    skipped_reason: str | None = None  # Discord rejected the message itself: not sent again
+
+    @property
+    def done(self) -> bool:
+        return self.message_id is not None or self.skipped_reason is not None
 
     @property
     def nonce(self) -> str:
@@ -41,7 +46,8 @@ def _utc_now() -> str:
 async def get_roundup(conn: aiosqlite.Connection, channel_id: int, week_end: dt.date) -> Roundup | None:
     rows = await fetch_all(
         conn,
-        "SELECT id, channel_id, week_end, payload, message_id FROM roundups WHERE channel_id = ? AND week_end = ?",
+        "SELECT id, channel_id, week_end, payload, message_id, skipped_reason FROM roundups "
+        "WHERE channel_id = ? AND week_end = ?",
         (channel_id, week_end.isoformat()),
     )
     if not rows:
@@ -49,7 +55,7 @@ async def get_roundup(conn: aiosqlite.Connection, channel_id: int, week_end: dt.
     row = rows[0]
     return Roundup(
         id=row["id"], channel_id=row["channel_id"], week_end=to_day(row["week_end"]),
-        payload=json.loads(row["payload"]), message_id=row["message_id"],
+        payload=json.loads(row["payload"]), message_id=row["message_id"], skipped_reason=row["skipped_reason"],
     )
 
 
@@ -74,4 +80,13 @@ async def mark_roundup_sent(conn: aiosqlite.Connection, roundup_id: int, message
         conn,
         "UPDATE roundups SET message_id = ?, sent_at = ? WHERE id = ? AND message_id IS NULL",
         (message_id, _utc_now(), roundup_id),
+    )
+
+
+async def skip_roundup(conn: aiosqlite.Connection, roundup_id: int, reason: str) -> None:
+    """Discord rejected the roundup itself: sending it again would fail again, so its week is done."""
+    await write(
+        conn,
+        "UPDATE roundups SET skipped_reason = ? WHERE id = ? AND message_id IS NULL",
+        (reason, roundup_id),
     )

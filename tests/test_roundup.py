@@ -163,6 +163,23 @@ async def test_a_planned_roundup_is_sent_as_planned_after_a_crash(world: World) 
     assert await poster.post(row, FRIDAY) == "already_done"
 
 
+async def test_a_roundup_discord_rejects_is_skipped_for_its_week_with_the_reason(world: World) -> None:
+    row = await with_roundup(world)
+    poster = RoundupPoster(world.bot)
+    world.fake.fail_next("POST", "/channels/{channel_id}/messages", status=400, code=50035, channel_id=world.channel.id)
+
+    assert await poster.post(row, FRIDAY) == "refused"
+    assert await poster.post(row, FRIDAY) == "already_done"  # not sent again: it would be refused again
+    assert posted(world) == []
+    ledger = await roundups.get_roundup(world.bot.db, world.channel.id, FRIDAY)
+    assert ledger.message_id is None and "Discord rejected it" in ledger.skipped_reason
+
+    world.fake.fail_next("POST", "/channels/{channel_id}/messages", status=503, channel_id=world.channel.id)
+    next_friday = FRIDAY + timedelta(days=7)
+    assert await poster.post(row, next_friday) == "retry_later"  # a server error is retried, not skipped
+    assert await poster.post(row, next_friday) == "posted"
+
+
 async def test_a_week_without_papers_gets_a_short_note_and_channel_tags_are_kept(world: World) -> None:
     await with_roundup(world, weekday=0, at=time(8), tags=["Robotics"])
     await world.bot.daily.post_roundups_due(utc(2030, 1, 7, 9))  # a Monday long after the library's last digest
