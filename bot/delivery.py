@@ -42,7 +42,15 @@ from storage.tags import normalize_tag
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_REQUESTS_PER_SECOND", "DeliveryOutcome", "DigestPoster", "RequestPacer", "rejects_the_message"]
+__all__ = [
+    "DEFAULT_REQUESTS_PER_SECOND",
+    "TRANSIENT_ERRORS",
+    "DeliveryOutcome",
+    "DigestPoster",
+    "RequestPacer",
+    "describe_error",
+    "rejects_the_message",
+]
 
 #: Discord's JSON error code for "A thread has already been created for this message".
 THREAD_ALREADY_CREATED = 160004
@@ -264,7 +272,7 @@ class DigestPoster:
                 await self._tell_server(channel, reason)
             return DeliveryOutcome(channel_id, day, "broken", progress.sent, reason)
         except TRANSIENT_ERRORS as error:
-            problem = _describe(error)
+            problem = describe_error(error)
             await channels.record_error(self.db, channel_id, problem)
             if rejects_the_message(error):  # sending the same message again can only fail again
                 log.error("Discord rejected the digest for %s in channel %s: %s", day, channel_id, problem)
@@ -441,7 +449,7 @@ class DigestPoster:
             try:
                 edited = await forum.edit(available_tags=tags, reason="Paperbot: tags for the daily digest posts")
             except discord.Forbidden as error:  # Manage Channels was taken away: post with the tags there are
-                log.warning("could not create forum tags in channel %s: %s", channel.channel_id, _describe(error))
+                log.warning("could not create forum tags in channel %s: %s", channel.channel_id, describe_error(error))
                 edited = None
             if edited is not None:
                 forum = edited
@@ -471,7 +479,8 @@ class DigestPoster:
                 await system.send(**render.broken_channel_notice(reason).as_kwargs())
                 return
             except discord.HTTPException as error:
-                log.warning("could not tell server %s in its system channel: %s", channel.guild_id, _describe(error))
+                log.warning("could not tell server %s in its system channel: %s",
+                            channel.guild_id, describe_error(error))
         if channel.set_up_by is None:
             log.warning("nobody to tell that digest channel %s is broken", channel.channel_id)
             return
@@ -481,14 +490,14 @@ class DigestPoster:
             await dm.send(**notice.as_kwargs())
         except discord.HTTPException as error:
             log.warning("could not DM user %s about channel %s: %s", channel.set_up_by, channel.channel_id,
-                        _describe(error))
+                        describe_error(error))
 
     async def _deliver_logged(self, channel: DigestChannel, day: dt.date, late: bool) -> DeliveryOutcome:
         try:
             return await self.deliver(channel, day, late=late)
         except Exception as error:  # one channel's crash must not stop the others; it resumes later
             log.exception("digest for %s in channel %s failed", day, channel.channel_id)
-            return DeliveryOutcome(channel.channel_id, day, "failed", detail=_describe(error))
+            return DeliveryOutcome(channel.channel_id, day, "failed", detail=describe_error(error))
 
 
 def rejects_the_message(error: BaseException) -> bool:
@@ -498,7 +507,7 @@ def rejects_the_message(error: BaseException) -> bool:
         and status not in (408, 429)
 
 
-def _describe(error: BaseException) -> str:
+def describe_error(error: BaseException) -> str:
     """A short, log- and admin-friendly account of a failure."""
     if isinstance(error, discord.HTTPException):
         text = error.text or type(error).__name__

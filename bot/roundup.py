@@ -62,7 +62,8 @@ class RoundupPoster:
                 message = await target.send(**payload.as_kwargs(), nonce=roundup.nonce)
             except discord.HTTPException as error:
                 if rejects_the_message(error):  # the same message would be refused again
-                    log.error("Discord rejected the roundup for %s in channel %s: %s", week_end, channel.channel_id, error)
+                    log.error("Discord rejected the roundup for %s in channel %s: %s",
+                              week_end, channel.channel_id, error)
                     await roundups.skip_roundup(self.db, roundup.id, f"Discord rejected it: {error}")
                     return "refused"
                 if error.status >= 500:

@@ -24,7 +24,7 @@ from typing import Literal
 import discord
 
 from bot import render
-from bot.delivery import TRANSIENT_ERRORS, _describe
+from bot.delivery import TRANSIENT_ERRORS, describe_error
 from storage import papers as library
 from storage import subscriptions as subs
 from storage.subscriptions import DmDelivery, Subscriber
@@ -163,13 +163,13 @@ class SubscriptionPoster:
                 await subs.mark_dm_sent(self.db, delivery.id, planned.position, message.id)
                 sent += 1
         except _DmRefused as refused:
-            detail = _describe(refused.error)
+            detail = describe_error(refused.error)
             log.info("user %s does not accept DMs (%s); subscription DMs stop until they return", user_id, detail)
             await subs.mark_dm_closed(self.db, user_id)
             await subs.skip_dm_day(self.db, user_id, day, "direct messages closed")
             return DmOutcome(user_id, day, "dm_closed", sent, detail)
         except TRANSIENT_ERRORS as error:
-            problem = _describe(error)
+            problem = describe_error(error)
             log.warning("subscription DM for %s to user %s will be retried: %s", day, user_id, problem)
             return DmOutcome(user_id, day, "retry_later", sent, problem)
         await subs.finish_dm_delivery(self.db, delivery.id)
@@ -180,4 +180,4 @@ class SubscriptionPoster:
             return await self.deliver(user_id, day, matches)
         except Exception as error:  # one user's failure must not stop the others; it resumes later
             log.exception("subscription DM for %s to user %s failed", day, user_id)
-            return DmOutcome(user_id, day, "failed", detail=_describe(error))
+            return DmOutcome(user_id, day, "failed", detail=describe_error(error))
