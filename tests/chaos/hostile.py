@@ -47,7 +47,8 @@ FUZZABLE = [
 ]
 
 #: Admin commands a member without Manage Server tries (options filled in by the caller).
-ADMIN_ONLY = [("digest", "setup"), ("digest", "remove"), ("digest", "role"), ("digest", "post"), ("digest", "status")]
+ADMIN_ONLY = [("digest", "setup"), ("digest", "remove"), ("digest", "role"), ("digest", "post"), ("digest", "status"),
+              ("digest", "roundup")]
 
 #: Options that autocomplete, for floods.
 AUTOCOMPLETED = [

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
-from storage import channels, db, deliveries, fetches
+from storage import channels, db, deliveries, fetches, roundups
 from storage import subscriptions as subs
 from storage.papers import papers_on_day
 from tests.fakediscord import FakeDiscord
@@ -21,6 +22,7 @@ from tests.fakediscord import FakeDiscord
 if TYPE_CHECKING:
     from tests.chaos.run import Chaos
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")  # /digest roundup's
 INTERNAL_ERROR = "something went wrong on my side"
 NOT_ADMIN = "Manage Server"
 ROLE_MENTION = re.compile(r"<@&(\d+)>")
@@ -86,6 +88,7 @@ async def check(chaos: Chaos, fake: FakeDiscord) -> Report:
                        for day in chaos.days}  # the fetch came to an end: ingested, missing or failed
         await _source_days(chaos, conn, in_library, report)
         await _channel_days(chaos, fake, conn, in_library, fetch_ended, report)
+        await _roundup_weeks(chaos, conn, report)
         await _dm_days(chaos, fake, conn, in_library, report)
         _interactions(chaos, report)
         await _admin_state(chaos, conn, report)
@@ -168,6 +171,13 @@ async def _channel_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[
                 problems.append(f"{name} {day}: skipped without a reason")
             else:
                 tally[delivery.status] += 1
+        # The weekly roundups have their own ledger. Channels are set up with the wall clock's time,
+        # years before the simulated days, so the week before the first simulated day is owed too;
+        # and in zones ahead of UTC the day after the last one has begun.
+        for day in [chaos.days[0] - timedelta(days=n) for n in range(7, 0, -1)] + ledger_days:
+            roundup = await roundups.get_roundup(conn, setup.channel.id, day)
+            if roundup is not None and roundup.message_id is not None:
+                ledger_ids.add(roundup.message_id)
         posted = {int(m["id"]) for m in messages if int(m["channel_id"]) in where}
         duplicates += [f"{name}: message {i} is not in the ledger (a double post?)"
                        for i in sorted(posted - ledger_ids)]
@@ -177,6 +187,32 @@ async def _channel_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[
                f"{total} channel-days: " + ", ".join(f"{n} {what}" for what, n in sorted(tally.items())), problems)
     report.add("no channel message posted twice or outside the ledger",
                f"{sum(1 for m in messages if m.get('guild_id'))} channel messages checked", duplicates)
+
+
+async def _roundup_weeks(chaos: Chaos, conn, report: Report) -> None:
+    """Each roundup time that passed (with an hour to spare) has its week posted, or skipped with a reason."""
+    tally, problems = Counter(), []
+    for setup in chaos.town.digests:
+        if setup.roundup is None:
+            continue
+        weekday, at = setup.roundup
+        for day in chaos.days:
+            moment = datetime.combine(day, time.fromisoformat(at), ZoneInfo(setup.zone))
+            if day.weekday() != WEEKDAYS.index(weekday) or moment > chaos.now - timedelta(hours=1):
+                continue
+            roundup = await roundups.get_roundup(conn, setup.channel.id, day)
+            if roundup is not None and roundup.message_id is not None:
+                tally["posted"] += 1
+            elif roundup is not None and roundup.skipped_reason:
+                tally["skipped"] += 1
+            elif setup.channel.id in chaos.faults.broken_channels:
+                tally["not posted: channel broken"] += 1
+            else:
+                problems.append(f"#{setup.channel.name} week ending {day}: no roundup posted "
+                                f"({'planned, not sent' if roundup else 'never planned'})")
+    report.add("every (channel, week) roundup posted once or skipped with a reason",
+               f"{sum(tally.values()) + len(problems)} channel-weeks: "
+               + ", ".join(f"{n} {what}" for what, n in sorted(tally.items())), problems)
 
 
 async def _dm_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[date, bool], report: Report) -> None:
@@ -256,8 +292,9 @@ async def _admin_state(chaos: Chaos, conn, report: Report) -> None:
         if setup is None:
             problems.append(f"channel {row.channel_id} gets the digest, but no admin set it up")
             continue
-        actual = (f"{row.post_time:%H:%M}", row.timezone, row.style, sorted(row.tags), row.empty_day_note)
-        expected = (setup.post_time, setup.zone, setup.style, sorted(setup.tags), setup.empty_day_note)
+        roundup = (WEEKDAYS[row.roundup_weekday], f"{row.roundup_time:%H:%M}") if row.roundup_time else None
+        actual = (f"{row.post_time:%H:%M}", row.timezone, row.style, sorted(row.tags), row.empty_day_note, roundup)
+        expected = (setup.post_time, setup.zone, setup.style, sorted(setup.tags), setup.empty_day_note, setup.roundup)
         if actual != expected or row.set_up_by != chaos.town.owners[setup.guild.id].id:
             problems.append(f"#{setup.channel.name} settings {actual} by {row.set_up_by}, admin chose {expected}")
     for guild in chaos.town.guilds:

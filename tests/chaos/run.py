@@ -34,7 +34,7 @@ from bot.digests.ingest import ingest_targets
 from storage import db
 from storage.tags import tag_counts
 from tests.chaos import hostile
-from tests.chaos.invariants import MAX_LISTED, Report, check
+from tests.chaos.invariants import MAX_LISTED, WEEKDAYS, Report, check
 from tests.chaos.process import REPO, BotProcess
 from tests.chaos.source import DayPlan, Producer, corpus_days, plan_days
 from tests.fakediscord import FakeDiscord, Perm
@@ -79,6 +79,7 @@ class DigestSetup:
     style: str
     tags: list[str]
     empty_day_note: bool
+    roundup: tuple[str, str] | None = None  # (weekday, "HH:MM") of the weekly roundup, if asked for
 
 
 @dataclass
@@ -200,6 +201,7 @@ class Chaos:
                 channel=channel, guild=guild, post_time=f"{rand.randint(6, 20):02d}:{rand.choice(['00', '30'])}",
                 zone=zone, style="thread" if n % 4 == 3 else "compact", tags=[],
                 empty_day_note=n % 5 == 4,
+                roundup=(WEEKDAYS[n % 7], f"{(7 + n) % 24:02d}:15") if n % 2 == 0 else None,
             ))
         for n in range(self.scale.subscribers):
             guild = town.guilds[n % servers]
@@ -269,6 +271,14 @@ class Chaos:
                 options["tags"] = ", ".join(setup.tags)
             await self._command(fake, "setup", setup.guild, town.general[setup.guild.id],
                                 town.owners[setup.guild.id], "digest", "setup", options, expect="Set up")
+        await self.answered()  # a roundup needs its digest channel
+        for setup in town.digests:
+            if setup.roundup:
+                weekday, at = setup.roundup
+                await self._command(fake, "setup", setup.guild, town.general[setup.guild.id],
+                                    town.owners[setup.guild.id], "digest", "roundup",
+                                    {"channel": setup.channel, "weekday": weekday, "time": at},
+                                    expect="top papers and busiest tags")
         for guild in town.guilds:
             town.role_tags[guild.id] = rand.choice(popular[:4])
             await self._command(fake, "setup", guild, town.general[guild.id], town.owners[guild.id], "digest", "role",
@@ -442,7 +452,8 @@ class Chaos:
                 options = {"setup": {"channel": general, "time": "03:00", "timezone": "UTC"},
                            "remove": {"channel": setup.channel},
                            "role": {"tag": town.role_tags[guild.id], "role": town.fans[guild.id]},
-                           "post": {"channel": setup.channel}, "status": {}}[sub]
+                           "post": {"channel": setup.channel}, "status": {},
+                           "roundup": {"channel": setup.channel, "weekday": "monday", "time": "03:00"}}[sub]
                 await self._command(fake, "admin", guild, general, mallory, "digest", sub, options)
             else:
                 name, sub, options = hostile.fuzz_options(fake, guild, rand, strings)

@@ -27,6 +27,7 @@ INVARIANTS = [
     "every unpublished or broken day is recorded with its reason",
     "every (channel, day) delivered once or skipped with a reason",
     "no channel message posted twice or outside the ledger",
+    "every (channel, week) roundup posted once or skipped with a reason",
     "every (user, day) DM sent once or skipped with a reason",
     "no DM sent twice or outside the ledger; each broken channel told once at most",
     "every interaction answered",
