@@ -30,6 +30,11 @@ def id_list(ids: Iterable[Any]) -> str:
     return json.dumps(list(ids))
 
 
+def utc_now_text() -> str:
+    """Now, as the UTC ISO text (to the second) every timestamp column holds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
 def to_day(value: str) -> dt.date:
     return dt.date.fromisoformat(value)
 

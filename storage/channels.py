@@ -15,7 +15,7 @@ from typing import Literal
 import aiosqlite
 from pydantic import BaseModel, Field, field_validator
 
-from storage._rows import fetch_all, to_json
+from storage._rows import fetch_all, to_json, utc_now_text
 from storage.db import write
 from storage.tags import normalize_tag
 
@@ -90,9 +90,6 @@ _COLUMNS = (
 )
 
 
-def _utc_now() -> str:
-    return _utc_text(dt.datetime.now(dt.UTC))
-
 
 def _utc_text(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
@@ -133,7 +130,7 @@ async def save_channel(conn: aiosqlite.Connection, channel: DigestChannel) -> No
     ignored (`last_error` is kept), and so is `updated_at`; `created_at` is written when given,
     else set to now for a new channel and kept for an existing one.
     """
-    now = _utc_now()
+    now = utc_now_text()
     created_at = _utc_text(channel.created_at) if channel.created_at is not None else None
     await write(
         conn,
@@ -191,7 +188,7 @@ async def set_roundup(
             raise ValueError("a roundup needs a time of day")
         sql, params = (
             "UPDATE digest_channels SET roundup_weekday = ?, roundup_time = ?, roundup_since = ? WHERE channel_id = ?",
-            (weekday, at.strftime("%H:%M"), _utc_text(since) if since else _utc_now(), channel_id),
+            (weekday, at.strftime("%H:%M"), _utc_text(since) if since else utc_now_text(), channel_id),
         )
     return await write(conn, sql, params) > 0
 
@@ -239,7 +236,7 @@ async def record_error(conn: aiosqlite.Connection, channel_id: int, error: str |
     await write(
         conn,
         "UPDATE digest_channels SET last_error = ?, last_error_at = ? WHERE channel_id = ?",
-        (error, _utc_now() if error is not None else None, channel_id),
+        (error, utc_now_text() if error is not None else None, channel_id),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel
 
-from storage._rows import fetch_all, to_day
+from storage._rows import fetch_all, to_day, utc_now_text
 from storage.db import transaction, write
 
 __all__ = [
@@ -61,9 +61,6 @@ def message_nonce(delivery_id: int, position: int) -> str:
     """Deterministic and unique (delivery ids are never reused); Discord allows 25 characters."""
     return f"pb{delivery_id}.{position}"
 
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 _DELIVERY_COLUMNS = "id, channel_id, day, late, status, reason, thread_id, post_tags, post_requested_at"
@@ -139,7 +136,7 @@ async def plan_delivery(
             cursor = await conn.execute(
                 "INSERT INTO deliveries (channel_id, day, late, status, planned_at, post_tags) "
                 "VALUES (?, ?, ?, 'pending', ?, ?)",
-                (channel_id, day.isoformat(), int(late), _utc_now(),
+                (channel_id, day.isoformat(), int(late), utc_now_text(),
                  json.dumps(post_tags, ensure_ascii=False) if post_tags is not None else None),
             )
             delivery_id = cursor.lastrowid
@@ -162,7 +159,7 @@ async def mark_sent(conn: aiosqlite.Connection, delivery_id: int, position: int,
         conn,
         "UPDATE delivery_messages SET message_id = ?, sent_at = ? "
         "WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
-        (message_id, _utc_now(), delivery_id, position),
+        (message_id, utc_now_text(), delivery_id, position),
     )
 
 
@@ -176,7 +173,7 @@ async def request_forum_post(conn: aiosqlite.Connection, delivery_id: int) -> No
     await write(
         conn,
         "UPDATE deliveries SET post_requested_at = coalesce(post_requested_at, ?) WHERE id = ?",
-        (_utc_now(), delivery_id),
+        (utc_now_text(), delivery_id),
     )
 
 
@@ -189,7 +186,7 @@ async def record_forum_post(
         await conn.execute(
             "UPDATE delivery_messages SET message_id = ?, sent_at = ? "
             "WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
-            (header_message_id, _utc_now(), delivery_id, header_position),
+            (header_message_id, utc_now_text(), delivery_id, header_position),
         )
 
 
@@ -200,7 +197,7 @@ async def finish_delivery(conn: aiosqlite.Connection, delivery_id: int) -> bool:
         """UPDATE deliveries SET status = 'delivered', finished_at = ?
            WHERE id = ? AND status = 'pending'
              AND NOT EXISTS (SELECT 1 FROM delivery_messages WHERE delivery_id = ? AND message_id IS NULL)""",
-        (_utc_now(), delivery_id, delivery_id),
+        (utc_now_text(), delivery_id, delivery_id),
     )
     return changed > 0
 
@@ -211,7 +208,7 @@ async def skip_day(conn: aiosqlite.Connection, channel_id: int, day: dt.date, re
     Idempotent: a delivered or skipped day is left as it is; a pending one becomes skipped (its
     unsent messages are abandoned).
     """
-    now = _utc_now()
+    now = utc_now_text()
     await write(
         conn,
         """INSERT INTO deliveries (channel_id, day, late, status, reason, planned_at, finished_at)

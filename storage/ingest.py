@@ -29,7 +29,6 @@ everything that changed is written with one executemany per table.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 import aiosqlite
 
 from storage.db import transaction
-from storage._rows import fetch_all, id_list, to_json
+from storage._rows import fetch_all, id_list, to_json, utc_now_text
 from storage.facets import paper_facets
 from storage.models import Digest, IngestResult, Paper
 from storage.tags import display_tag, normalize_tag
@@ -81,14 +80,11 @@ async def ingest_digest(
             "nothing was stored."
         )
     papers = _first_listings(digest.papers)
-    job = _DigestIngest(conn, day=digest.date.isoformat(), source=source, now=_utc_now())
+    job = _DigestIngest(conn, day=digest.date.isoformat(), source=source, now=utc_now_text())
     async with transaction(conn):
         await job.save_digest_row(origin, sha256, len(papers), len(digest.problems))
         return await job.ingest_papers(papers)
 
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _first_listings(papers: list[Paper]) -> list[Paper]:

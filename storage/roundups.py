@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 from pydantic import BaseModel
 
-from storage._rows import fetch_all, to_day
+from storage._rows import fetch_all, to_day, utc_now_text
 from storage.db import write
 
 __all__ = ["Roundup", "get_roundup", "mark_roundup_sent", "plan_roundup", "skip_roundup"]
@@ -38,9 +38,6 @@ class Roundup(BaseModel):
         """Unique (ids are never reused) and distinct from the daily digest's `pb<id>.<n>` nonces."""
         return f"pbr{self.id}"
 
-
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 async def get_roundup(conn: aiosqlite.Connection, channel_id: int, week_end: dt.date) -> Roundup | None:
@@ -67,7 +64,7 @@ async def plan_roundup(
         conn,
         "INSERT INTO roundups (channel_id, week_end, payload, planned_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (channel_id, week_end) DO NOTHING",
-        (channel_id, week_end.isoformat(), json.dumps(payload, ensure_ascii=False), _utc_now()),
+        (channel_id, week_end.isoformat(), json.dumps(payload, ensure_ascii=False), utc_now_text()),
     )
     roundup = await get_roundup(conn, channel_id, week_end)
     assert roundup is not None  # planned above; rows go only with their channel
@@ -79,7 +76,7 @@ async def mark_roundup_sent(conn: aiosqlite.Connection, roundup_id: int, message
     await write(
         conn,
         "UPDATE roundups SET message_id = ?, sent_at = ? WHERE id = ? AND message_id IS NULL",
-        (message_id, _utc_now(), roundup_id),
+        (message_id, utc_now_text(), roundup_id),
     )
 
 

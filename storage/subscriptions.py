@@ -21,7 +21,7 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel
 
-from storage._rows import fetch_all, id_list, load_papers, to_day
+from storage._rows import fetch_all, id_list, load_papers, to_day, utc_now_text
 from storage.db import transaction, write
 from storage.models import StoredPaper
 from storage.search_query import QueryError, to_fts_query
@@ -118,9 +118,6 @@ class DmDelivery(BaseModel):
     messages: list[DmMessage] = []
 
 
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
 
 def keyword_norm(keyword: str) -> str:
     """A keyword's identity: casefolded, whitespace collapsed."""
@@ -153,7 +150,7 @@ async def add_subscription(
     value = " ".join(value.split())
     norm = _norm(kind, value)
     async with transaction(conn):
-        now = _utc_now()
+        now = utc_now_text()
         await conn.execute(
             "INSERT INTO subscribers (user_id, created_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
             (user_id, now),
@@ -248,7 +245,9 @@ async def export_user(conn: aiosqlite.Connection, user_id: int) -> dict[str, Any
 async def mark_dm_closed(conn: aiosqlite.Connection, user_id: int) -> None:
     """Discord refused to DM the user: stop sending until they use a subscription command again."""
     await write(
-        conn, "UPDATE subscribers SET dm_closed_at = ? WHERE user_id = ? AND dm_closed_at IS NULL", (_utc_now(), user_id)
+        conn,
+        "UPDATE subscribers SET dm_closed_at = ? WHERE user_id = ? AND dm_closed_at IS NULL",
+        (utc_now_text(), user_id),
     )
 
 
@@ -390,7 +389,7 @@ async def plan_dm_delivery(
         if not rows:
             cursor = await conn.execute(
                 "INSERT INTO dm_deliveries (user_id, day, status, planned_at) VALUES (?, ?, 'pending', ?)",
-                (user_id, day.isoformat(), _utc_now()),
+                (user_id, day.isoformat(), utc_now_text()),
             )
             delivery_id = cursor.lastrowid
             await conn.executemany(
@@ -410,7 +409,7 @@ async def mark_dm_sent(conn: aiosqlite.Connection, delivery_id: int, position: i
     await write(
         conn,
         "UPDATE dm_messages SET message_id = ?, sent_at = ? WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
-        (message_id, _utc_now(), delivery_id, position),
+        (message_id, utc_now_text(), delivery_id, position),
     )
 
 
@@ -421,7 +420,7 @@ async def finish_dm_delivery(conn: aiosqlite.Connection, delivery_id: int) -> bo
         """UPDATE dm_deliveries SET status = 'delivered', finished_at = ?
            WHERE id = ? AND status = 'pending'
              AND NOT EXISTS (SELECT 1 FROM dm_messages WHERE delivery_id = ? AND message_id IS NULL)""",
-        (_utc_now(), delivery_id, delivery_id),
+        (utc_now_text(), delivery_id, delivery_id),
     ) > 0
 
 
@@ -430,7 +429,7 @@ async def skip_dm_day(conn: aiosqlite.Connection, user_id: int, day: dt.date, re
 
     Needs the user's subscriber row (a user without one has nothing to skip).
     """
-    now = _utc_now()
+    now = utc_now_text()
     await write(
         conn,
         """INSERT INTO dm_deliveries (user_id, day, status, reason, planned_at, finished_at)

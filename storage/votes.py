@@ -12,7 +12,7 @@ import datetime as dt
 import aiosqlite
 from pydantic import BaseModel
 
-from storage._rows import fetch_all, id_list, load_papers_in_order
+from storage._rows import fetch_all, id_list, load_papers_in_order, utc_now_text
 from storage.db import transaction
 from storage.models import StoredPaper, TagCount
 from storage.tags import normalize_tag
@@ -42,9 +42,6 @@ class RankedPage(BaseModel):
     total: int
 
 
-def _utc_now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
 
 async def toggle_vote(conn: aiosqlite.Connection, arxiv_id: str, user_id: int) -> Vote | None:
     """Add the member's vote for the paper, or take it back if they had voted; None for an unknown paper.
@@ -59,7 +56,7 @@ async def toggle_vote(conn: aiosqlite.Connection, arxiv_id: str, user_id: int) -
         removed = await conn.execute("DELETE FROM votes WHERE paper_id = ? AND user_id = ?", (paper_id, user_id))
         if removed.rowcount == 0:
             await conn.execute(
-                "INSERT INTO votes (paper_id, user_id, voted_at) VALUES (?, ?, ?)", (paper_id, user_id, _utc_now())
+                "INSERT INTO votes (paper_id, user_id, voted_at) VALUES (?, ?, ?)", (paper_id, user_id, utc_now_text())
             )
         count = (await fetch_all(conn, "SELECT count(*) FROM votes WHERE paper_id = ?", (paper_id,)))[0][0]
     return Vote(voted=removed.rowcount == 0, count=count)

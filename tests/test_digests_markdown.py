@@ -257,7 +257,7 @@ def test_a_wrap_right_after_a_pipe_is_rejoined():
         THREE_COLUMN_HEADER,
         f"| [T]({ARXIV}) | A |",
         "  the summary went on the next line |",
-        f"| [U](https://arxiv.org/abs/2409.00002) | B | S |",
+        "| [U](https://arxiv.org/abs/2409.00002) | B | S |",
     )
     result = parse_markdown(text)
     assert result.problems == []
@@ -272,7 +272,7 @@ def test_a_row_wrapped_after_every_pipe_is_rejoined():
         "  Ann, Bo |",
         "",
         "  P(x|y) is small |",
-        f"| [U](https://arxiv.org/abs/2409.00002) | B | S |",
+        "| [U](https://arxiv.org/abs/2409.00002) | B | S |",
     )
     result = parse_markdown(text)
     assert result.problems == []
