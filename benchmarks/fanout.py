@@ -2,7 +2,7 @@
 
 `python -m benchmarks.fanout [--channels 1000] [--latency 0.15]` (`--channels 100` for a quick run).
 
-The real Paperbot connects to the fake Discord (tests/fakediscord) on 127.0.0.1 with Discord's
+The real Paperbot connects to the fake Discord (testing) on 127.0.0.1 with Discord's
 published limits switched on: 50 requests per second globally and 5 messages per 5 s per channel,
 answered with 429s carrying retry_after and X-RateLimit headers. N servers with one digest channel
 each are set up through storage (fast; the slash commands are tested elsewhere), one real day of
@@ -35,11 +35,11 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from bot.client import Paperbot
-from bot.config import DatabaseSettings, DeliverySettings, Settings
-from bot.digests.ingest import ingest_targets
+from settings import DatabaseSettings, DeliverySettings, Settings
+from digests.ingest import ingest_targets
 from storage import channels, db, deliveries
 from storage.channels import DigestChannel
-from tests.fakediscord import FakeDiscord, running_bot
+from testing import FakeDiscord, running_bot
 
 from benchmarks.synth import corpus_files
 

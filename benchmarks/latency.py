@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from storage import db, papers
-from tests.fakediscord import FakeDiscord
+from testing import FakeDiscord
 
 from benchmarks.percentiles import pct
 from benchmarks.synth import ROOT, Synth

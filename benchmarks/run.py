@@ -94,7 +94,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def bench_parse(synth: Synth, repeat: int) -> dict[str, Any]:
-    from bot.digests.parse import parse_bytes, parse_markdown
+    from digests.parse import parse_bytes, parse_markdown
 
     files = [(str(path), path.read_bytes()) for path in corpus_files()]
     groups = {

@@ -1,7 +1,7 @@
 """Synthetic digests shaped like the real ones, for benchmarks at 10k … 1M papers.
 
 Everything is learned from the real corpus in `tests/data/corpus/` (parsed with
-`bot.digests.parse.parse_file`):
+`digests.parse.parse_file`):
 
 * titles and summaries are walks of a word-bigram chain built from the real
   titles / summaries (whitespace tokens, so punctuation, bullets and casing come
@@ -107,7 +107,7 @@ class Synth:
 
     @classmethod
     def from_corpus(cls, corpus: pathlib.Path = CORPUS) -> Synth:
-        from bot.digests.parse import parse_file
+        from digests.parse import parse_file
 
         papers = [paper for path in corpus_files(corpus) for paper in parse_file(path).papers]
         doc_freq: Counter = Counter()

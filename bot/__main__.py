@@ -19,12 +19,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from bot import console as terminal
-from bot import exports
-from bot.config import ConfigError, Settings, discord_token, load_settings
-from bot.digests.fetcher import validate_sources
-from bot.digests.ingest import FileOutcome, IngestSummary, ingest_locations
-from bot.digests.parse import DigestFormatError, parse_file
-from bot.digests.sources import SourceError, expand
+from digests import exports
+from settings import ConfigError, Settings, discord_token, load_settings
+from digests.fetcher import validate_sources
+from digests.ingest import FileOutcome, IngestSummary, ingest_locations
+from digests.parse import DigestFormatError, parse_file
+from digests.sources import SourceError, expand
 from storage import db, papers
 from storage.search_query import QueryError
 
@@ -201,7 +201,7 @@ def tags(config: ConfigOption = None) -> None:
     with_library(config, work)
 
 
-class ExportFormat(str, Enum):
+class FormatOption(str, Enum):
     bibtex = "bibtex"
     csv = "csv"
     json = "json"
@@ -211,7 +211,7 @@ class ExportFormat(str, Enum):
 def export(
     query: Annotated[str | None, typer.Option("--query", "-q", help='Papers matching a search (best first).')] = None,
     tag: Annotated[str | None, typer.Option("--tag", "-t", help="Every paper with this tag (newest first).")] = None,
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="The file format.")] = ExportFormat.bibtex,
+    format: Annotated[FormatOption, typer.Option("--format", "-f", help="The file format.")] = FormatOption.bibtex,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
     config: ConfigOption = None,
 ) -> None:

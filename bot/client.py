@@ -13,12 +13,12 @@ from discord.ext import commands
 from pydantic import SecretStr
 
 from bot import errors, render
-from bot.config import DiscordSettings, Settings
-from bot.delivery import DigestPoster
-from bot.roundup import RoundupPoster
+from settings import DiscordSettings, Settings
+from bot.posting.daily import DigestPoster
+from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
-from bot.subscriptions import SubscriptionPoster
-from bot.votes import VoteButton
+from bot.posting.dms import SubscriptionPoster
+from bot.votes import VoteClick
 from storage import db
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class Paperbot(commands.Bot):
             self.db, poster, self.settings, dm=self.subscription_poster, roundups=RoundupPoster(self)
         )
         self.tree.on_error = errors.on_app_command_error
-        self.add_dynamic_items(VoteButton)  # vote buttons answer on every message, also after a restart
+        self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands()

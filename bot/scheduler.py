@@ -16,12 +16,12 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from bot.config import FetchSettings, Settings
-from bot.delivery import DigestPoster
-from bot.digests import fetcher
-from bot.digests.fetcher import Clock, utc_now
-from bot.roundup import RoundupPoster
-from bot.subscriptions import SubscriptionPoster
+from settings import FetchSettings, Settings
+from bot.posting.daily import DigestPoster
+from digests import fetcher
+from digests.fetcher import Clock, utc_now
+from bot.posting.roundups import RoundupPoster
+from bot.posting.dms import SubscriptionPoster
 from storage import channels, deliveries, fetches, papers
 from storage.channels import DigestChannel
 

@@ -17,7 +17,7 @@ from bot import render
 from bot.errors import UserError, send_error
 from storage import votes
 
-__all__ = ["VoteButton", "buttons_on"]
+__all__ = ["VoteClick", "buttons_on"]
 
 _VOTE_ID = re.compile(render.VOTE_ID_TEMPLATE)
 
@@ -33,7 +33,7 @@ def buttons_on(message: discord.Message) -> list[render.VoteButton]:
     return found
 
 
-class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=render.VOTE_ID_TEMPLATE):
+class VoteClick(discord.ui.DynamicItem[discord.ui.Button], template=render.VOTE_ID_TEMPLATE):
     def __init__(self, arxiv_id: str, number: int = 0) -> None:
         super().__init__(render.VoteButton(arxiv_id, number).as_button())
         self.arxiv_id = arxiv_id
@@ -41,7 +41,7 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button], template=render.VOTE
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]
-    ) -> VoteButton:
+    ) -> VoteClick:
         return cls(match["arxiv_id"], int(match["number"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:

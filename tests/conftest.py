@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.digests.ingest import ingest_targets
+from digests.ingest import ingest_targets
 from storage import db
-from tests.fakediscord.fixtures import fake_discord  # noqa: F401  (a fixture)
+from testing.fixtures import fake_discord  # noqa: F401  (a fixture)
 from tests.world import world  # noqa: F401  (a fixture)
 
 DATA = Path(__file__).parent / "data"

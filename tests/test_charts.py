@@ -1,4 +1,4 @@
-"""bot.charts on its own, and /stats tags and /stats day end to end on the fake Discord."""
+"""digests.charts on its own, and /stats tags and /stats day end to end on the fake Discord."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from bot import charts
+from digests import charts
 from bot.cogs import stats as stats_cog
 from storage import papers as library
 from storage import stats
@@ -182,7 +182,7 @@ async def test_a_new_day_renders_again(world: World, tmp_path, monkeypatch: pyte
         "## Papers for 2030-01-07\n\n| Title | Authors | Summary | Link | Tags |\n|---|---|---|---|---|\n"
         "| A robot | Ann | Hi | [Read more](https://arxiv.org/abs/2901.00002) | Robotics |\n"
     )
-    from bot.digests.ingest import ingest_targets
+    from digests.ingest import ingest_targets
 
     await ingest_targets(world.bot.db, [str(digest)])
     assert await library.latest_day(world.bot.db) == dt.date(2030, 1, 7)
@@ -205,7 +205,7 @@ async def test_stats_tags_with_no_papers_in_the_period(world: World, tmp_path) -
         "## Papers for 2030-01-07\n\n| Title | Authors | Summary | Link | Tags |\n|---|---|---|---|---|\n"
         "| A robot | Ann | Hi | [Read more](https://arxiv.org/abs/2901.00002) | Robotics |\n"
     )
-    from bot.digests.ingest import ingest_targets
+    from digests.ingest import ingest_targets
 
     await ingest_targets(world.bot.db, [str(digest)])
     _, response = await world.command("stats", "tags", period="4w", tags="Computer Vision")

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from bot.client import Paperbot
-from bot.config import DatabaseSettings, DiscordSettings, Settings
-from tests.fakediscord import FakeDiscord, running_bot
+from settings import DatabaseSettings, DiscordSettings, Settings
+from testing import FakeDiscord, running_bot
 
 REPO = Path(__file__).parent.parent
 

@@ -9,7 +9,7 @@ import pytest
 
 from storage import channels, deliveries
 from storage.channels import DigestChannel
-from tests.fakediscord import Perm
+from testing import Perm
 from tests.world import EPHEMERAL, World, assert_private_error
 
 
@@ -198,7 +198,7 @@ async def test_a_late_digest_is_fetched_then_posted_where_its_time_has_passed(wo
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from bot.config import SourceSettings
+    from settings import SourceSettings
     from tests.conftest import CORPUS
 
     digest = (CORPUS / "timlrx/archive/2025/03/18.md").read_text().replace("2025-03-18", "2025-04-01")

@@ -196,7 +196,7 @@ async def test_a_paper_titled_everyone_pings_no_one(world: World, tmp_path: Path
         "## Papers for 2030-01-01\n\n| Title | Authors | Summary | Link |\n|---|---|---|---|\n"
         "| @everyone <@&123> read this | @here | hello <@456> | [Read more](https://arxiv.org/abs/2901.00001) |\n"
     )
-    from bot.digests.ingest import ingest_targets
+    from digests.ingest import ingest_targets
 
     await ingest_targets(world.bot.db, [str(digest)])
     _, response = await world.command("paper", id="2901.00001")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from bot.config import ConfigError, Settings, discord_token, load_settings
+from settings import ConfigError, Settings, discord_token, load_settings
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 

@@ -20,12 +20,12 @@ import pytest
 import pytest_asyncio
 
 from bot import render
-from bot.delivery import DigestPoster
+from bot.posting.daily import DigestPoster
 from storage import channels, deliveries
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
-from tests.fakediscord import FakeDiscord, Perm, running_bot
-from tests.fakediscord.state import Channel, Guild, User
+from testing import FakeDiscord, Perm, running_bot
+from testing.state import Channel, Guild, User
 from tests.world import QuickBot, settings_for
 
 BIG_DAY = dt.date(2025, 3, 21)  # 38 papers: three compact messages
@@ -288,7 +288,7 @@ async def test_a_message_accepted_but_not_recorded_is_not_posted_twice(town: Tow
 DELIVER_IN_A_PROCESS = textwrap.dedent("""
     import asyncio, datetime, sys
     import discord
-    from bot.delivery import DigestPoster
+    from bot.posting.daily import DigestPoster
     from storage import channels, db
 
     async def main(api_url, token, path, channel_id, day):

@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from bot.digests.parse import date_from_name, parse_file
+from digests.parse import date_from_name, parse_file
 from storage.models import Digest, Paper
 
 CORPUS = pathlib.Path(__file__).parent / "data" / "corpus"

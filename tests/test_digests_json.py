@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.digests.parse import (
+from digests.parse import (
     DigestFormatError,
     date_from_name,
     parse_bytes,

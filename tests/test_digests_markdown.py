@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.digests.parse import parse_markdown
+from digests.parse import parse_markdown
 from storage.models import Digest, Paper
 
 ARXIV = "https://arxiv.org/abs/2409.02889"

@@ -20,12 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from bot import exports
+from digests import exports
 from bot.__main__ import app
 from storage import db
 from storage import papers as store
 from storage.models import StoredPaper
-from tests.fakediscord import interactions as fake_interactions
+from testing import interactions as fake_interactions
 from tests.world import EPHEMERAL, World, assert_private_error
 
 # Corpus papers whose titles or authors carry what BibTeX and CSV must escape.

@@ -16,7 +16,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakediscord import FakeDiscord, MessageFlag, Op, Perm, running_bot
+from testing import FakeDiscord, MessageFlag, Op, Perm, running_bot
 
 WORDS = ["alpha", "alphabet", "beta"]
 MESSAGES = "/channels/{channel_id}/messages"

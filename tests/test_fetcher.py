@@ -19,9 +19,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.config import FetchSettings, SourceSettings
-from bot.digests import fetcher
-from bot.digests.fetcher import (
+from settings import FetchSettings, SourceSettings
+from digests import fetcher
+from digests.fetcher import (
     Outcome,
     day_urls,
     fetch_all,
@@ -32,8 +32,8 @@ from bot.digests.fetcher import (
     validate_source,
     validate_sources,
 )
-from bot.digests.ingest import ingest_bytes
-from bot.digests.sources import Location
+from digests.ingest import ingest_bytes
+from digests.sources import Location
 from storage import db, fetches, papers
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
@@ -381,7 +381,7 @@ async def test_jitter_only_shortens_the_waits(conn, session, producer):
 
 async def test_a_weekend_is_missing_after_the_deadline_not_an_error(conn, session, producer, caplog):
     clock = FakeClock(datetime(2025, 2, 22, 6, 0, tzinfo=UTC))
-    with caplog.at_level(logging.INFO, logger="bot.digests.fetcher"):
+    with caplog.at_level(logging.INFO, logger="digests.fetcher"):
         outcome = await run_day(conn, session, timlrx(producer), WEEKEND, clock, on_ingested=_never)
     assert clock.sleeps == SCHEDULE
     assert clock.now() == datetime(2025, 2, 22, 7, 0, tzinfo=UTC)  # the last attempt at the deadline

@@ -15,13 +15,13 @@ import pytest
 import pytest_asyncio
 
 from bot import render
-from bot.delivery import MAX_APPLIED_TAGS, MAX_FORUM_TAGS, DigestPoster
+from bot.posting.daily import MAX_APPLIED_TAGS, MAX_FORUM_TAGS, DigestPoster
 from storage import channels, deliveries
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
 from storage.tags import normalize_tag
-from tests.fakediscord import FakeDiscord, Perm, running_bot
-from tests.fakediscord.state import Channel, ChannelType, Guild, User
+from testing import FakeDiscord, Perm, running_bot
+from testing.state import Channel, ChannelType, Guild, User
 from tests.world import QuickBot, World, assert_private_error, settings_for
 
 DAY = dt.date(2025, 2, 20)  # 20 papers; most frequent tags: Natural Language Processing, Question Answering, ...

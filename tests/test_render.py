@@ -21,7 +21,6 @@ from bot.render import (
     NO_MENTIONS,
     MessagePayload,
     VoteButton,
-    check_message_limits,
     digest_header,
     digest_messages,
     embed_size,
@@ -35,6 +34,7 @@ from bot.render import (
     top_papers_embed,
     truncate,
 )
+from tests.limits import check_message_limits
 from storage.models import ARXIV_ID, SearchHit, SearchPage, StoredPaper, TagCount, arxiv_id_from
 from storage.votes import RankedPaper
 
@@ -366,12 +366,8 @@ def test_corpus_whole_month_in_one_compact_digest(json_days):
 
 
 def _parse_module():
-    try:
-        from bot.digests import parse  # noqa: PLC0415 - written in parallel by someone else
-    except ModuleNotFoundError as error:
-        if error.name in ("bot.digests.parse", "bot.digests"):
-            pytest.skip("bot.digests.parse (parse_file) does not exist yet")
-        raise
+    from digests import parse
+
     return parse
 
 

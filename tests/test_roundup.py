@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from bot import render
-from bot.roundup import RoundupPoster
+from bot.posting.roundups import RoundupPoster
 from bot.scheduler import last_roundup_day, roundup_trigger
 from storage import channels, roundups, votes
 from storage.channels import DigestChannel

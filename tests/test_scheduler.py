@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import FetchSettings, SourceSettings
+from settings import FetchSettings, SourceSettings
 from bot.scheduler import due_days, last_due_day, opened_fetch_days, post_trigger
 from storage import channels, deliveries, fetches
 from storage.channels import DigestChannel

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from bot.digests.ingest import ingest_locations, ingest_targets
-from bot.digests.sources import expand
+from digests.ingest import ingest_locations, ingest_targets
+from digests.sources import expand
 from storage import db
 from storage.models import IngestResult
 from storage.papers import get_paper, resolve_tag, tag_counts

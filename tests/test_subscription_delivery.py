@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from bot import render
+from tests.limits import check_message_limits
 from storage import subscriptions as subs
 from tests.world import World
 
@@ -67,7 +68,7 @@ async def many_messages(world: World) -> list[dict]:
     found = (await subs.matches_on_day(world.bot.db, DAY, [world.alice.id]))[world.alice.id]
     planned = render.subscription_digest_messages(DAY, [(m.paper, m.matched) for m in found])
     assert len(planned) >= 2
-    assert all(render.check_message_limits(p) == [] and p.allowed_mentions == render.NO_MENTIONS for p in planned)
+    assert all(check_message_limits(p) == [] and p.allowed_mentions == render.NO_MENTIONS for p in planned)
     return [render.payload_to_dict(p) for p in planned]
 
 

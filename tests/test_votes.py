@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from bot.delivery import DigestPoster
+from bot.posting.daily import DigestPoster
 from storage import channels
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
-from tests.fakediscord import FakeDiscord, running_bot
+from testing import FakeDiscord, running_bot
 from tests.world import EPHEMERAL, QuickBot, World, assert_private_error, buttons, first_embed, settings_for
 
 BIG_DAY = dt.date(2025, 3, 21)  # 38 papers: several compact messages

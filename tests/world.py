@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 
 from bot.client import Paperbot
-from bot.config import CommandSettings, DatabaseSettings, Settings
-from tests.fakediscord import FakeDiscord, running_bot
-from tests.fakediscord.state import Channel, Guild, User
+from settings import CommandSettings, DatabaseSettings, Settings
+from testing import FakeDiscord, running_bot
+from testing.state import Channel, Guild, User
 
 EPHEMERAL = 64
 

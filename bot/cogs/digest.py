@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.papers import MAX_CHOICES, known_tag, parse_date, quoted, tag_choices
+from bot.cogs.options import MAX_CHOICES, known_tag, parse_date, quoted, tag_choices
 from bot.errors import UserError
 from storage import channels, deliveries, papers
 from storage.channels import DigestChannel

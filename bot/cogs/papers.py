@@ -8,77 +8,36 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import exports, render
+from bot import render
+from bot.cogs.options import (
+    day_choices,
+    day_or_latest,
+    known_tag,
+    parse_date,
+    quoted,
+    search_cooldown,
+    tag_choices,
+)
 from bot.errors import UserError
 from bot.views import Pager
+from digests import exports
 from storage import papers, votes
 from storage.models import SearchHit, SearchPage, arxiv_id_from
 
-MAX_CHOICES = 25
 EXPORT_LIMIT = 1000  # papers in one /papers export file
 Period = Literal["week", "month", "year", "all"]
 #: Days a /papers top period spans, ending on the latest digest day (None: every day).
 PERIOD_DAYS: dict[str, int | None] = {"week": 7, "month": 30, "year": 365, "all": None}
 PERIOD_NAMES = {"week": "the last week", "month": "the last month", "year": "the last year", "all": "all time"}
 
-
-def parse_date(value: str | None, option: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise UserError(f"`{option}` must be a date like 2025-02-20, not “{value[:40]}”.") from None
-
-
-def quoted(text: str) -> str:
-    """User text echoed back safely inside a reply."""
-    return render.truncate(discord.utils.escape_markdown(text), 100)
-
-
-async def known_tag(db, text: str) -> str:
-    """The stored tag `text` names (any case or spelling variant), or a UserError with the closest ones."""
-    name = await papers.resolve_tag(db, text)
-    if name is None:
-        closest = await papers.closest_tags(db, text)
-        hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
-        raise UserError(f"No paper is tagged “{quoted(text)}”.{hint} `/tags` lists every tag.")
-    return name
-
-
-async def tag_choices(db, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete for a tag option: substring, any case, most-used first, with counts."""
-    tags = await papers.suggest_tags(db, current, limit=MAX_CHOICES)
-    return [app_commands.Choice(name=render.truncate(f"{t.name} ({t.count})", 100), value=t.name[:100]) for t in tags]
-
-
-async def day_choices(db, current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete for a day option: digest days containing what was typed, newest first."""
-    days = await papers.digest_days(db)
-    matching = [d.isoformat() for d in reversed(days) if current.strip() in d.isoformat()]
-    return [app_commands.Choice(name=d, value=d) for d in matching[:MAX_CHOICES]]
-
-
-async def day_or_latest(db, value: str | None) -> date:
-    """The day a `day` option names, or the latest digest day when it was left out."""
-    wanted = parse_date(value, "day") or await papers.latest_day(db)
-    if wanted is None:
-        raise UserError("The library is empty: no digest has been ingested yet.")
-    return wanted
-
-
-def search_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
-    limits = interaction.client.settings.commands  # type: ignore[attr-defined]
-    return app_commands.Cooldown(limits.search_rate, limits.search_per_seconds)
-
-
+#: Created here, not in `options`: the extension is reloaded per bot, so each bot counts its own.
 searches_are_limited = app_commands.checks.dynamic_cooldown(search_cooldown, key=lambda i: i.user.id)
 
 

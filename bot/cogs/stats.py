@@ -1,6 +1,6 @@
 """Slash commands about the library as a whole: /stats tags (a trend chart) and /stats day.
 
-No SQL here: the numbers come from `storage.stats`, the chart from `bot.charts` (rendered in a
+No SQL here: the numbers come from `storage.stats`, the chart from `digests.charts` (rendered in a
 worker thread, off the event loop) and every error reply from `bot.errors`. A chart is cached
 per (latest digest day, arguments), so asking again re-renders nothing until a new day is
 ingested.
@@ -18,8 +18,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import charts, render
-from bot.cogs.papers import day_choices, day_or_latest, known_tag, tag_choices
+from bot import render
+from digests import charts
+from bot.cogs.options import day_choices, day_or_latest, known_tag, tag_choices
 from bot.errors import UserError
 from storage import papers, stats
 

@@ -1,7 +1,7 @@
 """Personal subscriptions: /subscribe tag|keyword, /unsubscribe, /subscriptions list|pause|resume|clear|export.
 
 Every reply is ephemeral and works in servers and in DMs. No SQL here: the cog asks
-`storage.subscriptions`; delivery is `bot.subscriptions`. Errors go through `bot.errors`.
+`storage.subscriptions`; delivery is `bot.posting.dms`. Errors go through `bot.errors`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.papers import MAX_CHOICES, known_tag, quoted, tag_choices
+from bot.cogs.options import MAX_CHOICES, known_tag, quoted, tag_choices
 from bot.errors import UserError
 from storage import subscriptions as subs
 from storage.search_query import QueryError, to_fts_query

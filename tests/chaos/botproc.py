@@ -26,7 +26,7 @@ from pathlib import Path
 from apscheduler.triggers.date import DateTrigger
 
 from bot.client import Paperbot, point_at
-from bot.config import discord_token, load_settings
+from settings import discord_token, load_settings
 from bot.scheduler import FETCH_JOB
 
 log = logging.getLogger("chaos.botproc")

@@ -11,8 +11,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.fakediscord import FakeDiscord
-from tests.fakediscord.interactions import find_command
+from testing import FakeDiscord
+from testing.interactions import find_command
 
 MAX_STRING = 6000  # Discord's longest string option
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from storage import channels, db, deliveries, fetches, roundups
 from storage import subscriptions as subs
 from storage.papers import papers_on_day
-from tests.fakediscord import FakeDiscord
+from testing import FakeDiscord
 
 if TYPE_CHECKING:
     from tests.chaos.run import Chaos

@@ -30,15 +30,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from bot.digests.ingest import ingest_targets
+from digests.ingest import ingest_targets
 from storage import db
 from storage.tags import tag_counts
 from tests.chaos import hostile
 from tests.chaos.invariants import MAX_LISTED, WEEKDAYS, Report, check
 from tests.chaos.process import REPO, BotProcess
 from tests.chaos.source import DayPlan, Producer, corpus_days, plan_days
-from tests.fakediscord import FakeDiscord, Perm
-from tests.fakediscord.state import Channel, Guild, Role, User
+from testing import FakeDiscord, Perm
+from testing.state import Channel, Guild, Role, User
 
 MESSAGES = "/channels/{channel_id}/messages"
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.digests.fetcher import digest_problem
+from digests.fetcher import digest_problem
 from storage import papers
 from storage import subscriptions as subs
 from tests.chaos.source import all_malformed

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from bot.digests.parse import date_from_name
+from digests.parse import date_from_name
 
 DIGEST_SUFFIXES = (".md", ".json")
 MAX_DIGEST_BYTES = 20 * 1024 * 1024  # a day's digest is ~100 KB; anything this big is not one

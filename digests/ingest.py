@@ -16,9 +16,9 @@ from datetime import date
 import aiohttp
 import aiosqlite
 
-from bot.digests.markdown import find_heading
-from bot.digests.parse import DigestFormatError, is_json, parse_bytes
-from bot.digests.sources import Location, SourceError, expand, fetch, read_file
+from digests.markdown import find_heading
+from digests.parse import DigestFormatError, is_json, parse_bytes
+from digests.sources import Location, SourceError, expand, fetch, read_file
 from storage import papers
 from storage.models import IngestResult, Problem
 

@@ -17,7 +17,7 @@ from typing import Literal
 import discord
 
 from bot import render
-from bot.delivery import TRANSIENT_ERRORS, rejects_the_message
+from bot.posting.daily import TRANSIENT_ERRORS, rejects_the_message
 from storage import roundups, votes
 from storage.channels import DigestChannel
 

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any, Iterator
 
-from bot.digests.markdown import (
+from digests.markdown import (
     clean_tags,
     clean_url,
     date_in,

@@ -1,6 +1,6 @@
 """Direct-message delivery of personal subscriptions, exactly once, driven by the DM ledger.
 
-Mirrors `bot.delivery` for channels: `storage.subscriptions` plans what a user gets for a day
+Mirrors `bot.posting.daily` for channels: `storage.subscriptions` plans what a user gets for a day
 (once, in SQLite, with a nonce per message); this module sends the planned messages that have no
 message id yet, in order, each with its nonce, and records every accepted message before sending
 the next. A crash resumes at the first message Discord did not accept; a message Discord accepted
@@ -24,7 +24,7 @@ from typing import Literal
 import discord
 
 from bot import render
-from bot.delivery import TRANSIENT_ERRORS, describe_error
+from bot.posting.daily import TRANSIENT_ERRORS, describe_error
 from storage import papers as library
 from storage import subscriptions as subs
 from storage.subscriptions import DmDelivery, Subscriber

@@ -10,8 +10,8 @@ import datetime as dt
 import pathlib
 import re
 
-from bot.digests.markdown import read_markdown
-from bot.digests.producer_json import DigestFormatError, read_producer_json
+from digests.markdown import read_markdown
+from digests.producer_json import DigestFormatError, read_producer_json
 from storage.models import Digest
 
 __all__ = [

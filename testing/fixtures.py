@@ -2,7 +2,7 @@
 
 Import from a conftest.py::
 
-    from tests.fakediscord.fixtures import fake_discord, running_bot  # noqa: F401
+    from testing.fixtures import fake_discord, running_bot  # noqa: F401
 
 Create bots with ``guild_ready_timeout=0.01``: discord.py otherwise waits 2 s
 after the last GUILD_CREATE before it calls itself ready.

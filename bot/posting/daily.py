@@ -33,7 +33,7 @@ import aiohttp
 import discord
 
 from bot import render
-from bot.config import DeliverySettings
+from settings import DeliverySettings
 from storage import channels, deliveries
 from storage.channels import DigestChannel
 from storage.deliveries import Delivery, PlannedMessage

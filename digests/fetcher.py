@@ -29,11 +29,11 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import aiosqlite
 
-from bot.config import FetchSettings, SourceSettings
-from bot.digests.ingest import FileOutcome, ingest_bytes
-from bot.digests.markdown import ends_row, starts_row
-from bot.digests.parse import DigestFormatError, decode, is_json, parse_bytes, without_query
-from bot.digests.sources import (
+from settings import FetchSettings, SourceSettings
+from digests.ingest import FileOutcome, ingest_bytes
+from digests.markdown import ends_row, starts_row
+from digests.parse import DigestFormatError, decode, is_json, parse_bytes, without_query
+from digests.sources import (
     fetch,
     Location,
     NotPublished,
