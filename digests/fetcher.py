@@ -30,9 +30,9 @@ import aiohttp
 import aiosqlite
 
 from settings import FetchSettings, SourceSettings
-from digests.ingest import FileOutcome, ingest_bytes
+from digests.ingest import FileOutcome, store_parsed
 from digests.markdown import ends_row, starts_row
-from digests.parse import DigestFormatError, decode, is_json, parse_bytes, without_query
+from digests.parse import DigestFormatError, date_from_name, decode, is_json, parse_bytes, without_query
 from digests.sources import (
     fetch,
     Location,
@@ -43,7 +43,7 @@ from digests.sources import (
 )
 from storage import fetches
 from storage.fetches import FetchKind, FetchRecord
-from storage.models import IngestResult
+from storage.models import Digest, IngestResult
 
 log = logging.getLogger(__name__)
 
@@ -196,30 +196,39 @@ def _render(source: SourceSettings, kind: str, template: str, day: date) -> str:
 
 
 def digest_problem(data: bytes, target: str, day: date) -> str | None:
-    """Why `data` is not `day`'s whole digest, or None when it is.
+    """Why `data` is not `day`'s whole digest, or None when it is."""
+    return checked_digest(data, target, day)[1]
+
+
+def checked_digest(data: bytes, target: str, day: date) -> tuple[Digest | None, str | None]:
+    """`data` parsed once, and why it is not `day`'s whole digest (None when it is).
 
     Parsed without the date the URL gives, so an HTML error page or yesterday's file served
     under today's name is caught instead of being filed under `day`. A markdown table whose
     last row stops before its closing `|` was cut short (a half-written or truncated file), and
     one none of whose rows can be read is a broken export: both are retried until the deadline.
+    The digest returned is the one ingest would have parsed: an undated JSON day takes the
+    name's date, as `parse_bytes` would have given it.
     """
     name = "undated" + PurePosixPath(without_query(target)).suffix
     try:
         digest = parse_bytes(data, name)
         text = decode(data)
     except DigestFormatError as error:
-        return f"not a digest: {error}"
+        return None, f"not a digest: {error}"
     if digest.date is None and not is_json(text, name):
-        return "not a digest: no '## Papers for YYYY-MM-DD' heading"
+        return None, "not a digest: no '## Papers for YYYY-MM-DD' heading"
     if digest.date is not None and digest.date != day:
-        return f"the digest of {digest.date}, not of {day}"
+        return None, f"the digest of {digest.date}, not of {day}"
     if not digest.papers and digest.problems:  # a producer's broken export, worth waiting for a fixed one
-        return f"not one of its {len(digest.problems)} rows could be read"
+        return None, f"not one of its {len(digest.problems)} rows could be read"
     if not is_json(text, name):
         lines = [line.rstrip() for line in text.splitlines() if line.strip()]
         if lines and starts_row(lines[-1]) and not ends_row(lines[-1]):
-            return "the file ends in the middle of a table row (truncated)"
-    return None
+            return None, "the file ends in the middle of a table row (truncated)"
+    if digest.date is None:
+        digest = digest.model_copy(update={"date": date_from_name(target)})
+    return digest, None
 
 
 @dataclass
@@ -231,11 +240,11 @@ class _Attempt:
 
 async def _store(conn: aiosqlite.Connection, data: bytes, location: Location, day: date) -> _Attempt:
     """Check, then ingest one file (one transaction); a file that is not the day's digest is not stored."""
-    problem = await asyncio.to_thread(digest_problem, data, location.target, day)
-    if problem:
+    digest, problem = await asyncio.to_thread(checked_digest, data, location.target, day)
+    if digest is None:
         return _Attempt(Outcome.BROKEN, f"{location.target}: {problem}")
     try:
-        outcome = await ingest_bytes(conn, data, location)
+        outcome = await store_parsed(conn, digest, data, location)
     except sqlite3.OperationalError as error:  # locked past the busy timeout, disk full: rolled back
         log.warning("could not store %s", location.target, exc_info=True)
         return _Attempt(Outcome.TRANSIENT, f"{location.target}: could not store it ({error})")

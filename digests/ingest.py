@@ -20,7 +20,7 @@ from digests.markdown import find_heading
 from digests.parse import DigestFormatError, is_json, parse_bytes
 from digests.sources import Location, SourceError, expand, fetch, read_file
 from storage import papers
-from storage.models import IngestResult, Problem
+from storage.models import Digest, IngestResult, Problem
 
 
 @dataclass
@@ -76,17 +76,25 @@ def digest_key(location: Location) -> str:
 
 async def ingest_bytes(conn: aiosqlite.Connection, data: bytes, location: Location) -> FileOutcome:
     """Parse one digest's bytes and store it; problems in rows are reported, not fatal."""
-    outcome = FileOutcome(location)
     try:
         digest = await asyncio.to_thread(parse_bytes, data, location.target)
     except DigestFormatError as error:
+        outcome = FileOutcome(location)
         outcome.error = f"{location.target}: {error}"
         return outcome
-    outcome.day, outcome.papers, outcome.problems = digest.date, len(digest.papers), digest.problems
     if digest.date is None or not has_heading(data, location.target):
         # An error page served under a dated URL must not replace that day's digest.
+        outcome = FileOutcome(location)
+        outcome.day, outcome.papers, outcome.problems = digest.date, len(digest.papers), digest.problems
         outcome.error = f"{location.target}: no '## Papers for YYYY-MM-DD' heading: not a digest, nothing stored"
         return outcome
+    return await store_parsed(conn, digest, data, location)
+
+
+async def store_parsed(conn: aiosqlite.Connection, digest: Digest, data: bytes, location: Location) -> FileOutcome:
+    """Store a digest already parsed from `data` (one transaction), so a checked file is parsed once."""
+    outcome = FileOutcome(location)
+    outcome.day, outcome.papers, outcome.problems = digest.date, len(digest.papers), digest.problems
     outcome.result = await papers.ingest_digest(
         conn,
         digest,

@@ -343,6 +343,23 @@ async def test_both_files_are_ingested_and_the_json_twin_is_filed_as_its_own_pro
     assert await papers.latest_day(conn) == DAY
 
 
+async def test_each_fetched_file_is_parsed_once(conn, session, producer, monkeypatch):
+    """Checking a file and storing it share one parse: a large day costs one parse, not two."""
+    from digests import ingest, parse
+
+    parsed: list[str] = []
+
+    def counting(data: bytes, name: str):
+        parsed.append(name)
+        return parse.parse_bytes(data, name)
+
+    monkeypatch.setattr(fetcher, "parse_bytes", counting)
+    monkeypatch.setattr(ingest, "parse_bytes", counting)
+    results = await once(conn, session, timlrx(producer))
+    assert [r.outcome for r in results] == [Outcome.INGESTED, Outcome.INGESTED]
+    assert len(parsed) == 2, parsed  # the markdown file and its JSON twin, once each
+
+
 # --------------------------------------------------------------------------------------------
 # Retrying until the deadline
 # --------------------------------------------------------------------------------------------
