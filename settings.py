@@ -163,7 +163,7 @@ def load_settings(config_path: Path | None = None) -> Settings:
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
         except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path} is not valid TOML: {error}") from None
+            raise ConfigError(f"cannot read config file {path}: not valid TOML: {error}") from None
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"cannot read config file {path}: {getattr(error, 'strerror', None) or error}") from None
     unknown = [f"{key} in {path}" for key in unknown_keys(Settings, values)]

@@ -112,7 +112,26 @@ async def connect(path: str | Path) -> aiosqlite.Connection:
     """
     with errors.translated(path):
         errors.check_folder(Path(path))
-        return await _open(path)
+        conn = await _open(path)
+        try:
+            await _check_writable(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+
+async def _check_writable(conn: aiosqlite.Connection) -> None:
+    """SQLite opens a file it may not write read-only without a word; the first write would fail later.
+
+    Rewriting the header's user_version (rolled back) is a real page write, which a read-only
+    file refuses even in WAL mode, where BEGIN IMMEDIATE alone succeeds.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await conn.execute(f"PRAGMA user_version = {await user_version(conn):d}")
+    finally:
+        await conn.execute("ROLLBACK")
 
 
 async def _open(path: str | Path) -> aiosqlite.Connection:

@@ -29,8 +29,8 @@ class DatabaseError(Exception):
 class MissingFolder(DatabaseError):
     def __init__(self, path: Path) -> None:
         super().__init__(
-            f"the folder {path.parent} for the library {path} does not exist: "
-            f"create it (mkdir -p {path.parent}) or set [database] path"
+            f"the folder {path.parent} does not exist, so {path} cannot be created: "
+            f"create it first (mkdir -p {path.parent}), or choose another path"
         )
 
 
@@ -98,7 +98,7 @@ def classify(path: Path, error: BaseException) -> DatabaseError | None:
     return None
 
 
-def _from_sqlite(path: Path, error: sqlite3.Error) -> DatabaseError:
+def _from_sqlite(path: Path, error: sqlite3.Error) -> DatabaseError | None:
     code = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF
     detail = str(error)
     if code == _FULL or "disk is full" in detail:
@@ -114,7 +114,11 @@ def _from_sqlite(path: Path, error: sqlite3.Error) -> DatabaseError:
             return MissingFolder(path)
         if (path.exists() and not os.access(path, os.R_OK | os.W_OK)) or not os.access(path.parent, os.W_OK):
             return ReadOnlyDatabase(path)
-    return CannotOpen(path, detail)
+    if code == _IOERR:
+        return CannotOpen(path, f"{detail}: check the disk, its free space (df -h) and any file size limit")
+    if code == _CANTOPEN:
+        return CannotOpen(path, detail)
+    return None  # not about the file (a bug in a migration, say): the original error says more
 
 
 def _from_os(path: Path, error: OSError) -> DatabaseError:
