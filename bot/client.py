@@ -204,17 +204,13 @@ async def serve(settings: Settings, token: SecretStr) -> None:
         if not isinstance(ended, NETWORK_ERRORS):
             raise ended
         log.warning("cannot reach Discord (%s): retrying in %.0f s (attempt %d); stop with Ctrl-C or SIGTERM",
-                    _describe(ended), delay, attempt)
+                    logs.describe(ended), delay, attempt)
         try:
             await asyncio.wait_for(stop.wait(), timeout=delay)
         except asyncio.TimeoutError:
             pass
         delay = min(delay * 2, RETRY_MAX_SECONDS)
     log.info("shutting down")
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def run_bot(settings: Settings, token: SecretStr) -> None:

@@ -3,8 +3,9 @@
 Installed once per process by `setup`: one handler on the root logger (discord.py's own
 `setup_logging` is not used, so nothing is printed twice). Every record passes the
 `Redact` filter, which removes interaction tokens (in webhook URLs and gateway payloads
-that discord.py logs at DEBUG) and the bot token, and the `ShutdownQuiet` filter, which
-turns the traceback APScheduler logs for a job cancelled by a clean shutdown into one line.
+that discord.py logs at DEBUG) and the bot token, and the `Expected` filter, which turns the
+tracebacks libraries log for expected conditions (a job cancelled by a clean shutdown, a
+dropped gateway connection about to be retried) into one line.
 """
 
 from __future__ import annotations
@@ -54,16 +55,37 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return text
 
 
-class ShutdownQuiet(logging.Filter):
-    """A scheduled job cancelled because the bot is stopping is expected: one line, no traceback."""
+class Expected(logging.Filter):
+    """Expected conditions logged by libraries with a traceback become one line without it.
+
+    - a scheduled job cancelled because the bot is stopping (APScheduler: "Job … raised an exception");
+    - a lost gateway connection that discord.py is about to retry ("Attempting a reconnect in …").
+    A traceback is kept for everything else: that is a bug worth its stack.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            record.msg = "%s stopped by the shutdown; it resumes on the next start"
-            record.args = (record.args[0] if isinstance(record.args, tuple) and record.args else "a job",)
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.exc_info, record.exc_text = None, None
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        if isinstance(error, asyncio.CancelledError):
+            self._rewrite(record, logging.INFO, "job %s stopped by the shutdown; it resumes on the next start",
+                          (args[0] if args else "?",))
+        elif record.name == "discord.client" and str(record.msg).startswith("Attempting a reconnect"):
+            self._rewrite(record, logging.WARNING, "connection to Discord lost (%s); reconnecting in %.0f s",
+                          (describe(error), args[0] if args else 0.0))
         return True
+
+    @staticmethod
+    def _rewrite(record: logging.LogRecord, level: int, msg: str, args: tuple) -> None:
+        record.msg, record.args = msg, args
+        record.levelno, record.levelname = level, logging.getLevelName(level)
+        record.exc_info, record.exc_text = None, None
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message`, the one line an expected failure gets instead of its traceback."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 class JsonFormatter(logging.Formatter):
@@ -89,14 +111,33 @@ class OneLineText(logging.Formatter):
         return text.replace("\n", "\n    ")
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record arrives (a test runner may swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def setup(level: str = "INFO", fmt: str = "text", *, secrets: tuple[str, ...] = (), stream: TextIO | None = None) -> None:
-    """Replace every root handler with one that writes `fmt` lines at `level` to stderr."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Install the one root handler, writing `fmt` lines at `level` to `stream` (default stderr).
+
+    Called again (the CLI, then the bot with its token), it replaces its own handler, never adds one.
+    """
+    handler = logging.StreamHandler(stream) if stream is not None else _Stderr()
     handler.setFormatter(JsonFormatter() if fmt == "json" else OneLineText(TEXT_FORMAT))
-    handler.addFilter(ShutdownQuiet())
+    handler.addFilter(Expected())
     handler.addFilter(Redact(secrets))
+    handler.paperbot = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if getattr(h, "paperbot", False)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
