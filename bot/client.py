@@ -71,6 +71,7 @@ class Paperbot(commands.Bot):
         self.subscription_poster: SubscriptionPoster | None = None
         self.force_sync = force_sync  # `paperbot sync`: sync even if the tree looks unchanged
         self.heartbeat: asyncio.Task | None = None
+        self.startup: asyncio.Task | None = None  # resuming and catching up after READY
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
@@ -128,7 +129,14 @@ class Paperbot(commands.Bot):
         if self.heartbeat is None:
             self.heartbeat = asyncio.create_task(self._beat_forever(), name="paperbot-heartbeat")
         if self.daily is not None and not self.daily.scheduler.running:
-            await self.daily.start()  # resume interrupted posts and catch up on missed days
+            # resume interrupted posts and catch up on missed days; close() may cancel it (SIGTERM)
+            self.startup = asyncio.create_task(self.daily.start(), name="paperbot-startup")
+            try:
+                await self.startup
+            except asyncio.CancelledError:
+                if not self.is_closed():
+                    raise
+                log.info("stopped while catching up; the rest resumes on the next start")
 
     def _beat(self) -> None:
         """Record whether the gateway is connected and the scheduler runs (see bot/health.py)."""
@@ -149,6 +157,9 @@ class Paperbot(commands.Bot):
     async def close(self) -> None:
         if self.heartbeat is not None:
             self.heartbeat.cancel()
+        if self.startup is not None and not self.startup.done():
+            self.startup.cancel()  # before the database closes under it
+            await asyncio.wait({self.startup}, timeout=10)
         if self.daily is not None:
             self.daily.shutdown()
         await super().close()
