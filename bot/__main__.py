@@ -178,9 +178,10 @@ def parse(
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(
-        help='Words, "a phrase", prefix*, -excluded, a OR b. A leading -word needs `--` first: '
-             '`paperbot search -- -video diffusion`.')],
+    words: Annotated[list[str], typer.Argument(
+        metavar="QUERY...",
+        help='Words, "a phrase", prefix*, -excluded, a OR b. Put `--` before a query that starts with '
+             'an exclusion: `paperbot search -- -video diffusion`.')],
     tag: Annotated[str | None, typer.Option(help="Only papers with this tag.")] = None,
     since: Annotated[str | None, typer.Option(help="Only digests on or after this day.")] = None,
     until: Annotated[str | None, typer.Option(help="Only digests on or before this day.")] = None,
@@ -188,6 +189,7 @@ def search(
     config: ConfigOption = None,
 ) -> None:
     """Full-text search over titles, authors, summaries and tags, best matches first."""
+    query = " ".join(words)
     since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
 
     async def work(conn: aiosqlite.Connection) -> None:

@@ -137,6 +137,8 @@ class Paperbot(commands.Bot):
                 if not self.is_closed():
                     raise
                 log.info("stopped while catching up; the rest resumes on the next start")
+                return
+            self._beat()  # healthy from now on, not only at the next beat
 
     def _beat(self) -> None:
         """Record whether the gateway is connected and the scheduler runs (see bot/health.py)."""
