@@ -146,8 +146,10 @@ def test_invite_without_an_id_is_one_line() -> None:
 
 def test_the_readme_shows_the_invite_permissions() -> None:
     value = int(re.search(r"permissions=(\d+)", invite("invite", "--client-id", "1")).group(1))
+    forum = int(re.search(r"permissions=(\d+)", invite("invite", "--client-id", "1", "--forum-tags")).group(1))
     readme = (REPO / "README.md").read_text()
-    assert f"permissions={value}" in readme and "privileged intents" in readme
+    assert f"permissions={value}&scope=bot+applications.commands" in readme and f"permissions={forum}" in readme
+    assert "Paperbot needs none" in readme and "privileged gateway intents" in readme.lower()
 
 
 def test_the_bot_asks_for_no_privileged_intents() -> None:

@@ -124,3 +124,10 @@ def test_the_licence_and_the_version_live_in_one_place_each() -> None:
                                  "--", "*.py", ":!tests/test_deploy.py"], cwd=REPO, capture_output=True, text=True).stdout
     assert hard_coded == "", f"the version is read from the package metadata, not written in code:\n{hard_coded}"
     assert (REPO / "CHANGELOG.md").read_text().startswith("# Changelog")
+
+
+def test_make_bench_runs_the_documented_smoke_benchmark() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^bench: .*\n\t\$\(BIN\)/python -m benchmarks.run --smoke", makefile, re.MULTILINE)
+    assert "--smoke" in (REPO / "benchmarks" / "README.md").read_text()
+    assert "10-second" not in (REPO / "benchmarks" / "README.md").read_text()
