@@ -231,3 +231,22 @@ def test_a_leading_exclusion_is_a_query_after_double_dash(library_path: Path, tm
     result = invoke("search", "--", "-video", "diffusion", env=env)
     assert result.exit_code == 0, result.output
     assert "results" in result.stdout and "**" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "fragment"),
+    [
+        ("[database]\npth = 'x.db'\n", {}, "unknown setting: [database] pth in"),
+        ("[discord]\ntoken = 'abc'\n", {}, "unknown setting: [discord] token in"),
+        ("", {"PAPERBOT_LOG_LEVEL": "LOUD"}, "environment variable PAPERBOT_LOG_LEVEL"),
+        ("", {"PAPERBOT_DATABSE__PATH": "x.db"}, "environment variable PAPERBOT_DATABSE__PATH"),
+    ],
+)
+def test_a_config_mistake_is_one_line_and_exit_1_for_any_command(
+    tmp_path: Path, monkeypatch, config: str, env: dict[str, str], fragment: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text(config)
+    for command in (["db", "migrate"], ["run"], ["health"]):
+        one_line_error(invoke(*command, env=env), fragment)
+    assert not (tmp_path / "paperbot.db").exists()
