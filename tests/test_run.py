@@ -14,7 +14,6 @@ import socket
 import sys
 from pathlib import Path
 
-import pytest
 
 from testing import FakeDiscord
 
