@@ -14,7 +14,6 @@ import socket
 import sys
 from pathlib import Path
 
-
 from testing import FakeDiscord
 
 REPO = Path(__file__).parent.parent
