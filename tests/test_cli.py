@@ -247,3 +247,8 @@ def test_a_config_mistake_is_one_line_and_exit_1_for_any_command(
     for command in (["db", "migrate"], ["run"], ["health"]):
         one_line_error(invoke(*command, env=env), fragment)
     assert not (tmp_path / "paperbot.db").exists()
+
+
+def test_sync_without_a_token_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    one_line_error(invoke("sync"), "DISCORD_TOKEN is not set")
