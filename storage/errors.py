@@ -19,7 +19,7 @@ from pathlib import Path
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 # Primary SQLite result codes (the low byte of an extended code).
-_READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 8, 10, 11, 13, 14, 26, 3
+_READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM, _BUSY = 8, 10, 11, 13, 14, 26, 3, 5
 
 
 class DatabaseError(Exception):
@@ -118,6 +118,8 @@ def _from_sqlite(path: Path, error: sqlite3.Error) -> DatabaseError | None:
         return CannotOpen(path, f"{detail}: check the disk, its free space (df -h) and any file size limit")
     if code == _CANTOPEN:
         return CannotOpen(path, detail)
+    if code == _BUSY:
+        return CannotOpen(path, f"{detail}: another process held its write lock too long; try again")
     return None  # not about the file (a bug in a migration, say): the original error says more
 
 
