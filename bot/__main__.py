@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -77,17 +78,26 @@ ConfigOption = Annotated[
 T = TypeVar("T")
 
 
+_json_errors = False  # log_format = "json": errors too are JSON lines, for the log collector
+
+
 def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+    if _json_errors:
+        sys.stderr.write(logs.JsonFormatter().format(logging.makeLogRecord(
+            {"name": "paperbot", "levelname": "ERROR", "levelno": logging.ERROR, "msg": message})) + "\n")
+    else:
+        err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(1)
 
 
 def settings_from(config: Path | None) -> Settings:
+    global _json_errors
     try:
         settings = load_settings(config)
     except ConfigError as error:
         raise fail(str(error)) from None
     logs.setup(settings.log_level, settings.log_format)
+    _json_errors = settings.log_format == "json"
     return settings
 
 

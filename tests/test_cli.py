@@ -252,3 +252,18 @@ def test_a_config_mistake_is_one_line_and_exit_1_for_any_command(
 def test_sync_without_a_token_is_one_line(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     one_line_error(invoke("sync"), "DISCORD_TOKEN is not set")
+
+
+def test_with_json_logs_an_error_is_one_json_line(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    import bot.__main__ as cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_json_errors", False)
+    result = invoke("run", env={"PAPERBOT_LOG_FORMAT": "json", "PAPERBOT_DATABASE__PATH": str(tmp_path / "x.db")})
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["level"] == "ERROR" and entry["message"].startswith("DISCORD_TOKEN is not set")
