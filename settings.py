@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import tomllib
+import types
+import typing
 from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -111,7 +114,8 @@ class Settings(BaseSettings):
         env_prefix="PAPERBOT_", env_nested_delimiter="__", extra="forbid"
     )
 
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     commands: CommandSettings = Field(default_factory=CommandSettings)
@@ -120,6 +124,11 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(
@@ -135,7 +144,11 @@ class Settings(BaseSettings):
 
 
 class ConfigError(Exception):
-    """The configuration cannot be used; the message says which file and setting."""
+    """The configuration cannot be used; the message (one line) names the file or variable and the setting."""
+
+
+ENV_PREFIX = "PAPERBOT_"
+ENV_NESTING = "__"
 
 
 def load_settings(config_path: Path | None = None) -> Settings:
@@ -149,12 +162,89 @@ def load_settings(config_path: Path | None = None) -> Settings:
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-            raise ConfigError(f"cannot read config file {path}: {error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"cannot read config file {path}: not valid TOML: {error}") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"cannot read config file {path}: {getattr(error, 'strerror', None) or error}") from None
+    unknown = [f"{key} in {path}" for key in unknown_keys(Settings, values)]
+    unknown += [f"environment variable {name}" for name in unknown_variables(os.environ)]
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise ConfigError(f"unknown setting: {unknown[0]}{more}; config.example.toml lists every setting")
     try:
         return Settings(**values)
     except ValidationError as error:
-        raise ConfigError(f"invalid configuration in {path or 'the environment'}: {error}") from None
+        raise ConfigError(describe(error, path)) from None
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field holds (itself or in a list), if it is a section."""
+    if typing.get_origin(annotation) in (list, types.UnionType, typing.Union):
+        models = [_section_model(arg) for arg in typing.get_args(annotation)]
+        return next((model for model in models if model is not None), None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def unknown_keys(model: type[BaseModel], values: Any, prefix: str = "") -> list[str]:
+    """Dotted names of keys in a config file that are no setting (typos inside sections included)."""
+    if not isinstance(values, dict):
+        return []
+    found = []
+    for key, value in values.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            found.append(f"[{prefix.rstrip('.')}] {key}" if prefix else key)
+            continue
+        section = _section_model(field.annotation)
+        if section is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            found += unknown_keys(section, item, f"{prefix}{key}.")
+    return found
+
+
+def unknown_variables(environ: typing.Mapping[str, str]) -> list[str]:
+    """PAPERBOT_* variables that name no setting (a typo there would otherwise be silently ignored)."""
+    found = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        model: type[BaseModel] | None = Settings
+        for part in name[len(ENV_PREFIX):].lower().split(ENV_NESTING):
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None:
+                found.append(name)
+                break
+            model = _section_model(field.annotation)
+    return found
+
+
+def describe(error: ValidationError, path: Path | None) -> str:
+    """A pydantic error as one line: where the value came from (file or variable), the setting, what is wrong."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    location = [str(part) for part in first["loc"]]
+    variable = _variable_for(location)
+    message = first["msg"].removeprefix("Value error, ")
+    if variable is not None:
+        where = f"environment variable {variable}"
+    else:
+        setting = location[-1] if len(location) == 1 else f"[{'.'.join(location[:-1])}] {location[-1]}"
+        where = f"{setting} in {path or 'the defaults'}"
+    value = first.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float) and first["type"] != "missing" else ""
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"invalid setting: {where}: {message}{shown}{more}"
+
+
+def _variable_for(location: list[str]) -> str | None:
+    """The PAPERBOT_* variable that set the value at `location`, if one did (the environment wins)."""
+    for end in range(len(location), 0, -1):
+        name = ENV_PREFIX + ENV_NESTING.join(location[:end]).upper()
+        if name in {key.upper() for key in os.environ}:
+            return name
+    return None
 
 
 def discord_token() -> SecretStr | None:

@@ -93,10 +93,12 @@ def machine_info() -> dict[str, Any]:
 # --- parse ------------------------------------------------------------------------------------------
 
 
-def bench_parse(synth: Synth, repeat: int) -> dict[str, Any]:
+def bench_parse(synth: Synth, repeat: int, sample: int | None = None) -> dict[str, Any]:
+    """Parse speed on the real corpus and on synthetic markdown; `sample` (the smoke run) caps both."""
     from digests.parse import parse_bytes, parse_markdown
 
-    files = [(str(path), path.read_bytes()) for path in corpus_files()]
+    files = [(str(path), path.read_bytes()) for path in corpus_files()][:sample]
+    synthetic = min(10_000, sample * 50) if sample else 10_000
     groups = {
         "markdown": [f for f in files if f[0].endswith(".md")],
         "json": [f for f in files if f[0].endswith(".json")],
@@ -117,7 +119,7 @@ def bench_parse(synth: Synth, repeat: int) -> dict[str, Any]:
         out[name] = {"files": len(group), "bytes": size, "papers": papers, "mb_per_s": spread(mbps),
                      "papers_per_s": spread(pps)}
     # Synthetic markdown: the format the ingest benchmark's papers would arrive in.
-    texts = [(digest.date, synth.markdown(digest)) for digest in synth.days(10_000, seed=SEED)]
+    texts = [(digest.date, synth.markdown(digest)) for digest in synth.days(synthetic, seed=SEED)]
     size = sum(len(t.encode()) for _, t in texts)
     mbps, pps = [], []
     for _ in range(repeat):
@@ -126,8 +128,8 @@ def bench_parse(synth: Synth, repeat: int) -> dict[str, Any]:
             parse_markdown(text, day)
         elapsed = time.perf_counter() - start
         mbps.append(size / 1e6 / elapsed)
-        pps.append(10_000 / elapsed)
-    out["synthetic_markdown_10k"] = {"files": len(texts), "bytes": size, "papers": 10_000,
+        pps.append(synthetic / elapsed)
+    out["synthetic_markdown_10k"] = {"files": len(texts), "bytes": size, "papers": synthetic,
                                      "mb_per_s": spread(mbps), "papers_per_s": spread(pps)}
     return out
 
@@ -614,6 +616,11 @@ def _in_subprocess(module: str, *options: Any) -> dict[str, Any]:
     return json.loads(out.read_text(encoding="utf-8"))
 
 
+# `--smoke` (`make bench`): every benchmark at toy size, so a broken benchmark shows in seconds.
+SMOKE = ("--sizes", "2000", "--repeat", "1", "--iterations", "1", "--channels", "20", "--latency-rounds", "1")
+SMOKE_PARSE_FILES = 20  # corpus files per format parsed in the smoke run (and 50× as many synthetic papers)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated library sizes (papers)")
@@ -630,10 +637,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-rounds", type=int, default=10,
                         help="passes over the command mix against the largest library (0: skip it)")
     parser.add_argument("--out", default=str(HERE), help="folder for results.md / results.json")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a quick check that every benchmark runs: " + " ".join(SMOKE) + " (figures mean nothing)")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
     parser.add_argument("--no-search", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mix-words", default='["", ""]', help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser.parse_args([*SMOKE, *(argv if argv is not None else sys.argv[1:])]
+                             if "--smoke" in (argv if argv is not None else sys.argv[1:]) else argv)
 
     if args.memory_probe:
         print(json.dumps(asyncio.run(_memory_probe(pathlib.Path(args.memory_probe), args.iterations, not args.no_search, args.mix_words))))
@@ -652,7 +662,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     synth = Synth.from_corpus()
     print("parse …", flush=True)
-    results["parse"] = bench_parse(synth, args.repeat)
+    results["parse"] = bench_parse(synth, args.repeat, sample=SMOKE_PARSE_FILES if args.smoke else None)
     cache: dict[Any, Any] = {"up_to": args.cache_up_to}
     for size in sizes:
         runs = args.repeat if size <= args.ingest_repeat_up_to else 1

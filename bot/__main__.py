@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import date
 from enum import Enum
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -19,13 +24,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from bot import console as terminal
+from bot import health, logs
+from bot.permissions import invite_url, needed_permissions
 from digests import exports
-from settings import ConfigError, Settings, discord_token, load_settings
+from settings import DEFAULT_CONFIG, ENV_PREFIX, ConfigError, Settings, discord_token, load_settings
 from digests.fetcher import validate_sources
 from digests.ingest import FileOutcome, IngestSummary, ingest_locations
 from digests.parse import DigestFormatError, parse_file
 from digests.sources import SourceError, expand
 from storage import db, papers
+from storage.errors import CorruptDatabase, DatabaseError, NotALibrary
 from storage.search_query import QueryError
 
 app = typer.Typer(
@@ -37,6 +45,29 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
+
+def package_version() -> str:
+    """The version in pyproject.toml, the one place it is written, as installed."""
+    try:
+        return metadata.version("paperbot")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed: pip install -e .)"
+
+
+def show_version(value: bool) -> None:
+    if value:
+        print(f"paperbot {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def common(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=show_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Paperbot: daily AI-paper digests as a searchable library, on Discord and here."""
+
 out = Console(highlight=False, soft_wrap=True, markup=False)  # digest text is not rich markup
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -47,35 +78,45 @@ ConfigOption = Annotated[
 T = TypeVar("T")
 
 
+_json_errors = False  # log_format = "json": errors too are JSON lines, for the log collector
+
+
 def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+    if _json_errors:
+        sys.stderr.write(logs.JsonFormatter().format(logging.makeLogRecord(
+            {"name": "paperbot", "levelname": "ERROR", "levelno": logging.ERROR, "msg": message})) + "\n")
+    else:
+        err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(1)
 
 
 def settings_from(config: Path | None) -> Settings:
+    global _json_errors
     try:
         settings = load_settings(config)
     except ConfigError as error:
         raise fail(str(error)) from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logs.setup(settings.log_level, settings.log_format)
+    _json_errors = settings.log_format == "json"
     return settings
 
 
-def with_library(config: Path | None, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-    """Open (and migrate) the configured database, run `work`, close it."""
-    settings = settings_from(config)
+def with_library(config: Path | None, work: Callable[[aiosqlite.Connection], Awaitable[T]],
+                 settings: Settings | None = None) -> T:
+    """Open (and migrate) the configured database, run `work`, close it; a library problem is one line."""
+    settings = settings or settings_from(config)
 
     async def main() -> T:
-        try:
-            conn = await db.connect(settings.database.path)
-        except (OSError, db.DatabaseError) as error:
-            raise fail(f"cannot open database {settings.database.path}: {error}") from None
+        conn = await db.connect(settings.database.path)
         try:
             return await work(conn)
         finally:
             await conn.close()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except DatabaseError as error:
+        raise fail(str(error)) from None
 
 
 def parse_day(value: str | None, option: str) -> date | None:
@@ -147,7 +188,10 @@ def parse(
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help='Words, "a phrase", prefix*, -excluded, a OR b.')],
+    words: Annotated[list[str], typer.Argument(
+        metavar="QUERY...",
+        help='Words, "a phrase", prefix*, -excluded, a OR b. Put `--` before a query that starts with '
+             'an exclusion: `paperbot search -- -video diffusion`.')],
     tag: Annotated[str | None, typer.Option(help="Only papers with this tag.")] = None,
     since: Annotated[str | None, typer.Option(help="Only digests on or after this day.")] = None,
     until: Annotated[str | None, typer.Option(help="Only digests on or before this day.")] = None,
@@ -155,6 +199,7 @@ def search(
     config: ConfigOption = None,
 ) -> None:
     """Full-text search over titles, authors, summaries and tags, best matches first."""
+    query = " ".join(words)
     since_day, until_day = parse_day(since, "--since"), parse_day(until, "--until")
 
     async def work(conn: aiosqlite.Connection) -> None:
@@ -248,64 +293,162 @@ def export(
 
 
 @app.command()
-def run(config: ConfigOption = None) -> None:
-    """Run the Discord bot; without DISCORD_TOKEN, a local preview of the latest digest."""
+def run(
+    config: ConfigOption = None,
+    preview: Annotated[bool, typer.Option(
+        "--preview", help="Print the latest digest as it would be posted, from a throw-away library.")] = False,
+) -> None:
+    """Run the Discord bot (needs DISCORD_TOKEN); without one on a fresh clone, a local preview."""
     settings = settings_from(config)
     try:
         validate_sources(settings.sources)
     except ValueError as error:
         raise fail(f"invalid [[sources]] in the configuration: {error}") from None
     token = discord_token()
-    if token is None:
-        err.print(terminal.NO_TOKEN_HELP, markup=False, highlight=False)
+    if preview or token is None:
+        why = None if preview else deployment_evidence(config)
+        if why is not None:
+            raise fail(terminal.TOKEN_MISSING.format(why=why))
         asyncio.run(preview_latest_digest(settings))
         return
+    with_library(config, db.user_version, settings)  # a library problem: one line, before Discord is contacted
     from bot.client import run_bot
 
     run_bot(settings, token)
 
 
+def deployment_evidence(config: Path | None) -> str | None:
+    """Why this looks like a real deployment (so a missing token is a failure, not a preview), or None.
+
+    A config file or PAPERBOT_* variables are what an admin sets up; a fresh clone has neither.
+    """
+    if config is not None:
+        return f"--config {config}"
+    if DEFAULT_CONFIG.is_file():
+        return f"{DEFAULT_CONFIG} is present"
+    variables = sorted(name for name in os.environ if name.upper().startswith(ENV_PREFIX))
+    if variables:
+        return f"{variables[0]} is set"
+    return None
+
+
 async def preview_latest_digest(settings: Settings) -> None:
-    """Ingest the sample and configured folders, then print the latest day as it would be posted."""
+    """Ingest the sample and configured folders into a throw-away library, then print the latest day.
+
+    Never the configured library: a preview must not fill a real deployment with sample papers.
+    """
     folders = [str(s.folder) for s in settings.sources if s.folder]
     if settings.console.sample_folder.is_dir():
         folders.append(str(settings.console.sample_folder))
-    conn = await db.connect(settings.database.path)
+    with tempfile.TemporaryDirectory(prefix="paperbot-preview-") as scratch:
+        library = Path(scratch) / "preview.db"
+        err.print(terminal.NO_TOKEN_HELP.format(library=library), markup=False, highlight=False)
+        conn = await db.connect(library)
+        try:
+            if folders:
+                out.print((await ingest_with_progress(conn, folders, None)).describe())
+            day = await papers.latest_day(conn)
+            if day is None:
+                raise fail("no digests to preview: set [console] sample_folder or a [[sources]] folder")
+            out.print(terminal.digest_preview(day, await papers.papers_on_day(conn, day)))
+        finally:
+            await conn.close()
+
+
+def application_id_from(token: str) -> int | None:
+    """A bot token's first part is its user id (the application's id), base64-encoded."""
+    first = token.split(".", 1)[0]
     try:
-        if folders:
-            out.print((await ingest_with_progress(conn, folders, None)).describe())
-        day = await papers.latest_day(conn)
-        if day is None:
-            raise fail("the library is empty: ingest a digest with `paperbot ingest PATH`")
-        out.print(terminal.digest_preview(day, await papers.papers_on_day(conn, day)))
-    finally:
-        await conn.close()
+        return int(base64.b64decode(first + "=" * (-len(first) % 4), validate=True))
+    except (ValueError, binascii.Error):
+        return None
+
+
+@app.command()
+def invite(
+    client_id: Annotated[int | None, typer.Option(
+        "--client-id", help="The application id (default: read from DISCORD_TOKEN).")] = None,
+    forum_tags: Annotated[bool, typer.Option(
+        "--forum-tags", help="Also let it create forum tags (/digest setup create_forum_tags:true).")] = False,
+) -> None:
+    """Print the link that adds the bot to a server, with exactly the permissions its features use."""
+    if client_id is None:
+        token = discord_token()
+        client_id = application_id_from(token.get_secret_value()) if token else None
+    if client_id is None:
+        raise fail("give --client-id (the Application ID on the developer portal's General Information page), "
+                   "or set DISCORD_TOKEN")
+    permissions = needed_permissions(forum_tags=forum_tags)
+    out.print(invite_url(client_id, permissions))
+    granted = ", ".join(name.replace("_", " ").title() for name, on in permissions if on)
+    err.print(f"permissions {permissions.value}: {granted}; no privileged intents", markup=False, highlight=False)
+
+
+@app.command()
+def sync(config: ConfigOption = None) -> None:
+    """Sync the slash commands to Discord now, even if they look unchanged since the last sync."""
+    settings = settings_from(config)
+    token = discord_token()
+    if token is None:
+        raise fail("DISCORD_TOKEN is not set: syncing commands needs the bot's token")
+    from bot.client import force_sync
+
+    logs.setup(settings.log_level, settings.log_format, secrets=(token.get_secret_value(),))
+    try:
+        count = asyncio.run(force_sync(settings, token))
+    except DatabaseError as error:
+        raise fail(str(error)) from None
+    except Exception as error:  # LoginFailure, network: the reason in one line
+        raise fail(f"sync failed: {type(error).__name__}: {error}") from None
+    out.print(f"synced {count} commands")
+
+
+@app.command("health")
+def health_check(
+    config: ConfigOption = None,
+    max_age: Annotated[float, typer.Option(help="Seconds after which the heartbeat counts as stale.")]
+    = health.STALE_AFTER_SECONDS,
+) -> None:
+    """Exit 0 if the running bot is connected and its scheduler runs (for HEALTHCHECK and monitors)."""
+    settings = settings_from(config)
+    problem = health.problem(health.heartbeat_path(Path(settings.database.path)), stale_after=max_age)
+    if problem is not None:
+        raise fail(f"unhealthy: {problem}")
+    out.print("healthy: connected to Discord, scheduler running")
 
 
 @db_app.command("migrate")
 def db_migrate(config: ConfigOption = None) -> None:
     """Create the database or bring it to the current schema."""
-
-    async def work(conn: aiosqlite.Connection) -> None:
-        version = await db.schema_version(conn)
-        out.print(f"{settings_from(config).database.path}: schema version {version}")
-
-    with_library(config, work)
+    settings = settings_from(config)
+    version = with_library(config, db.user_version, settings)
+    out.print(f"{settings.database.path}: schema version {version} (current)")
 
 
 @db_app.command("check")
 def db_check(config: ConfigOption = None) -> None:
-    """Check the database's integrity and foreign keys."""
+    """Check the database's integrity and foreign keys; exit 1 when anything is wrong."""
+    settings = settings_from(config)
 
-    async def work(conn: aiosqlite.Connection) -> list[str]:
-        return await db.integrity_check(conn)
+    async def main() -> list[str]:
+        try:
+            conn = await db.connect(settings.database.path)
+        except (CorruptDatabase, NotALibrary) as error:
+            return [str(error)]
+        try:
+            return await db.integrity_check(conn)
+        finally:
+            await conn.close()
 
-    problems = with_library(config, work)
+    try:
+        problems = asyncio.run(main())
+    except DatabaseError as error:
+        raise fail(str(error)) from None
     for problem in problems:
-        err.print(problem, markup=False)
+        err.print(f"damaged: {problem}", markup=False, highlight=False)
     if problems:
         raise typer.Exit(1)
-    out.print("ok")
+    out.print(f"{settings.database.path}: ok")
 
 
 @db_app.command("backup")

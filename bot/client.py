@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import signal
+from pathlib import Path
 
+import aiohttp
 import aiosqlite
 import discord
 import yarl
 from discord.ext import commands
 from pydantic import SecretStr
 
-from bot import errors, render
+from bot import errors, health, logs, render
 from settings import DiscordSettings, Settings
 from bot.posting.daily import DigestPoster
 from bot.posting.roundups import RoundupPoster
@@ -20,10 +24,15 @@ from bot.scheduler import DailyScheduler
 from bot.posting.dms import SubscriptionPoster
 from bot.votes import VoteClick
 from storage import db
+from storage.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("bot.cogs.papers", "bot.cogs.digest", "bot.cogs.subscriptions", "bot.cogs.stats")
+EXTENSIONS = ("bot.cogs.papers", "bot.cogs.digest", "bot.cogs.subscriptions", "bot.cogs.stats", "bot.cogs.help")
+# Discord unreachable at start (network down, DNS, a 5xx): wait and try again, this long at most.
+NETWORK_ERRORS = (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError, discord.DiscordServerError,
+                  discord.GatewayNotFound)
+RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 5.0, 300.0
 
 
 def point_at(endpoints: DiscordSettings) -> None:
@@ -38,8 +47,17 @@ def point_at(endpoints: DiscordSettings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(endpoints.gateway_url)
 
 
+def commands_marker_path(database: Path) -> Path | None:
+    """Where the fingerprint of the last synced command tree is kept: beside the library."""
+    if str(database) == ":memory:":
+        return None
+    return database.with_name(database.name + ".commands")
+
+
 class Paperbot(commands.Bot):
-    def __init__(self, settings: Settings, **options) -> None:
+    heartbeat_seconds = health.INTERVAL_SECONDS
+
+    def __init__(self, settings: Settings, *, force_sync: bool = False, **options) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
@@ -51,6 +69,9 @@ class Paperbot(commands.Bot):
         self.db: aiosqlite.Connection | None = None
         self.daily: DailyScheduler | None = None
         self.subscription_poster: SubscriptionPoster | None = None
+        self.force_sync = force_sync  # `paperbot sync`: sync even if the tree looks unchanged
+        self.heartbeat: asyncio.Task | None = None
+        self.startup: asyncio.Task | None = None  # resuming and catching up after READY
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
@@ -63,7 +84,32 @@ class Paperbot(commands.Bot):
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        await self.sync_commands_if_changed()
+
+    def command_fingerprint(self) -> str:
+        """A hash of exactly what a sync would send, and where: it changes when any command does."""
+        payload = {
+            "application_id": self.application_id,
+            "guilds": self.settings.discord.dev_guild_ids,
+            "commands": [command.to_dict(self.tree) for command in self.tree.get_commands()],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    async def sync_commands_if_changed(self) -> None:
+        """Sync only when the tree differs from the last sync: Discord rate-limits syncing, and a
+        global sync takes time to reach every server, so a plain restart should not do it."""
+        marker = commands_marker_path(Path(self.settings.database.path))
+        fingerprint = self.command_fingerprint()
+        if not self.force_sync and marker is not None and _read(marker) == fingerprint:
+            log.info("slash commands unchanged since the last sync; not syncing (`paperbot sync` forces it)")
+            return
         await self.sync_commands()
+        if marker is not None:
+            try:
+                marker.write_text(fingerprint, encoding="utf-8")
+            except OSError as error:
+                log.warning("cannot record the command sync in %s (%s); the next start syncs again",
+                            marker, error.strerror or error)
 
     async def sync_commands(self) -> None:
         """Globally, or instantly to the development guilds when config lists them."""
@@ -80,43 +126,128 @@ class Paperbot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
+        if self.heartbeat is None:
+            self.heartbeat = asyncio.create_task(self._beat_forever(), name="paperbot-heartbeat")
         if self.daily is not None and not self.daily.scheduler.running:
-            await self.daily.start()  # resume interrupted posts and catch up on missed days
+            # resume interrupted posts and catch up on missed days; close() may cancel it (SIGTERM)
+            self.startup = asyncio.create_task(self.daily.start(), name="paperbot-startup")
+            try:
+                await self.startup
+            except asyncio.CancelledError:
+                if not self.is_closed():
+                    raise
+                log.info("stopped while catching up; the rest resumes on the next start")
+                return
+            self._beat()  # healthy from now on, not only at the next beat
+
+    def _beat(self) -> None:
+        """Record whether the gateway is connected and the scheduler runs (see bot/health.py)."""
+        ws = self.ws
+        connected = not self.is_closed() and self.is_ready() and ws is not None and ws.open
+        running = self.daily is not None and self.daily.scheduler.running
+        path = health.heartbeat_path(Path(self.settings.database.path))
+        try:
+            health.write(path, connected=connected, scheduler_running=running)
+        except OSError as error:
+            log.warning("cannot write the heartbeat file %s: %s", path, error.strerror or error)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            self._beat()
+            await asyncio.sleep(self.heartbeat_seconds)
 
     async def close(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+        if self.startup is not None and not self.startup.done():
+            self.startup.cancel()  # before the database closes under it
+            await asyncio.wait({self.startup}, timeout=10)
         if self.daily is not None:
             self.daily.shutdown()
         await super().close()
+        if self.heartbeat is not None:
+            self._beat()  # stopped: not connected, scheduler not running
         if self.db is not None:
             await self.db.close()
             self.db = None
 
 
-async def serve(settings: Settings, token: SecretStr) -> None:
-    """Run until SIGINT or SIGTERM, then close the gateway, the HTTP session and the database."""
-    point_at(settings.discord)
-    bot = Paperbot(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+async def _run_once(bot: Paperbot, token: SecretStr, stop: asyncio.Event) -> BaseException | None:
+    """Run `bot` until it ends or `stop` is set; close it; return why it ended (None: stopped)."""
     runner = asyncio.create_task(bot.start(token.get_secret_value()), name="paperbot")
     stopper = asyncio.create_task(stop.wait(), name="paperbot-signals")
     try:
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        log.info("shutting down")
         stopper.cancel()
+        if stop.is_set():
+            log.info("shutting down")
         await bot.close()
-        if runner.done():
-            runner.result()  # a failed login or connection surfaces here
-        else:
+        if not runner.done():
             await asyncio.wait({runner}, timeout=10)
+    if runner.done() and not runner.cancelled():
+        return runner.exception()
+    return None
+
+
+async def serve(settings: Settings, token: SecretStr) -> None:
+    """Run until SIGINT or SIGTERM, then close the gateway, the HTTP session and the database.
+
+    If Discord cannot be reached, say so in one line and try again with growing pauses:
+    a network outage at boot should not need a human (or a crash loop) to recover from.
+    """
+    point_at(settings.discord)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    delay, attempt = RETRY_FIRST_SECONDS, 0
+    while not stop.is_set():
+        attempt += 1
+        ended = await _run_once(Paperbot(settings), token, stop)
+        if ended is None or stop.is_set():
+            return
+        if not isinstance(ended, NETWORK_ERRORS):
+            raise ended
+        log.warning("cannot reach Discord (%s): retrying in %.0f s (attempt %d); stop with Ctrl-C or SIGTERM",
+                    logs.describe(ended), delay, attempt)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except asyncio.TimeoutError:
+            pass
+        delay = min(delay * 2, RETRY_MAX_SECONDS)
+    log.info("shutting down")
 
 
 def run_bot(settings: Settings, token: SecretStr) -> None:
-    discord.utils.setup_logging(level=logging.getLevelName(settings.log_level.upper()), root=True)
+    """Run the bot in this process; every expected failure ends it with one line and exit status 1."""
+    logs.setup(settings.log_level, settings.log_format, secrets=(token.get_secret_value(),))
     try:
         asyncio.run(serve(settings, token))
     except discord.LoginFailure:
-        raise SystemExit("Discord refused the token in DISCORD_TOKEN; reset it in the developer portal.") from None
+        log.error("Discord refused the token in DISCORD_TOKEN: reset it in the developer portal")
+        raise SystemExit(1) from None
+    except discord.PrivilegedIntentsRequired:
+        log.error("Discord refused the gateway intents; Paperbot needs no privileged intents, so this is unexpected")
+        raise SystemExit(1) from None
+    except DatabaseError as error:
+        log.error("%s", error)
+        raise SystemExit(1) from None
+
+
+async def force_sync(settings: Settings, token: SecretStr) -> int:
+    """Log in over REST only (no gateway), sync the slash commands, and log out; returns how many."""
+    point_at(settings.discord)
+    bot = Paperbot(settings, force_sync=True)
+    try:
+        await bot.login(token.get_secret_value())
+        return len(bot.tree.get_commands())
+    finally:
+        await bot.close()

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import aiosqlite
 
+from storage import errors
+from storage.errors import DatabaseError, SchemaTooNewError  # noqa: F401  (re-exported for callers)
+
 BUSY_TIMEOUT_MS = 5000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-
-
-class SchemaTooNewError(RuntimeError):
-    """The database was written by a newer Paperbot; opening it could damage it."""
 
 
 def _load_migrations() -> list[tuple[int, str, str]]:
@@ -81,6 +80,8 @@ async def migrate(conn: aiosqlite.Connection) -> int:
             f"The database is at schema version {version}, but this Paperbot only knows up to "
             f"{SCHEMA_VERSION}. Upgrade Paperbot (or restore a backup) before using it."
         )
+    if version == 0 and await _foreign_tables(conn):
+        raise errors.NotALibrary(Path(await _database_file(conn)), "a SQLite file with other tables")
     for number, name, sql in MIGRATIONS[version:]:
         await conn.execute("BEGIN IMMEDIATE")
         try:
@@ -98,10 +99,43 @@ async def migrate(conn: aiosqlite.Connection) -> int:
     return await user_version(conn)
 
 
+async def _foreign_tables(conn: aiosqlite.Connection) -> list[str]:
+    """Tables in a schema-0 file: another program's database, which migrating would litter."""
+    async with conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
 async def connect(path: str | Path) -> aiosqlite.Connection:
     """Open the library at `path` (created if missing), configured and migrated.
 
-    Autocommit mode (isolation_level=None): writers open their own explicit
+    Any problem with the file is raised as the `storage.errors.DatabaseError` that explains it.
+    """
+    with errors.translated(path):
+        errors.check_folder(Path(path))
+        conn = await _open(path)
+        try:
+            await _check_writable(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+
+async def _check_writable(conn: aiosqlite.Connection) -> None:
+    """SQLite opens a file it may not write read-only without a word; the first write would fail later.
+
+    Rewriting the header's user_version (rolled back) is a real page write, which a read-only
+    file refuses even in WAL mode, where BEGIN IMMEDIATE alone succeeds.
+    """
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        await conn.execute(f"PRAGMA user_version = {await user_version(conn):d}")
+    finally:
+        await conn.execute("ROLLBACK")
+
+
+async def _open(path: str | Path) -> aiosqlite.Connection:
+    """Open and migrate: autocommit mode (isolation_level=None): writers open their own explicit
     transactions, so nothing is ever left implicitly open between calls.
     """
     conn = await aiosqlite.connect(str(path), isolation_level=None)
@@ -217,6 +251,13 @@ async def _database_file(conn: aiosqlite.Connection) -> str:
 
 
 async def backup(conn: aiosqlite.Connection, dest: Path) -> None:
+    """Copy the live database to `dest`; a problem with `dest` is raised as the DatabaseError explaining it."""
+    with errors.translated(dest):
+        errors.check_folder(Path(dest))
+        await _backup(conn, dest)
+
+
+async def _backup(conn: aiosqlite.Connection, dest: Path) -> None:
     """Copy the live database to `dest` with SQLite's online backup, safe while the bot runs.
 
     The copy goes to a temporary file renamed into place, so `dest` is never a

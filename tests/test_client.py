@@ -53,3 +53,79 @@ async def test_run_serves_commands_and_stops_cleanly_on_sigterm(
     assert process.returncode == 0, log
     assert "shutting down" in log and "Traceback" not in log
     assert fake_discord.token not in log, "the token must never be logged"
+
+
+def command_puts(fake: FakeDiscord) -> int:
+    return sum(1 for r in fake.requests if r.method == "PUT" and (r.route or "").endswith("/commands"))
+
+
+async def test_commands_are_synced_only_when_the_tree_changed(fake_discord: FakeDiscord, library_path: Path) -> None:
+    settings = Settings(database=DatabaseSettings(path=library_path))
+    async with running_bot(fake_discord, lambda: Paperbot(settings, guild_ready_timeout=0.01)):
+        pass
+    assert command_puts(fake_discord) == 1 and "help" in fake_discord.commands[None]
+    async with running_bot(fake_discord, lambda: Paperbot(settings, guild_ready_timeout=0.01)):
+        pass
+    assert command_puts(fake_discord) == 1, "a plain restart must not sync again"
+
+    guild = fake_discord.add_guild("Dev")  # where the commands go changed: sync
+    moved = Settings(database=DatabaseSettings(path=library_path), discord=DiscordSettings(dev_guild_ids=[guild.id]))
+    async with running_bot(fake_discord, lambda: Paperbot(moved, guild_ready_timeout=0.01)):
+        pass
+    assert command_puts(fake_discord) == 2
+
+
+async def test_a_changed_command_is_synced(fake_discord: FakeDiscord, library_path: Path) -> None:
+    settings = Settings(database=DatabaseSettings(path=library_path))
+    async with running_bot(fake_discord, lambda: Paperbot(settings, guild_ready_timeout=0.01)):
+        pass
+
+    class Renamed(Paperbot):
+        async def sync_commands_if_changed(self) -> None:
+            self.tree.get_command("tags").description = "Every tag, counted"
+            await super().sync_commands_if_changed()
+
+    async with running_bot(fake_discord, lambda: Renamed(settings, guild_ready_timeout=0.01)):
+        pass
+    assert command_puts(fake_discord) == 2
+    assert fake_discord.commands[None]["tags"]["description"] == "Every tag, counted"
+
+
+async def test_paperbot_sync_forces_a_sync(fake_discord: FakeDiscord, library_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from bot.client import force_sync
+    from testing.server import point_discordpy_at
+
+    settings = Settings(database=DatabaseSettings(path=library_path),
+                        discord=DiscordSettings(api_base_url=fake_discord.api_base_url))
+    async with running_bot(fake_discord, lambda: Paperbot(settings, guild_ready_timeout=0.01)):
+        pass
+    with point_discordpy_at(fake_discord):
+        count = await force_sync(settings, SecretStr(fake_discord.token))
+    assert command_puts(fake_discord) == 2 and count == len(fake_discord.commands[None])
+
+
+async def test_the_heartbeat_says_connected_while_running_and_not_after(
+    fake_discord: FakeDiscord, library_path: Path
+) -> None:
+    from bot import health
+
+    fake_discord.add_guild("Research", channels=("papers",))
+    settings = Settings(database=DatabaseSettings(path=library_path))
+    beat = health.heartbeat_path(library_path)
+    assert health.problem(beat) is not None
+
+    class Beating(Paperbot):
+        heartbeat_seconds = 0.05
+
+    async with running_bot(fake_discord, lambda: Beating(settings, guild_ready_timeout=0.01)) as bot:
+        for _ in range(200):
+            if health.problem(beat) is None:
+                break
+            await asyncio.sleep(0.05)
+        assert health.problem(beat) is None and bot.daily.scheduler.running
+        bot.daily.scheduler.shutdown(wait=False)  # a scheduler that died: unhealthy at the next beat
+        await asyncio.sleep(0.2)
+        assert health.problem(beat) == "the bot's scheduler is not running: no digests will be posted"
+    assert health.problem(beat) == "the bot is not connected to Discord"

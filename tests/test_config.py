@@ -74,3 +74,65 @@ def test_the_token_comes_from_the_environment_and_never_shows(monkeypatch: pytes
     assert "very-secret" not in repr(token) and "very-secret" not in str(token)
     monkeypatch.delenv("DISCORD_TOKEN")
     assert discord_token() is None
+
+
+@pytest.mark.parametrize(
+    ("toml", "named"),
+    [
+        ("[database]\npth = 'x.db'\n", "[database] pth"),
+        ("[discord]\ntoken = 'abc'\n", "[discord] token"),
+        ("[fetch]\nstart = '07:00'\n", "[fetch] start"),
+        ("[[sources]]\nname = 'x'\nfolder = '/srv'\nfoldr = '/srv'\n", "[sources] foldr"),
+        ("log_levl = 'DEBUG'\n", "log_levl"),
+    ],
+)
+def test_an_unknown_key_anywhere_is_an_error_naming_it(tmp_path: Path, toml: str, named: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert f"unknown setting: {named} in {path}" in message and "\n" not in message
+
+
+def test_an_unknown_environment_variable_is_an_error_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPERBOT_DATABSE__PATH", "/tmp/x.db")
+    with pytest.raises(ConfigError, match="environment variable PAPERBOT_DATABSE__PATH"):
+        load_settings(EXAMPLE)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("PAPERBOT_COMMANDS__PAGE_SIZE", "30", "less than or equal to 10"),
+        ("PAPERBOT_LOG_LEVEL", "LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        ("PAPERBOT_LOG_FORMAT", "xml", "'text' or 'json'"),
+        ("PAPERBOT_FETCH__TIMEZONE", "Mars/Base", "unknown time zone"),
+    ],
+)
+def test_a_bad_environment_value_names_the_variable_not_the_file(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fragment: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EXAMPLE)
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting: environment variable {variable}: ") and fragment in message
+    assert "config.example.toml" not in message and "\n" not in message and "http" not in message
+
+
+def test_a_bad_file_value_is_one_line_naming_section_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[commands]\npage_size = 30\n[delivery]\nconcurrency = 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert message.startswith(f"invalid setting: [commands] page_size in {path}: ")
+    assert "(and 1 more)" in message and "\n" not in message and "errors.pydantic.dev" not in message
+
+
+def test_log_level_is_accepted_in_any_case(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("log_level = 'debug'\nlog_format = 'json'\n")
+    settings = load_settings(path)
+    assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
