@@ -3,20 +3,35 @@
 Every connection goes through `connect` so that all of them share the same
 PRAGMAs (WAL for concurrent readers, enforced foreign keys) and the schema is
 always current before anyone reads it.
+
+`connect` returns a `Library`: one writer connection plus a small pool of
+read-only reader connections (WAL lets them read while the writer writes), used
+like an aiosqlite connection. Reads (SELECT/WITH outside a transaction) go to an
+idle reader, so a member's lookup never queues behind ingest or behind another
+member's slow search; everything else, and every read inside a transaction,
+goes to the writer. Every read on a reader runs within a time budget that
+SQLite itself enforces (a progress handler), so a query too costly to answer
+stops with `QueryTooBroad` instead of holding a reader and a CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import re
 import sqlite3
+import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 
 import aiosqlite
+
+from storage.search_query import QueryTooBroad
 
 BUSY_TIMEOUT_MS = 5000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -98,12 +113,19 @@ async def migrate(conn: aiosqlite.Connection) -> int:
     return await user_version(conn)
 
 
-async def connect(path: str | Path) -> aiosqlite.Connection:
+async def connect(path: str | Path, *, readers: int | None = None) -> Library:
     """Open the library at `path` (created if missing), configured and migrated.
 
     Autocommit mode (isolation_level=None): writers open their own explicit
     transactions, so nothing is ever left implicitly open between calls.
+    `readers`: size of the read pool (default READERS); an in-memory database has none.
     """
+    conn = await _open_writer(path)
+    in_memory = str(path) in ("", ":memory:") or str(path).startswith("file::memory:")
+    return Library(conn, None if in_memory else str(path), READERS if readers is None else readers)
+
+
+async def _open_writer(path: str | Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(str(path), isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
@@ -116,6 +138,230 @@ async def connect(path: str | Path) -> aiosqlite.Connection:
         await conn.close()
         raise
     return conn
+
+
+# ----- the library: one writer, a pool of budgeted readers ------------------------------------
+
+READERS = 4  # enough that a few slow reads leave idle readers for everyone else
+QUERY_BUDGET_SECONDS = 1.0  # one member's lookup (a search, an export, a keyword's matches), all statements
+READ_BUDGET_SECONDS = 10.0  # any one read at all: generous for admin reports, but never a stall without end
+_PROGRESS_STEPS = 20_000  # SQLite VM steps between budget checks: ~1 ms of work, so the check costs nothing
+_READ_STATEMENT = re.compile(r"^\s*(?:SELECT|VALUES)\b|^\s*WITH\b(?!.*\b(?:INSERT|UPDATE|DELETE|REPLACE)\b)",
+                             re.IGNORECASE | re.DOTALL)
+_TRANSACTION_START = re.compile(r"^\s*BEGIN\b", re.IGNORECASE)
+_TRANSACTION_END = re.compile(r"^\s*(?:COMMIT|END|ROLLBACK)\b(?!\s+TO\b)", re.IGNORECASE)
+
+# True while this task has a transaction open on the writer: its reads must see its own writes.
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("paperbot_db_writing", default=False)
+# When this task's current `budget` runs out (time.monotonic()), or None.
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("paperbot_db_deadline", default=None)
+
+
+@contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Every read inside shares `seconds` of wall time (a nested budget can only shorten it).
+
+    Searches, exports and subscription matching wrap their several statements in one
+    budget, so the whole answer, not each statement, is bounded.
+    """
+    deadline = time.monotonic() + seconds
+    current = _deadline.get()
+    token = _deadline.set(deadline if current is None else min(current, deadline))
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def budgeted(function):
+    """Run `function` (a coroutine function) with its reads sharing one QUERY_BUDGET_SECONDS budget."""
+
+    @functools.wraps(function)
+    async def within_budget(*args, **kwargs):
+        with budget(QUERY_BUDGET_SECONDS):
+            return await function(*args, **kwargs)
+
+    return within_budget
+
+
+def _remaining() -> float:
+    deadline = _deadline.get()
+    return READ_BUDGET_SECONDS if deadline is None else min(READ_BUDGET_SECONDS, deadline - time.monotonic())
+
+
+class _Reader:
+    """One read-only connection with its own thread; SQLite stops its statement at the deadline."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="paperbot-reader")
+        self._conn: sqlite3.Connection | None = None  # touched only on self._thread
+        self._deadline = 0.0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            conn.execute("PRAGMA query_only = ON")
+            conn.set_progress_handler(self._over_budget, _PROGRESS_STEPS)
+            self._conn = conn
+        return self._conn
+
+    def _over_budget(self) -> int:
+        return int(time.monotonic() > self._deadline)
+
+    def _fetch(self, sql: str, params: Sequence, deadline: float) -> tuple[list, tuple]:
+        self._deadline = deadline
+        try:
+            cursor = self._connection().execute(sql, params)
+            return cursor.fetchall(), cursor.description
+        except sqlite3.OperationalError as error:
+            if "interrupted" in str(error):
+                raise QueryTooBroad() from None
+            raise
+
+    async def fetch(self, sql: str, params: Sequence, seconds: float) -> tuple[list, tuple]:
+        loop = asyncio.get_running_loop()
+        running = loop.run_in_executor(self._thread, self._fetch, sql, params, time.monotonic() + seconds)
+        try:
+            return await running
+        except asyncio.CancelledError:
+            self._deadline = 0.0  # nobody waits for the rows any more: SQLite stops at its next check
+            raise
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=False)
+
+
+class _Rows:
+    """A read's rows, already fetched, behind the parts of aiosqlite's Cursor that callers use."""
+
+    rowcount = -1
+    lastrowid = None
+
+    def __init__(self, rows: list, description: tuple) -> None:
+        self._rows, self._next, self.description = rows, 0, description
+
+    async def fetchall(self) -> list:
+        rest, self._next = self._rows[self._next :], len(self._rows)
+        return rest
+
+    async def fetchone(self):
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    async def fetchmany(self, size: int = 1) -> list:
+        chunk = self._rows[self._next : self._next + size]
+        self._next += len(chunk)
+        return chunk
+
+    def __aiter__(self) -> _Rows:
+        return self
+
+    async def __anext__(self):
+        row = await self.fetchone()
+        if row is None:
+            raise StopAsyncIteration
+        return row
+
+    async def close(self) -> None:
+        self._rows = []
+
+    async def __aenter__(self) -> _Rows:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+
+class _ReadResult:
+    """What `Library.execute` returns for a read: awaitable and an async context manager, like aiosqlite's."""
+
+    def __init__(self, library: Library, sql: str, params: Sequence) -> None:
+        self._library, self._sql, self._params = library, sql, params
+
+    def __await__(self):
+        return self._library._read(self._sql, self._params).__await__()
+
+    async def __aenter__(self) -> _Rows:
+        return await self._library._read(self._sql, self._params)
+
+    async def __aexit__(self, *exc_info) -> None:
+        return None
+
+
+class Library:
+    """The writer connection and a pool of readers, used like an aiosqlite connection.
+
+    `execute` sends a read to an idle reader (waiting for one if all are busy) and
+    everything else to the writer; any other attribute is the writer's, so code written
+    for one aiosqlite connection keeps working unchanged.
+    """
+
+    def __init__(self, writer: aiosqlite.Connection, path: str | None, readers: int) -> None:
+        self.writer = writer
+        self._readers = [_Reader(path) for _ in range(readers)] if path else []
+        self._idle: asyncio.Queue[_Reader] | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.writer, name)
+
+    @property
+    def row_factory(self):
+        return self.writer.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory) -> None:
+        self.writer.row_factory = factory
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.writer.in_transaction
+
+    def execute(self, sql: str, parameters: Sequence | None = None):
+        params = tuple(parameters or ())
+        if self._readers and not _writing.get() and _READ_STATEMENT.match(sql):
+            return _ReadResult(self, sql, params)
+        if _TRANSACTION_START.match(sql):
+            _writing.set(True)
+        elif _TRANSACTION_END.match(sql):
+            _writing.set(False)
+        return self.writer.execute(sql, params)
+
+    async def _read(self, sql: str, params: Sequence) -> _Rows:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for reader in self._readers:
+                self._idle.put_nowait(reader)
+        reader = await self._idle.get()
+        try:
+            seconds = _remaining()
+            if seconds <= 0:
+                raise QueryTooBroad()
+            rows, description = await reader.fetch(sql, params, seconds)
+        finally:
+            self._idle.put_nowait(reader)
+        return _Rows(rows, description)
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            await reader.close()
+        await self.writer.close()
+
+    async def __aenter__(self) -> Library:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
 
 
 async def integrity_check(conn: aiosqlite.Connection) -> list[str]:

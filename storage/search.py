@@ -33,7 +33,8 @@ import aiosqlite
 from storage._rows import fetch_all, id_list, load_papers_in_order
 from storage.models import SearchHit, SearchPage
 from storage.search_query import QueryError, to_fts_query
-from storage.facets import CODE, date_range_tokens, tag_token
+from storage.db import budgeted
+from storage.facets import CODE, date_range_tokens, facet_match, tag_token
 from storage.tags import tag_id
 
 _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
@@ -87,7 +88,7 @@ class _Filters:
 
     def match(self, words: str) -> str:
         expression = " AND ".join((words, *self.terms))
-        return f'({expression}) NOT "{CODE}"' if self.without_code else expression
+        return f"({expression}) NOT {facet_match(CODE)}" if self.without_code else expression
 
 
 async def _filters(
@@ -103,17 +104,18 @@ async def _filters(
         wanted_tag = await tag_id(conn, tag)
         if wanted_tag is None:
             return None
-        terms.append(f'"{tag_token(wanted_tag)}"')
+        terms.append(facet_match(tag_token(wanted_tag)))
     if since is not None or until is not None:
         days = await _day_tokens(conn, since, until)
         if not days:
             return None
-        terms.append("(" + " OR ".join(f'"{token}"' for token in days) + ")")
+        terms.append(facet_match(*days))
     if has_code is True:
-        terms.append(f'"{CODE}"')
+        terms.append(facet_match(CODE))
     return _Filters(tuple(terms), without_code=has_code is False)
 
 
+@budgeted
 async def search(
     conn: aiosqlite.Connection,
     query: str,
@@ -214,6 +216,7 @@ async def _snippets(conn: aiosqlite.Connection, match: str, ids: list[int]) -> d
     return {row[0]: _marked_snippet(row[1] if _OPEN in (row[1] or "") else row[2] or "") for row in rows}
 
 
+@budgeted
 async def papers_with_tag(conn: aiosqlite.Connection, tag: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
     """Papers carrying `tag` (any case/spacing), most recently seen first; snippets are summary starts."""
     wanted_tag = await tag_id(conn, tag)
