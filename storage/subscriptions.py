@@ -221,10 +221,11 @@ async def set_paused(conn: aiosqlite.Connection, user_id: int, paused: bool) -> 
 
 
 async def delete_user(conn: aiosqlite.Connection, user_id: int) -> int:
-    """Delete every row about the user (subscriptions, settings, DM ledger); returns subscriptions removed."""
+    """Delete every row about the user (subscriptions, settings, DM ledger, votes); returns subscriptions removed."""
     async with transaction(conn):
         count = (await fetch_all(conn, "SELECT count(*) FROM subscriptions WHERE user_id = ?", (user_id,)))[0][0]
         await conn.execute("DELETE FROM subscribers WHERE user_id = ?", (user_id,))  # cascades to the rest
+        await conn.execute("DELETE FROM votes WHERE user_id = ?", (user_id,))  # in every server (migration 011)
     return count
 
 

@@ -158,7 +158,9 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         since = latest - timedelta(days=days - 1) if days else None
 
         async def fetch(offset: int, limit: int) -> votes.RankedPage:
-            return await votes.ranked_papers(self.db, since=since, until=latest, limit=limit, offset=offset)
+            return await votes.ranked_papers(
+                self.db, guild_id=interaction.guild_id, since=since, until=latest, limit=limit, offset=offset
+            )
 
         size = self.settings.commands.page_size
         first = await fetch(0, size)
