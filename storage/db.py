@@ -174,10 +174,13 @@ def budget(seconds: float) -> Iterator[None]:
 
 
 def budgeted(function):
-    """Run `function` (a coroutine function) with its reads sharing one QUERY_BUDGET_SECONDS budget."""
+    """Run `function` (a coroutine function) with its reads sharing one QUERY_BUDGET_SECONDS budget,
+    unless its caller already set a budget for the whole job (an export, a day's subscriptions)."""
 
     @functools.wraps(function)
     async def within_budget(*args, **kwargs):
+        if _deadline.get() is not None:
+            return await function(*args, **kwargs)
         with budget(QUERY_BUDGET_SECONDS):
             return await function(*args, **kwargs)
 

@@ -239,3 +239,31 @@ def _newest_with_tag_sql(tag_papers: int, library_size: int) -> str:
     return """SELECT p.id FROM papers p NOT INDEXED
               WHERE p.id IN (SELECT paper_id FROM paper_tags WHERE tag_id = ?)
               ORDER BY p.last_day DESC, p.id DESC LIMIT ? OFFSET ?"""
+
+
+# ----- exports ---------------------------------------------------------------------------------
+
+_EVERY = 2**62  # "no limit" as an SQLite LIMIT
+
+
+@budgeted
+async def all_matches(conn: aiosqlite.Connection, query: str, *, limit: int | None = None) -> SearchPage:
+    """Up to `limit` (None: all) papers matching `query`, in search's order, from one walk of the index.
+
+    For exports: paging through `search` would re-run the whole search for every page. Hits
+    carry no snippet (costly, and a file has no use for them); the total is search's.
+    """
+    words = f"({to_fts_query(query)})"
+    match = _Filters().match(words)
+    try:
+        newest = await _newest_matches(conn, match)
+        window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
+        ranked = await _ranked(conn, words, _Filters(), window)
+        ids = await _page(conn, match, ranked, total_is_exact, _EVERY if limit is None else max(0, limit), 0)
+    except sqlite3.OperationalError as error:
+        if _is_query_syntax_error(error):
+            raise QueryError("Sorry, that search could not be understood; try plain words.") from error
+        raise
+    papers = await load_papers_in_order(conn, ids)
+    return SearchPage(hits=[SearchHit(paper=p, snippet="") for p in papers], total=len(window),
+                      total_is_exact=total_is_exact)
