@@ -128,3 +128,9 @@ async def test_clear_deletes_the_members_votes_too(world: World) -> None:
     assert "your votes" in content(response)
     rows = await fetch_all(world.bot.db, "SELECT user_id FROM votes")
     assert [row[0] for row in rows] == [world.bob.id]
+
+
+async def test_a_keyword_costing_a_stall_every_day_is_refused_when_made(world: World) -> None:
+    _, response = await world.command("subscribe", "keyword", keyword="a* b* c* d* e* f*")
+    assert_private_error(response, "too short a prefix")
+    assert await subs.list_subscriptions(world.bot.db, world.alice.id) == []
