@@ -21,6 +21,7 @@ import contextvars
 import functools
 import re
 import sqlite3
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -193,13 +194,22 @@ def _remaining() -> float:
 
 
 class _Reader:
-    """One read-only connection with its own thread; SQLite stops its statement at the deadline."""
+    """One read-only connection with its own thread; SQLite stops its statement at the deadline.
+
+    Two stops, because neither alone is enough: a timer on the event loop calls the
+    connection's `interrupt()` at the deadline (FTS5 notices it within milliseconds, while
+    it may run for hundreds between two progress-handler calls), and the progress handler
+    checks the clock too, for an interrupt that came just before the statement started.
+    """
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="paperbot-reader")
-        self._conn: sqlite3.Connection | None = None  # touched only on self._thread
+        self._conn: sqlite3.Connection | None = None  # used on self._thread; interrupt() from the loop
         self._deadline = 0.0
+        self._lock = threading.Lock()
+        self._running = 0  # the ticket of the read in progress, 0 when idle
+        self._tickets = 0
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -214,24 +224,41 @@ class _Reader:
     def _over_budget(self) -> int:
         return int(time.monotonic() > self._deadline)
 
-    def _fetch(self, sql: str, params: Sequence, deadline: float) -> tuple[list, tuple]:
-        self._deadline = deadline
+    def _fetch(self, sql: str, params: Sequence, deadline: float, ticket: int) -> tuple[list, tuple]:
+        conn = self._connection()
+        with self._lock:
+            self._deadline, self._running = deadline, ticket
         try:
-            cursor = self._connection().execute(sql, params)
+            cursor = conn.execute(sql, params)
             return cursor.fetchall(), cursor.description
         except sqlite3.OperationalError as error:
             if "interrupted" in str(error):
                 raise QueryTooBroad() from None
             raise
+        finally:
+            with self._lock:
+                self._running = 0
+
+    def _interrupt(self, ticket: int) -> None:
+        """Stop the read `ticket` if it is still running (never a later one)."""
+        with self._lock:
+            if self._running == ticket and self._conn is not None:
+                self._deadline = 0.0
+                self._conn.interrupt()
 
     async def fetch(self, sql: str, params: Sequence, seconds: float) -> tuple[list, tuple]:
         loop = asyncio.get_running_loop()
-        running = loop.run_in_executor(self._thread, self._fetch, sql, params, time.monotonic() + seconds)
+        self._tickets += 1
+        ticket = self._tickets
+        timer = loop.call_later(seconds, self._interrupt, ticket)
+        running = loop.run_in_executor(self._thread, self._fetch, sql, params, time.monotonic() + seconds, ticket)
         try:
             return await running
         except asyncio.CancelledError:
-            self._deadline = 0.0  # nobody waits for the rows any more: SQLite stops at its next check
+            self._interrupt(ticket)  # nobody waits for the rows any more
             raise
+        finally:
+            timer.cancel()
 
     def _close(self) -> None:
         if self._conn is not None:
