@@ -154,6 +154,8 @@ _TRANSACTION_END = re.compile(r"^\s*(?:COMMIT|END|ROLLBACK)\b(?!\s+TO\b)", re.IG
 
 # True while this task has a transaction open on the writer: its reads must see its own writes.
 _writing: contextvars.ContextVar[bool] = contextvars.ContextVar("paperbot_db_writing", default=False)
+# Whose reads these are (a member's id), set by `reads_for`; None for the bot's own jobs.
+_member: contextvars.ContextVar[int | None] = contextvars.ContextVar("paperbot_db_member", default=None)
 # When this task's current `budget` runs out (time.monotonic()), or None.
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("paperbot_db_deadline", default=None)
 
@@ -172,6 +174,15 @@ def budget(seconds: float) -> Iterator[None]:
         yield
     finally:
         _deadline.reset(token)
+
+
+def reads_for(member_id: int) -> None:
+    """From here on, this task's reads are `member_id`'s: one member's reads run one at a time.
+
+    So a member sending costly commands back to back (an export still running while the
+    next search starts) holds at most one reader; everyone else keeps the rest of the pool.
+    """
+    _member.set(member_id)
 
 
 def budgeted(function):
@@ -341,6 +352,7 @@ class Library:
         self.writer = writer
         self._readers = [_Reader(path) for _ in range(readers)] if path else []
         self._idle: asyncio.Queue[_Reader] | None = None
+        self._members: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def __getattr__(self, name: str):
         return getattr(self.writer, name)
@@ -368,6 +380,16 @@ class Library:
         return self.writer.execute(sql, params)
 
     async def _read(self, sql: str, params: Sequence) -> _Rows:
+        member = _member.get()
+        if member is None:
+            return await self._read_on_idle_reader(sql, params)
+        lock = self._members.get(member)
+        if lock is None:
+            lock = self._members[member] = asyncio.Lock()
+        async with lock:
+            return await self._read_on_idle_reader(sql, params)
+
+    async def _read_on_idle_reader(self, sql: str, params: Sequence) -> _Rows:
         if self._idle is None:
             self._idle = asyncio.Queue()
             for reader in self._readers:

@@ -290,3 +290,28 @@ async def test_reads_inside_a_transaction_see_its_own_writes(conn):
 async def test_readers_are_read_only(conn):
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         await conn._read("INSERT INTO tags (norm, name) VALUES ('x', 'x')", ())
+
+
+async def test_one_members_reads_run_one_at_a_time_and_others_pass(conn):
+    async def slow(member: int) -> None:
+        db.reads_for(member)
+        with db.budget(60):
+            await fetch_one(conn, ENDLESS)
+
+    async def quick(member: int | None) -> int:
+        if member is not None:
+            db.reads_for(member)
+        return await fetch_one(conn, "SELECT 1")
+
+    first = asyncio.create_task(slow(1))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(quick(1))  # the same member: waits for their slow read
+    try:
+        assert await asyncio.wait_for(quick(2), 30) == 1  # another member: answered at once
+        assert await asyncio.wait_for(quick(None), 30) == 1
+        assert not second.done() and not first.done()
+    finally:
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    assert await asyncio.wait_for(second, 30) == 1
