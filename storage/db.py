@@ -156,24 +156,41 @@ _TRANSACTION_END = re.compile(r"^\s*(?:COMMIT|END|ROLLBACK)\b(?!\s+TO\b)", re.IG
 _writing: contextvars.ContextVar[bool] = contextvars.ContextVar("paperbot_db_writing", default=False)
 # Whose reads these are (a member's id), set by `reads_for`; None for the bot's own jobs.
 _member: contextvars.ContextVar[int | None] = contextvars.ContextVar("paperbot_db_member", default=None)
-# When this task's current `budget` runs out (time.monotonic()), or None.
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("paperbot_db_deadline", default=None)
+# The database time this task's current `budget` has left, or None.
+_allowance: contextvars.ContextVar[_Allowance | None] = contextvars.ContextVar("paperbot_db_budget", default=None)
+
+
+class _Allowance:
+    """Database time a `budget` has left: what its reads spent running, never time spent waiting.
+
+    Waiting for an idle reader, or for the event loop while something else holds it, is not
+    the query's cost; charging it would refuse innocent searches as "too broad" while, say, a
+    huge digest is being ingested.
+    """
+
+    def __init__(self, seconds: float, outer: _Allowance | None) -> None:
+        self.left = seconds if outer is None else min(seconds, outer.left)
+        self.outer = outer
+
+    def charge(self, seconds: float) -> None:
+        allowance: _Allowance | None = self
+        while allowance is not None:
+            allowance.left -= seconds
+            allowance = allowance.outer
 
 
 @contextmanager
 def budget(seconds: float) -> Iterator[None]:
-    """Every read inside shares `seconds` of wall time (a nested budget can only shorten it).
+    """Every read inside shares `seconds` of database time (a nested budget can only shorten it).
 
     Searches, exports and subscription matching wrap their several statements in one
     budget, so the whole answer, not each statement, is bounded.
     """
-    deadline = time.monotonic() + seconds
-    current = _deadline.get()
-    token = _deadline.set(deadline if current is None else min(current, deadline))
+    token = _allowance.set(_Allowance(seconds, _allowance.get()))
     try:
         yield
     finally:
-        _deadline.reset(token)
+        _allowance.reset(token)
 
 
 def reads_for(member_id: int) -> None:
@@ -191,7 +208,7 @@ def budgeted(function):
 
     @functools.wraps(function)
     async def within_budget(*args, **kwargs):
-        if _deadline.get() is not None:
+        if _allowance.get() is not None:
             return await function(*args, **kwargs)
         with budget(QUERY_BUDGET_SECONDS):
             return await function(*args, **kwargs)
@@ -200,8 +217,8 @@ def budgeted(function):
 
 
 def _remaining() -> float:
-    deadline = _deadline.get()
-    return READ_BUDGET_SECONDS if deadline is None else min(READ_BUDGET_SECONDS, deadline - time.monotonic())
+    allowance = _allowance.get()
+    return READ_BUDGET_SECONDS if allowance is None else min(READ_BUDGET_SECONDS, allowance.left)
 
 
 class _Reader:
@@ -235,13 +252,15 @@ class _Reader:
     def _over_budget(self) -> int:
         return int(time.monotonic() > self._deadline)
 
-    def _fetch(self, sql: str, params: Sequence, deadline: float, ticket: int) -> tuple[list, tuple]:
+    def _fetch(self, sql: str, params: Sequence, deadline: float, ticket: int) -> tuple[list, tuple, float]:
+        """The rows, their description, and the seconds the statement ran (on this thread)."""
         conn = self._connection()
         with self._lock:
             self._deadline, self._running = deadline, ticket
+        started = time.monotonic()
         try:
             cursor = conn.execute(sql, params)
-            return cursor.fetchall(), cursor.description
+            return cursor.fetchall(), cursor.description, time.monotonic() - started
         except sqlite3.OperationalError as error:
             if "interrupted" in str(error):
                 raise QueryTooBroad() from None
@@ -257,7 +276,7 @@ class _Reader:
                 self._deadline = 0.0
                 self._conn.interrupt()
 
-    async def fetch(self, sql: str, params: Sequence, seconds: float) -> tuple[list, tuple]:
+    async def fetch(self, sql: str, params: Sequence, seconds: float) -> tuple[list, tuple, float]:
         loop = asyncio.get_running_loop()
         self._tickets += 1
         ticket = self._tickets
@@ -399,9 +418,12 @@ class Library:
             seconds = _remaining()
             if seconds <= 0:
                 raise QueryTooBroad()
-            rows, description = await reader.fetch(sql, params, seconds)
+            rows, description, spent = await reader.fetch(sql, params, seconds)
         finally:
             self._idle.put_nowait(reader)
+        allowance = _allowance.get()
+        if allowance is not None:
+            allowance.charge(spent)
         return _Rows(rows, description)
 
     async def close(self) -> None:

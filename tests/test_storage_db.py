@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 import threading
+import time
 
 import aiosqlite
 import pytest
@@ -315,3 +316,9 @@ async def test_one_members_reads_run_one_at_a_time_and_others_pass(conn):
         with pytest.raises(asyncio.CancelledError):
             await first
     assert await asyncio.wait_for(second, 30) == 1
+
+
+async def test_a_budget_counts_database_time_not_time_spent_waiting(conn):
+    with db.budget(0.5):
+        time.sleep(0.6)  # the event loop held by something else (a huge ingest, say)
+        assert await fetch_one(conn, "SELECT 1") == 1
