@@ -203,7 +203,7 @@ def file_slug(text: str, *, max_length: int = 40) -> str:
 
 # ----- collecting the papers ---------------------------------------------------------------
 
-EXPORT_BUDGET_SECONDS = 2.0  # a capped export (the bot's): twice a search, still well inside Discord's patience
+EXPORT_BUDGET_SECONDS = 4.0  # a capped export (the bot's, deferred first): twice a search
 FULL_EXPORT_BUDGET_SECONDS = 120.0  # an uncapped one (the CLI, run by the bot's admin)
 
 
