@@ -3,15 +3,17 @@
 `python -m benchmarks.attack [--db benchmarks/data/papers-100000.db] [--rounds 10]`
 
 The real Paperbot runs as its own process (`paperbot run`, see `benchmarks.latency`) on a copy of a
-library, connected to the fake Discord on 127.0.0.1. A reader member sends `/paper` and
-`/papers search` (the latency benchmark's search mix and three stored papers) one at a time; each
-is timed from just before INTERACTION_CREATE is dispatched until the fake has recorded the bot's
-callback. The same rounds run twice: alone, then while an attacker member sends, back to back
-(the next as soon as the last one was acknowledged), the costliest inputs the bot accepts: 32
-three-letter prefixes ANDed (25 ORed: a query holds 200 characters), 32-word phrases, and exports of such searches (which defer,
-so they overlap the attacker's next command). Cooldowns are off (`search_rate` very high), so the
-figures do not lean on them. Reported: p50 / p95 / max per command for the reader in both runs, and
-what the attacker got back (answers, "too broad" refusals, other errors).
+library, connected to the fake Discord on 127.0.0.1. Readers send `/paper` and `/papers search`
+(the latency benchmark's search mix and three stored papers) one at a time, each interaction from
+a different member (so none meets the cooldown); each is timed from just before
+INTERACTION_CREATE is dispatched until the fake has recorded the bot's callback. The same rounds
+run twice: alone, then while one attacker member sends, back to back (the next as soon as the
+last was acknowledged; a second after a cooldown refusal), the costliest inputs the bot accepts:
+32 three-letter prefixes ANDed, 25 ORed (a query holds 200 characters), 32-word phrases, and
+exports of such searches (which defer, so the attacker's next command starts while they run).
+Both with the bot's default cooldown (5 searches per 30 s) and with none (`--cooldown`).
+Reported: p50 / p95 / max per command for the readers in both runs, and what the attacker got
+back (answers, "too broad" refusals, cooldowns, other refusals).
 
 A second, in-process measurement: one 95,000-paper digest is ingested through `storage` while
 another task reads (`get_paper`, `search`) on the same `Library`, against the same reads alone.
@@ -93,6 +95,8 @@ async def _attack(fake: FakeDiscord, guild, channel, user, stop: asyncio.Event, 
             else:
                 kind = "answered"
             outcomes[f"{case}: {kind}"] += 1
+            if kind == "cooldown":
+                await asyncio.sleep(1)  # the bot accepts nothing more for now: try again shortly, not in a flood
 
 
 async def _read_rounds(fake: FakeDiscord, guild, channel, users, mix, rounds: int) -> dict[str, list[float]]:
