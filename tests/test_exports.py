@@ -25,7 +25,6 @@ from bot.__main__ import app
 from storage import db
 from storage import papers as store
 from storage.models import StoredPaper
-from storage.search_query import QueryTooBroad
 from testing import interactions as fake_interactions
 from tests.world import EPHEMERAL, World, assert_private_error
 
@@ -302,6 +301,8 @@ async def test_an_export_walks_the_index_once_not_once_per_page(library, monkeyp
 
 
 async def test_an_export_too_costly_for_its_budget_is_refused(library, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage.search_query import QueryTooBroad
+
     monkeypatch.setattr(exports, "EXPORT_BUDGET_SECONDS", 0)
     with pytest.raises(QueryTooBroad, match="add a word"):
         await exports.matching_papers(library, query="model", limit=1000)
