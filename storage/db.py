@@ -394,10 +394,16 @@ class Library:
         if self._readers and not _writing.get() and _READ_STATEMENT.match(sql):
             return _ReadResult(self, sql, params)
         if _TRANSACTION_START.match(sql):
-            _writing.set(True)
-        elif _TRANSACTION_END.match(sql):
+            return self._begin(sql, params)
+        if _TRANSACTION_END.match(sql):
             _writing.set(False)
         return self.writer.execute(sql, params)
+
+    async def _begin(self, sql: str, params: Sequence) -> aiosqlite.Cursor:
+        """BEGIN on the writer; only once it succeeded are this task's reads sent to the writer too."""
+        cursor = await self.writer.execute(sql, params)
+        _writing.set(True)  # awaited directly, so this sets the calling task's context
+        return cursor
 
     async def _read(self, sql: str, params: Sequence) -> _Rows:
         member = _member.get()

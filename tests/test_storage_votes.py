@@ -20,7 +20,8 @@ async def test_a_vote_toggles_once_per_member(library) -> None:
     assert await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=G) == votes.Vote(voted=True, count=1)
     assert await votes.toggle_vote(library, paper.arxiv_id, 2, guild_id=G) == votes.Vote(voted=True, count=2)
     assert await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=G) == votes.Vote(voted=False, count=1)
-    assert await votes.vote_counts(library, [paper.arxiv_id, "0000.00000"], guild_id=G) == {paper.arxiv_id: 1, "0000.00000": 0}
+    counts = await votes.vote_counts(library, [paper.arxiv_id, "0000.00000"], guild_id=G)
+    assert counts == {paper.arxiv_id: 1, "0000.00000": 0}
     assert await votes.toggle_vote(library, "0000.00000", 1, guild_id=G) is None
 
 
@@ -36,14 +37,16 @@ async def test_ranking_is_by_votes_then_newest(library) -> None:
         (older[0].arxiv_id, 3), (newer[0].arxiv_id, 1), (older[1].arxiv_id, 1)]
     assert top.total == 3
 
-    everything = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1], voted_only=False, limit=1000)
+    everything = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1], voted_only=False,
+                                           limit=1000)
     week_ids = {p.arxiv_id for d in range(7) for p in await papers_on_day(library, WEEK[0] + dt.timedelta(days=d))}
     assert everything.total == len(week_ids) == len(everything.papers)
     assert everything.papers[3].votes == 0 and everything.papers[3].paper.days[-1] == DAY  # zero votes: newest first
 
     page = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1], limit=1, offset=1)
     assert [r.paper.arxiv_id for r in page.papers] == [newer[0].arxiv_id] and page.total == 3
-    assert (await votes.ranked_papers(library, guild_id=G, since=dt.date(2025, 3, 22), until=dt.date(2025, 3, 23))).total == 0
+    empty = await votes.ranked_papers(library, guild_id=G, since=dt.date(2025, 3, 22), until=dt.date(2025, 3, 23))
+    assert empty.total == 0
 
 
 async def test_rankings_and_busiest_tags_can_keep_to_tags(library) -> None:
@@ -136,7 +139,9 @@ async def _library_with_old_votes(path, guilds: list[int]) -> None:
     finally:
         db.MIGRATIONS, db.SCHEMA_VERSION = previous
     try:
-        await conn.execute("INSERT INTO papers (id, arxiv_id, title, url, updated_at) VALUES (1, '2501.00001', 't', 'u', 'x')")
+        await conn.execute(
+            "INSERT INTO papers (id, arxiv_id, title, url, updated_at) VALUES (1, '2501.00001', 't', 'u', 'x')"
+        )
         for number, guild in enumerate(guilds):
             await conn.execute(
                 "INSERT INTO digest_channels (channel_id, guild_id, post_time, timezone, created_at, updated_at) "
