@@ -101,16 +101,18 @@ def _is_error(response: dict[str, Any]) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def bot_process(fake: FakeDiscord, library: pathlib.Path, workdir: pathlib.Path) -> AsyncIterator[int]:
+async def bot_process(fake: FakeDiscord, library: pathlib.Path, workdir: pathlib.Path, *,
+                      search_rate: int = 1_000_000) -> AsyncIterator[int]:
     """`paperbot run` in its own process, pointed at the fake; yields its pid once it serves commands.
 
     Its own process, so its memory is the bot's alone (not the fake's, not this script's).
+    `search_rate`: the per-member cooldown's uses per window (default: so high one member sends everything).
     """
     config = workdir / "config.toml"
     config.write_text(
         f'[database]\npath = "{library}"\n'
         f'[discord]\napi_base_url = "{fake.api_base_url}"\ngateway_url = "{fake.gateway_url}"\n'
-        "[commands]\nsearch_rate = 1000000\n",  # one member sends every command
+        f"[commands]\nsearch_rate = {search_rate:d}\n",
         encoding="utf-8",
     )
     log = (workdir / "bot.log").open("wb")

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import fanout, latency
+from benchmarks import attack, fanout, latency
 from benchmarks.percentiles import pct
 from benchmarks.synth import ROOT, Synth, corpus_files
 from storage import db as storage_db
@@ -599,6 +599,8 @@ def write_markdown(results: dict[str, Any], path: pathlib.Path) -> None:
         lines.append(fanout.markdown(results["fanout"]))
     if "latency" in results:
         lines.append(latency.markdown(results["latency"]))
+    if "attack" in results:
+        lines.append(attack.markdown(results["attack"]["runs"], results["attack"].get("huge_digest")))
     if not any(int(s) >= 1_000_000 for s in results["sizes"]):
         lines.append("The 1M-paper run is not in this file; run `python -m benchmarks.run --sizes 10000,100000,1000000`.")
     lines.append("")
@@ -636,6 +638,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds the fake Discord adds to every digest message in the fan-out")
     parser.add_argument("--latency-rounds", type=int, default=10,
                         help="passes over the command mix against the largest library (0: skip it)")
+    parser.add_argument("--attack-rounds", type=int, default=0,
+                        help="passes over the readers' mix in the hostile-member benchmark at 100k papers "
+                             "(benchmarks/attack.py; 0: skip it)")
     parser.add_argument("--out", default=str(HERE), help="folder for results.md / results.json")
     parser.add_argument("--smoke", action="store_true",
                         help="a quick check that every benchmark runs: " + " ".join(SMOKE) + " (figures mean nothing)")
@@ -683,6 +688,11 @@ def main(argv: list[str] | None = None) -> None:
         print("command latency …", flush=True)
         results["latency"] = _in_subprocess("latency", "--db", DATA / f"papers-{max(sizes)}.db",
                                             "--rounds", args.latency_rounds)
+    if args.attack_rounds:
+        print("hostile member …", flush=True)
+        attacked = 100_000 if 100_000 in sizes else max(sizes)
+        results["attack"] = _in_subprocess("attack", "--db", DATA / f"papers-{attacked}.db",
+                                           "--rounds", args.attack_rounds)
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["seconds"] = time.perf_counter() - started
     results["verdicts"] = verdicts(results)

@@ -52,9 +52,10 @@ class VoteClick(discord.ui.DynamicItem[discord.ui.Button], template=render.VOTE_
 
     async def _toggle(self, interaction: discord.Interaction) -> None:
         db = interaction.client.db  # type: ignore[attr-defined]
-        if await votes.toggle_vote(db, self.arxiv_id, interaction.user.id) is None:
+        server = interaction.guild_id  # votes count only in the server they were cast in
+        if await votes.toggle_vote(db, self.arxiv_id, interaction.user.id, guild_id=server) is None:
             raise UserError("This paper is no longer in the library, so it cannot take votes.")
         shown = buttons_on(interaction.message) if interaction.message is not None else []
-        counts = await votes.vote_counts(db, [button.arxiv_id for button in shown])
+        counts = await votes.vote_counts(db, [button.arxiv_id for button in shown], guild_id=server)
         updated = [render.VoteButton(b.arxiv_id, b.number, counts[b.arxiv_id]) for b in shown]
         await interaction.response.edit_message(view=render.vote_view(updated))

@@ -1,8 +1,11 @@
 """Papers as files: BibTeX, CSV and JSON, for `/papers export` and `paperbot export`.
 
 The formatters are pure functions of a list of StoredPapers (no Discord, no
-SQL); `matching_papers` pages through the library's own search and tag
-browsing to collect what an export holds.
+SQL); `matching_papers` asks the library's search or tag browsing once for
+everything an export holds (one walk of the index, within one time budget).
+
+Every text cell of a CSV file is made safe for spreadsheets (OWASP's CSV
+injection rule): a cell a spreadsheet would read as a formula gets a leading `'`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import NamedTuple
 
 import aiosqlite
 
+from storage import db
 from storage import papers as library
 from storage.models import SearchPage, StoredPaper
 
@@ -136,7 +140,19 @@ def to_bibtex(papers: Sequence[StoredPaper]) -> str:
 # ----- CSV and JSON ----------------------------------------------------------------------
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """`text` as a spreadsheet shows it, never runs it: a leading `=`, `+`, `-`, `@`, tab or CR gets a `'` first."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _csv_row(paper: StoredPaper) -> list[str]:
+    return [csv_cell(cell) for cell in _csv_fields(paper)]
+
+
+def _csv_fields(paper: StoredPaper) -> list[str]:
     return [
         paper.arxiv_id,
         paper.title,
@@ -187,12 +203,13 @@ def file_slug(text: str, *, max_length: int = 40) -> str:
 
 # ----- collecting the papers ---------------------------------------------------------------
 
-PAGE = 200
+EXPORT_BUDGET_SECONDS = 4.0  # a capped export (the bot's, deferred first): twice a search
+FULL_EXPORT_BUDGET_SECONDS = 120.0  # an uncapped one (the CLI, run by the bot's admin)
 
 
 class Matches(NamedTuple):
     papers: list[StoredPaper]
-    count: SearchPage  # the last page read, without hits: the total and whether it is exact
+    count: SearchPage  # without hits: the total and whether it is exact
 
     @property
     def complete(self) -> bool:
@@ -205,19 +222,15 @@ async def matching_papers(
 ) -> Matches:
     """Up to `limit` (None: all) papers matching `query` (best first) or carrying `tag` (newest first), and the total.
 
-    Exactly one of `query` and `tag`; a bad query raises QueryError as search does.
+    Exactly one of `query` and `tag`; a bad query raises QueryError as search does, and one
+    too costly to finish in the budget QueryTooBroad.
     """
     if (query is None) == (tag is None):
         raise ValueError("give exactly one of query and tag")
-    found: list[StoredPaper] = []
-    page = SearchPage(hits=[], total=0)
-    while limit is None or len(found) < limit:
-        size = PAGE if limit is None else min(PAGE, limit - len(found))
+    with db.budget(FULL_EXPORT_BUDGET_SECONDS if limit is None else EXPORT_BUDGET_SECONDS):
         if query is not None:
-            page = await library.search(conn, query, limit=size, offset=len(found))
+            page = await library.all_matches(conn, query, limit=limit)
         else:
-            page = await library.papers_with_tag(conn, tag, limit=size, offset=len(found))  # type: ignore[arg-type]
-        found += [hit.paper for hit in page.hits]
-        if len(page.hits) < size or (page.total_is_exact and len(found) >= page.total):
-            break
-    return Matches(found, page.model_copy(update={"hits": []}))
+            every = limit if limit is not None else 2**62
+            page = await library.papers_with_tag(conn, tag, limit=every)  # type: ignore[arg-type]
+    return Matches([hit.paper for hit in page.hits], page.model_copy(update={"hits": []}))

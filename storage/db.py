@@ -3,16 +3,31 @@
 Every connection goes through `connect` so that all of them share the same
 PRAGMAs (WAL for concurrent readers, enforced foreign keys) and the schema is
 always current before anyone reads it.
+
+`connect` returns a `Library`: one writer connection plus a small pool of
+read-only reader connections (WAL lets them read while the writer writes), used
+like an aiosqlite connection. Reads (SELECT/WITH outside a transaction) go to an
+idle reader, so a member's lookup never queues behind ingest or behind another
+member's slow search; everything else, and every read inside a transaction,
+goes to the writer. Every read on a reader runs within a time budget that
+SQLite itself enforces (a progress handler), so a query too costly to answer
+stops with `QueryTooBroad` instead of holding a reader and a CPU. An in-memory
+database (tests) has no readers: everything runs on the writer, without budgets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import re
 import sqlite3
+import threading
+import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -20,6 +35,7 @@ import aiosqlite
 
 from storage import errors
 from storage.errors import DatabaseError, SchemaTooNewError  # noqa: F401  (re-exported for callers)
+from storage.search_query import QueryTooBroad
 
 BUSY_TIMEOUT_MS = 5000
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -105,20 +121,23 @@ async def _foreign_tables(conn: aiosqlite.Connection) -> list[str]:
         return [row[0] for row in await cursor.fetchall()]
 
 
-async def connect(path: str | Path) -> aiosqlite.Connection:
+async def connect(path: str | Path, *, readers: int | None = None) -> Library:
     """Open the library at `path` (created if missing), configured and migrated.
 
     Any problem with the file is raised as the `storage.errors.DatabaseError` that explains it.
+    `readers`: size of the read pool (default READERS); an in-memory database has none.
     """
     with errors.translated(path):
-        errors.check_folder(Path(path))
-        conn = await _open(path)
+        in_memory = str(path) in ("", ":memory:") or str(path).startswith("file::memory:")
+        if not in_memory:
+            errors.check_folder(Path(path))
+        conn = await _open_writer(path)
         try:
             await _check_writable(conn)
         except BaseException:
             await conn.close()
             raise
-        return conn
+        return Library(conn, None if in_memory else str(path), READERS if readers is None else readers)
 
 
 async def _check_writable(conn: aiosqlite.Connection) -> None:
@@ -134,7 +153,7 @@ async def _check_writable(conn: aiosqlite.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
-async def _open(path: str | Path) -> aiosqlite.Connection:
+async def _open_writer(path: str | Path) -> aiosqlite.Connection:
     """Open and migrate: autocommit mode (isolation_level=None): writers open their own explicit
     transactions, so nothing is ever left implicitly open between calls.
     """
@@ -150,6 +169,309 @@ async def _open(path: str | Path) -> aiosqlite.Connection:
         await conn.close()
         raise
     return conn
+
+
+# ----- the library: one writer, a pool of budgeted readers ------------------------------------
+
+READERS = 4  # enough that a few slow reads leave idle readers for everyone else
+QUERY_BUDGET_SECONDS = 2.0  # one lookup (a search, a keyword's matches), all its statements; inside Discord's 3 s
+READ_BUDGET_SECONDS = 10.0  # any one read at all: generous for admin reports, but never a stall without end
+_PROGRESS_STEPS = 20_000  # SQLite VM steps between budget checks: ~1 ms of work, so the check costs nothing
+_READ_STATEMENT = re.compile(r"^\s*(?:SELECT|VALUES)\b|^\s*WITH\b(?!.*\b(?:INSERT|UPDATE|DELETE|REPLACE)\b)",
+                             re.IGNORECASE | re.DOTALL)
+_TRANSACTION_START = re.compile(r"^\s*BEGIN\b", re.IGNORECASE)
+_TRANSACTION_END = re.compile(r"^\s*(?:COMMIT|END|ROLLBACK)\b(?!\s+TO\b)", re.IGNORECASE)
+
+# True while this task has a transaction open on the writer: its reads must see its own writes.
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("paperbot_db_writing", default=False)
+# Whose reads these are (a member's id), set by `reads_for`; None for the bot's own jobs.
+_member: contextvars.ContextVar[int | None] = contextvars.ContextVar("paperbot_db_member", default=None)
+# The database time this task's current `budget` has left, or None.
+_allowance: contextvars.ContextVar[_Allowance | None] = contextvars.ContextVar("paperbot_db_budget", default=None)
+
+
+class _Allowance:
+    """Database time a `budget` has left: what its reads spent running, never time spent waiting.
+
+    Waiting for an idle reader, or for the event loop while something else holds it, is not
+    the query's cost; charging it would refuse innocent searches as "too broad" while, say, a
+    huge digest is being ingested.
+    """
+
+    def __init__(self, seconds: float, outer: _Allowance | None) -> None:
+        self.left = seconds if outer is None else min(seconds, outer.left)
+        self.outer = outer
+
+    def charge(self, seconds: float) -> None:
+        allowance: _Allowance | None = self
+        while allowance is not None:
+            allowance.left -= seconds
+            allowance = allowance.outer
+
+
+@contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Every read inside shares `seconds` of database time (a nested budget can only shorten it).
+
+    Searches, exports and subscription matching wrap their several statements in one
+    budget, so the whole answer, not each statement, is bounded.
+    """
+    token = _allowance.set(_Allowance(seconds, _allowance.get()))
+    try:
+        yield
+    finally:
+        _allowance.reset(token)
+
+
+def reads_for(member_id: int) -> None:
+    """From here on, this task's reads are `member_id`'s: one member's reads run one at a time.
+
+    So a member sending costly commands back to back (an export still running while the
+    next search starts) holds at most one reader; everyone else keeps the rest of the pool.
+    """
+    _member.set(member_id)
+
+
+def budgeted(function):
+    """Run `function` (a coroutine function) with its reads sharing one QUERY_BUDGET_SECONDS budget,
+    unless its caller already set a budget for the whole job (an export, a day's subscriptions)."""
+
+    @functools.wraps(function)
+    async def within_budget(*args, **kwargs):
+        if _allowance.get() is not None:
+            return await function(*args, **kwargs)
+        with budget(QUERY_BUDGET_SECONDS):
+            return await function(*args, **kwargs)
+
+    return within_budget
+
+
+def _remaining() -> float:
+    allowance = _allowance.get()
+    return READ_BUDGET_SECONDS if allowance is None else min(READ_BUDGET_SECONDS, allowance.left)
+
+
+class _Reader:
+    """One read-only connection with its own thread; SQLite stops its statement at the deadline.
+
+    Two stops, because neither alone is enough: a timer on the event loop calls the
+    connection's `interrupt()` at the deadline (FTS5 notices it within milliseconds, while
+    it may run for hundreds between two progress-handler calls), and the progress handler
+    checks the clock too, for an interrupt that came just before the statement started.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="paperbot-reader")
+        self._conn: sqlite3.Connection | None = None  # used on self._thread; interrupt() from the loop
+        self._deadline = 0.0
+        self._lock = threading.Lock()
+        self._running = 0  # the ticket of the read in progress, 0 when idle
+        self._tickets = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
+            conn.execute("PRAGMA query_only = ON")
+            conn.set_progress_handler(self._over_budget, _PROGRESS_STEPS)
+            self._conn = conn
+        return self._conn
+
+    def _over_budget(self) -> int:
+        return int(time.monotonic() > self._deadline)
+
+    def _fetch(self, sql: str, params: Sequence, deadline: float, ticket: int) -> tuple[list, tuple, float]:
+        """The rows, their description, and the seconds the statement ran (on this thread)."""
+        conn = self._connection()
+        with self._lock:
+            self._deadline, self._running = deadline, ticket
+        started = time.monotonic()
+        try:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall(), cursor.description, time.monotonic() - started
+        except sqlite3.OperationalError as error:
+            if "interrupted" in str(error):
+                raise QueryTooBroad() from None
+            raise
+        finally:
+            with self._lock:
+                self._running = 0
+
+    def _interrupt(self, ticket: int) -> None:
+        """Stop the read `ticket` if it is still running (never a later one)."""
+        with self._lock:
+            if self._running == ticket and self._conn is not None:
+                self._deadline = 0.0
+                self._conn.interrupt()
+
+    async def fetch(self, sql: str, params: Sequence, seconds: float) -> tuple[list, tuple, float]:
+        loop = asyncio.get_running_loop()
+        self._tickets += 1
+        ticket = self._tickets
+        timer = loop.call_later(seconds, self._interrupt, ticket)
+        running = loop.run_in_executor(self._thread, self._fetch, sql, params, time.monotonic() + seconds, ticket)
+        try:
+            return await running
+        except asyncio.CancelledError:
+            self._interrupt(ticket)  # nobody waits for the rows any more
+            raise
+        finally:
+            timer.cancel()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=False)
+
+
+class _Rows:
+    """A read's rows, already fetched, behind the parts of aiosqlite's Cursor that callers use."""
+
+    rowcount = -1
+    lastrowid = None
+
+    def __init__(self, rows: list, description: tuple) -> None:
+        self._rows, self._next, self.description = rows, 0, description
+
+    async def fetchall(self) -> list:
+        rest, self._next = self._rows[self._next :], len(self._rows)
+        return rest
+
+    async def fetchone(self):
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    async def fetchmany(self, size: int = 1) -> list:
+        chunk = self._rows[self._next : self._next + size]
+        self._next += len(chunk)
+        return chunk
+
+    def __aiter__(self) -> _Rows:
+        return self
+
+    async def __anext__(self):
+        row = await self.fetchone()
+        if row is None:
+            raise StopAsyncIteration
+        return row
+
+    async def close(self) -> None:
+        self._rows = []
+
+    async def __aenter__(self) -> _Rows:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
+
+
+class _ReadResult:
+    """What `Library.execute` returns for a read: awaitable and an async context manager, like aiosqlite's."""
+
+    def __init__(self, library: Library, sql: str, params: Sequence) -> None:
+        self._library, self._sql, self._params = library, sql, params
+
+    def __await__(self):
+        return self._library._read(self._sql, self._params).__await__()
+
+    async def __aenter__(self) -> _Rows:
+        return await self._library._read(self._sql, self._params)
+
+    async def __aexit__(self, *exc_info) -> None:
+        return None
+
+
+class Library:
+    """The writer connection and a pool of readers, used like an aiosqlite connection.
+
+    `execute` sends a read to an idle reader (waiting for one if all are busy) and
+    everything else to the writer; any other attribute is the writer's, so code written
+    for one aiosqlite connection keeps working unchanged.
+    """
+
+    def __init__(self, writer: aiosqlite.Connection, path: str | None, readers: int) -> None:
+        self.writer = writer
+        self._readers = [_Reader(path) for _ in range(readers)] if path else []
+        self._idle: asyncio.Queue[_Reader] | None = None
+        self._members: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def __getattr__(self, name: str):
+        return getattr(self.writer, name)
+
+    @property
+    def row_factory(self):
+        return self.writer.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory) -> None:
+        self.writer.row_factory = factory
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.writer.in_transaction
+
+    def execute(self, sql: str, parameters: Sequence | None = None):
+        params = parameters if isinstance(parameters, dict) else tuple(parameters or ())
+        if self._readers and not _writing.get() and _READ_STATEMENT.match(sql):
+            return _ReadResult(self, sql, params)
+        if _TRANSACTION_START.match(sql):
+            return self._begin(sql, params)
+        if _TRANSACTION_END.match(sql):
+            _writing.set(False)
+        return self.writer.execute(sql, params)
+
+    async def _begin(self, sql: str, params: Sequence) -> aiosqlite.Cursor:
+        """BEGIN on the writer; only once it succeeded are this task's reads sent to the writer too."""
+        cursor = await self.writer.execute(sql, params)
+        _writing.set(True)  # awaited directly, so this sets the calling task's context
+        return cursor
+
+    async def _read(self, sql: str, params: Sequence) -> _Rows:
+        member = _member.get()
+        if member is None:
+            return await self._read_on_idle_reader(sql, params)
+        lock = self._members.get(member)
+        if lock is None:
+            lock = self._members[member] = asyncio.Lock()
+        async with lock:
+            return await self._read_on_idle_reader(sql, params)
+
+    async def _read_on_idle_reader(self, sql: str, params: Sequence) -> _Rows:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for reader in self._readers:
+                self._idle.put_nowait(reader)
+        reader = await self._idle.get()
+        try:
+            seconds = _remaining()
+            if seconds <= 0:
+                raise QueryTooBroad()
+            rows, description, spent = await reader.fetch(sql, params, seconds)
+        finally:
+            self._idle.put_nowait(reader)
+        allowance = _allowance.get()
+        if allowance is not None:
+            allowance.charge(spent)
+        return _Rows(rows, description)
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            await reader.close()
+        await self.writer.close()
+
+    async def __aenter__(self) -> Library:
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.close()
 
 
 async def integrity_check(conn: aiosqlite.Connection) -> list[str]:

@@ -13,7 +13,11 @@ date range is a short OR of whole years, whole months and single days.
 
 The `zzz` prefix keeps them out of the way of real words, so user queries need
 no column filter (a `{title …} :` filter makes FTS5 decode every position
-list and doubled the time of common-word searches).
+list and doubled the time of common-word searches). The filter terms, though,
+are always limited to the `facets` column (`facet_match`): a digest whose
+summary says `zzzcode zzzt7 zzzm202502` must not pass the filters. A facet
+token occurs once per paper, so its position lists are one entry each and the
+column filter costs next to nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,16 @@ from collections.abc import Iterable
 
 PREFIX = "zzz"
 CODE = PREFIX + "code"
+
+
+COLUMN = "facets"  # the full-text index's column that holds the tokens (migration 001)
+
+
+def facet_match(*tokens: str) -> str:
+    """An FTS5 expression true when the paper's own facets hold any of `tokens`, never its text."""
+    if not tokens:
+        raise ValueError("facet_match needs at least one token")
+    return f"{COLUMN} : (" + " OR ".join(f'"{token}"' for token in tokens) + ")"
 
 
 def tag_token(tag_id: int) -> str:

@@ -29,6 +29,7 @@ everything that changed is written with one executemany per table.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter, defaultdict
@@ -85,6 +86,16 @@ async def ingest_digest(
         await job.save_digest_row(origin, sha256, len(papers), len(digest.problems))
         return await job.ingest_papers(papers)
 
+
+
+YIELD_EVERY = 500  # papers between two turns of the event loop for everyone else
+
+
+async def _let_others_run(count: int) -> None:
+    """Every YIELD_EVERY papers, give the event loop back: a 95,000-paper digest is seconds of Python
+    work, and members' commands (whose reads run on reader connections) must not wait for all of it."""
+    if count and count % YIELD_EVERY == 0:
+        await asyncio.sleep(0)
 
 
 def _first_listings(papers: list[Paper]) -> list[Paper]:
@@ -252,6 +263,7 @@ class _DigestIngest:
     async def ingest_papers(self, papers: list[Paper]) -> IngestResult:
         listings = []
         for position, paper in enumerate(papers):
+            await _let_others_run(position)
             norms, content = _tag_norms(paper), _content_values(paper)
             listings.append(_Incoming(paper, position, norms, content, version_hash(content, norms)))
         stored = await self.load_stored("arxiv_id", [paper.arxiv_id for paper in papers])
@@ -265,7 +277,8 @@ class _DigestIngest:
         next_id = await self.next_paper_id()
 
         writes, result = _Writes(), IngestResult()
-        for listing in listings:
+        for count, listing in enumerate(listings):
+            await _let_others_run(count)
             known = listing.stored
             if known is None:
                 self.plan_new_paper(writes, next_id, listing, tag_ids)

@@ -14,12 +14,13 @@ import aiosqlite
 from storage._rows import fetch_all, id_list, load_papers, load_papers_in_order, to_day
 from storage.ingest import ingest_digest
 from storage.models import StoredPaper, arxiv_id_from
-from storage.search import papers_with_tag, search
+from storage.search import all_matches, papers_with_tag, search
 from storage.search_query import QueryError
 from storage.tags import closest_tags, normalize_tag, resolve_tag, suggest_tags, tag_counts
 
 __all__ = [
     "QueryError",
+    "all_matches",
     "closest_tags",
     "digest_days",
     "get_paper",

@@ -33,7 +33,8 @@ import aiosqlite
 from storage._rows import fetch_all, id_list, load_papers_in_order
 from storage.models import SearchHit, SearchPage
 from storage.search_query import QueryError, to_fts_query
-from storage.facets import CODE, date_range_tokens, tag_token
+from storage.db import budgeted
+from storage.facets import CODE, date_range_tokens, facet_match, tag_token
 from storage.tags import tag_id
 
 _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
@@ -87,7 +88,7 @@ class _Filters:
 
     def match(self, words: str) -> str:
         expression = " AND ".join((words, *self.terms))
-        return f'({expression}) NOT "{CODE}"' if self.without_code else expression
+        return f"({expression}) NOT {facet_match(CODE)}" if self.without_code else expression
 
 
 async def _filters(
@@ -103,17 +104,18 @@ async def _filters(
         wanted_tag = await tag_id(conn, tag)
         if wanted_tag is None:
             return None
-        terms.append(f'"{tag_token(wanted_tag)}"')
+        terms.append(facet_match(tag_token(wanted_tag)))
     if since is not None or until is not None:
         days = await _day_tokens(conn, since, until)
         if not days:
             return None
-        terms.append("(" + " OR ".join(f'"{token}"' for token in days) + ")")
+        terms.append(facet_match(*days))
     if has_code is True:
-        terms.append(f'"{CODE}"')
+        terms.append(facet_match(CODE))
     return _Filters(tuple(terms), without_code=has_code is False)
 
 
+@budgeted
 async def search(
     conn: aiosqlite.Connection,
     query: str,
@@ -214,6 +216,7 @@ async def _snippets(conn: aiosqlite.Connection, match: str, ids: list[int]) -> d
     return {row[0]: _marked_snippet(row[1] if _OPEN in (row[1] or "") else row[2] or "") for row in rows}
 
 
+@budgeted
 async def papers_with_tag(conn: aiosqlite.Connection, tag: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
     """Papers carrying `tag` (any case/spacing), most recently seen first; snippets are summary starts."""
     wanted_tag = await tag_id(conn, tag)
@@ -236,3 +239,34 @@ def _newest_with_tag_sql(tag_papers: int, library_size: int) -> str:
     return """SELECT p.id FROM papers p NOT INDEXED
               WHERE p.id IN (SELECT paper_id FROM paper_tags WHERE tag_id = ?)
               ORDER BY p.last_day DESC, p.id DESC LIMIT ? OFFSET ?"""
+
+
+# ----- exports ---------------------------------------------------------------------------------
+
+_EVERY = 2**62  # "no limit" as an SQLite LIMIT
+_LOAD_CHUNK = 200  # papers turned into models at a time: ~10 ms of the event loop each
+
+
+@budgeted
+async def all_matches(conn: aiosqlite.Connection, query: str, *, limit: int | None = None) -> SearchPage:
+    """Up to `limit` (None: all) papers matching `query`, in search's order, from one walk of the index.
+
+    For exports: paging through `search` would re-run the whole search for every page. Hits
+    carry no snippet (costly, and a file has no use for them); the total is search's.
+    """
+    words = f"({to_fts_query(query)})"
+    match = _Filters().match(words)
+    try:
+        newest = await _newest_matches(conn, match)
+        window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
+        ranked = await _ranked(conn, words, _Filters(), window)
+        ids = await _page(conn, match, ranked, total_is_exact, _EVERY if limit is None else max(0, limit), 0)
+    except sqlite3.OperationalError as error:
+        if _is_query_syntax_error(error):
+            raise QueryError("Sorry, that search could not be understood; try plain words.") from error
+        raise
+    papers = []
+    for start in range(0, len(ids), _LOAD_CHUNK):  # the event loop serves others between chunks
+        papers += await load_papers_in_order(conn, ids[start : start + _LOAD_CHUNK])
+    return SearchPage(hits=[SearchHit(paper=p, snippet="") for p in papers], total=len(window),
+                      total_is_exact=total_is_exact)

@@ -15,6 +15,13 @@ web searches are honoured:
 
 Everything else — NEAR, parentheses, `title:`, `^`, `+`, lone punctuation —
 is plain text. Pure Python, no SQL: the store runs the result.
+
+Cost limits, so one person's search cannot stall everyone's (issue #12): a
+prefix needs at least MIN_PREFIX letters, because the index only keeps lists
+for prefixes of 3 to 8 characters (migration 008) and a shorter one merges the
+list of every word it starts; and a search holds at most MAX_TERMS words,
+counting every word of a phrase. What still costs too much is stopped by the
+store's time budget (`QueryTooBroad`, see storage/db.py).
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ import unicodedata
 from dataclasses import dataclass
 
 MAX_TERMS = 32
+MIN_PREFIX = 3  # the shortest prefix the index holds (migration 008: prefix = '3 4 5 6 7 8')
+# A word as FTS5's unicode61 tokenizer sees it: a run of letters and digits.
+_WORD = re.compile(r"[^\W_]+")
 
 _TOKEN = re.compile(r'(?P<neg>-*)"(?P<phrase>[^"]*)(?:"|$)(?P<star>\*?)|(?P<word>[^\s"]+)')
 
@@ -42,6 +52,15 @@ class QueryError(ValueError):
     """A search that cannot be run; the message is meant for the person who typed it."""
 
 
+class QueryTooBroad(QueryError):
+    """A search (or any library read) that ran out of its time budget and was stopped by SQLite."""
+
+    DEFAULT = "That search is too broad to answer quickly; add a word, or use longer prefixes."
+
+    def __init__(self, message: str = DEFAULT) -> None:
+        super().__init__(message)
+
+
 @dataclass
 class _Term:
     text: str
@@ -50,6 +69,21 @@ class _Term:
 
     def searchable(self) -> bool:
         return any(char.isalnum() for char in self.text)
+
+    def words(self) -> int:
+        """How many index words the term stands for (a phrase: each of its words)."""
+        return max(1, len(_WORD.findall(self.text)))
+
+    def check_prefix(self) -> None:
+        """A prefix shorter than the index's shortest would merge the lists of every word it starts."""
+        if not self.prefix:
+            return
+        last = _WORD.findall(self.text)[-1]
+        if len(last) < MIN_PREFIX:
+            raise QueryError(
+                f"“{last}*” is too short a prefix: give at least {MIN_PREFIX} letters before the *, "
+                "or search for the whole word."
+            )
 
     def to_fts(self) -> str:
         quoted = '"' + self.text.replace('"', '""') + '"'
@@ -120,8 +154,11 @@ def _group_terms(items: list[_Term | str]) -> tuple[list[list[_Term]], list[_Ter
 def to_fts_query(user_text: str) -> str:
     """A safe FTS5 MATCH expression for `user_text`, or QueryError if it has nothing to look for."""
     groups, excluded = _group_terms(_lex(user_text))
-    if sum(map(len, groups)) + len(excluded) > MAX_TERMS:
-        raise QueryError(f"Your search has too many words; use at most {MAX_TERMS}.")
+    terms = [term for group in groups for term in group] + excluded
+    if sum(term.words() for term in terms) > MAX_TERMS:
+        raise QueryError(f"Your search has too many words; use at most {MAX_TERMS} (each word of a phrase counts).")
+    for term in terms:
+        term.check_prefix()
     if not groups:
         if excluded:
             raise QueryError("Your search only says which words to leave out; add a word to look for.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import sqlite3
 from collections import defaultdict
 from typing import Any, Literal
@@ -21,11 +22,14 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel
 
+from storage import db
 from storage._rows import fetch_all, id_list, load_papers, to_day, utc_now_text
 from storage.db import transaction, write
 from storage.models import StoredPaper
-from storage.search_query import QueryError, to_fts_query
+from storage.search_query import QueryError, QueryTooBroad, to_fts_query
 from storage.tags import normalize_tag
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "AlreadySubscribed",
@@ -144,10 +148,13 @@ async def add_subscription(
 ) -> Subscription:
     """Follow `value` (a resolved tag name, or a validated keyword). One transaction.
 
-    Raises AlreadySubscribed (same tag in any spelling, same keyword in any case/spacing) or
-    TooManySubscriptions when the user already has `max_per_user`.
+    Raises AlreadySubscribed (same tag in any spelling, same keyword in any case/spacing),
+    TooManySubscriptions when the user already has `max_per_user`, or QueryError for a keyword
+    search would refuse (too short a prefix, too many words, nothing to look for).
     """
     value = " ".join(value.split())
+    if kind == "keyword":
+        to_fts_query(value)  # the search rules and cost limits, checked when made: raises QueryError
     norm = _norm(kind, value)
     async with transaction(conn):
         now = utc_now_text()
@@ -221,10 +228,11 @@ async def set_paused(conn: aiosqlite.Connection, user_id: int, paused: bool) -> 
 
 
 async def delete_user(conn: aiosqlite.Connection, user_id: int) -> int:
-    """Delete every row about the user (subscriptions, settings, DM ledger); returns subscriptions removed."""
+    """Delete every row about the user (subscriptions, settings, DM ledger, votes); returns subscriptions removed."""
     async with transaction(conn):
         count = (await fetch_all(conn, "SELECT count(*) FROM subscriptions WHERE user_id = ?", (user_id,)))[0][0]
         await conn.execute("DELETE FROM subscribers WHERE user_id = ?", (user_id,))  # cascades to the rest
+        await conn.execute("DELETE FROM votes WHERE user_id = ?", (user_id,))  # in every server (migration 011)
     return count
 
 
@@ -324,16 +332,26 @@ async def matches_on_day(
 
 
 async def _keyword_papers(conn: aiosqlite.Connection, keyword: str, paper_ids: list[int]) -> set[int]:
+    """The day's papers matching a keyword, within one search's time budget (too costly: none, logged).
+
+    A plain `rowid IN (…)` would make FTS5 run the whole match once per paper; the rowid range
+    lets it run once over the day's span, and `+rowid` keeps the day's ids a plain filter on top.
+    """
     try:
         match = f"({to_fts_query(keyword)})"
     except QueryError:
         return set()
     try:
-        rows = await fetch_all(
-            conn,
-            "SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid IN (SELECT value FROM json_each(?))",
-            (match, id_list(paper_ids)),
-        )
+        with db.budget(db.QUERY_BUDGET_SECONDS):
+            rows = await fetch_all(
+                conn,
+                """SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
+                   AND +rowid IN (SELECT value FROM json_each(?))""",
+                (match, min(paper_ids), max(paper_ids), id_list(paper_ids)),
+            )
+    except QueryTooBroad:
+        log.warning("keyword subscription %r is too costly to match; it matched nothing today", keyword)
+        return set()
     except sqlite3.OperationalError:
         return set()
     return {row[0] for row in rows}

@@ -1,6 +1,8 @@
 """Votes for papers, and rankings by them: `/papers top` and the weekly roundup.
 
-A member has at most one vote per paper (clicking again takes it back). Rankings are over the
+Votes belong to the server they were cast in (migration 011): every function takes the server's
+id (`guild_id`; None = a direct message, stored as 0), and counts and rankings see only that
+server's votes. A member has at most one vote per paper per server (clicking again takes it back). Rankings are over the
 papers listed in the digests of a span of days: most votes first, ties newest first (the latest
 day the paper was listed in the span, then the newest row).
 """
@@ -17,10 +19,17 @@ from storage.db import transaction
 from storage.models import StoredPaper, TagCount
 from storage.tags import normalize_tag
 
-__all__ = ["RankedPage", "RankedPaper", "Vote", "busiest_tags", "ranked_papers", "toggle_vote", "vote_counts"]
+__all__ = [
+    "RankedPage", "RankedPaper", "Vote", "busiest_tags", "ranked_papers", "toggle_vote", "vote_counts",
+]
 
 #: Bounds for "every day" when a span is open at one end; days are ISO text, so these sort outside any day.
 _FIRST, _LAST = "0000-01-01", "9999-12-31"
+DIRECT_MESSAGE = 0  # the guild_id of votes cast outside any server
+
+
+def _server(guild_id: int | None) -> int:
+    return DIRECT_MESSAGE if guild_id is None else guild_id
 
 
 class Vote(BaseModel):
@@ -43,8 +52,10 @@ class RankedPage(BaseModel):
 
 
 
-async def toggle_vote(conn: aiosqlite.Connection, arxiv_id: str, user_id: int) -> Vote | None:
-    """Add the member's vote for the paper, or take it back if they had voted; None for an unknown paper.
+async def toggle_vote(
+    conn: aiosqlite.Connection, arxiv_id: str, user_id: int, *, guild_id: int | None
+) -> Vote | None:
+    """Add the member's vote for the paper in this server, or take it back; None for an unknown paper.
 
     One transaction: two quick clicks cannot both add (or both remove) a vote.
     """
@@ -53,22 +64,29 @@ async def toggle_vote(conn: aiosqlite.Connection, arxiv_id: str, user_id: int) -
         if not rows:
             return None
         paper_id = rows[0][0]
-        removed = await conn.execute("DELETE FROM votes WHERE paper_id = ? AND user_id = ?", (paper_id, user_id))
+        server = _server(guild_id)
+        removed = await conn.execute(
+            "DELETE FROM votes WHERE paper_id = ? AND guild_id = ? AND user_id = ?", (paper_id, server, user_id)
+        )
         if removed.rowcount == 0:
             await conn.execute(
-                "INSERT INTO votes (paper_id, user_id, voted_at) VALUES (?, ?, ?)", (paper_id, user_id, utc_now_text())
+                "INSERT INTO votes (paper_id, guild_id, user_id, voted_at) VALUES (?, ?, ?, ?)",
+                (paper_id, server, user_id, utc_now_text()),
             )
-        count = (await fetch_all(conn, "SELECT count(*) FROM votes WHERE paper_id = ?", (paper_id,)))[0][0]
+        count = (
+            await fetch_all(conn, "SELECT count(*) FROM votes WHERE paper_id = ? AND guild_id = ?", (paper_id, server))
+        )[0][0]
     return Vote(voted=removed.rowcount == 0, count=count)
 
 
-async def vote_counts(conn: aiosqlite.Connection, arxiv_ids: list[str]) -> dict[str, int]:
-    """Votes per arXiv id (0 for papers without votes or unknown ids)."""
+async def vote_counts(conn: aiosqlite.Connection, arxiv_ids: list[str], *, guild_id: int | None) -> dict[str, int]:
+    """This server's votes per arXiv id (0 for papers without votes or unknown ids)."""
     rows = await fetch_all(
         conn,
-        """SELECT p.arxiv_id, count(v.user_id) FROM papers p LEFT JOIN votes v ON v.paper_id = p.id
+        """SELECT p.arxiv_id, count(v.user_id) FROM papers p
+           LEFT JOIN votes v ON v.paper_id = p.id AND v.guild_id = ?
            WHERE p.arxiv_id IN (SELECT value FROM json_each(?)) GROUP BY p.id""",
-        (id_list(arxiv_ids),),
+        (_server(guild_id), id_list(arxiv_ids)),
     )
     counts = {arxiv_id: 0 for arxiv_id in arxiv_ids}
     counts.update({row[0]: row[1] for row in rows})
@@ -89,6 +107,7 @@ def _listed(since: dt.date | None, until: dt.date | None, tags: list[str] | None
 async def ranked_papers(
     conn: aiosqlite.Connection,
     *,
+    guild_id: int | None,
     since: dt.date | None = None,
     until: dt.date | None = None,
     tags: list[str] | None = None,
@@ -96,7 +115,8 @@ async def ranked_papers(
     limit: int = 10,
     offset: int = 0,
 ) -> RankedPage:
-    """The papers listed in the digests of [since, until] (None: open-ended), most votes first, ties newest first.
+    """The papers listed in the digests of [since, until] (None: open-ended), most of this server's votes first,
+    ties newest first.
 
     `voted_only`: leave out papers nobody voted for (`/papers top`); the roundup keeps them, so a
     week without votes still shows its newest papers. `tags`: only papers with one of them.
@@ -104,9 +124,11 @@ async def ranked_papers(
     listed, params = _listed(since, until, tags)
     ranked = f"""WITH listed AS ({listed})
                  SELECT * FROM (SELECT l.paper_id, l.day,
-                                       (SELECT count(*) FROM votes v WHERE v.paper_id = l.paper_id) AS votes
+                                       (SELECT count(*) FROM votes v
+                                        WHERE v.paper_id = l.paper_id AND v.guild_id = ?) AS votes
                                 FROM listed l)
                  {"WHERE votes > 0" if voted_only else ""}"""
+    params = [*params, _server(guild_id)]
     total = (await fetch_all(conn, f"SELECT count(*) FROM ({ranked})", params))[0][0]
     rows = await fetch_all(
         conn, ranked + " ORDER BY votes DESC, day DESC, paper_id DESC LIMIT ? OFFSET ?", [*params, limit, offset]

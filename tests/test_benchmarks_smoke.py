@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import fanout, latency
+from benchmarks import attack, fanout, latency
 
 
 async def test_fan_out_posts_every_planned_message_once_under_discords_limits(tmp_path: Path) -> None:
@@ -32,3 +32,13 @@ async def test_every_command_of_the_latency_mix_is_answered(corpus_library: Path
     assert set(figures["per_command_ms"]) == {"search", "tag", "paper", "autocomplete"}
     assert figures["bot_memory"]["peak_rss_mb"] >= figures["bot_memory"]["rss_mb"] > 0
     assert "## Command latency" in latency.markdown(figures)
+
+
+async def test_the_hostile_member_benchmark_answers_every_reader_and_counts_the_attacker(corpus_library: Path) -> None:
+    figures = await attack.measure(corpus_library, rounds=1)
+
+    for run in ("alone_ms", "attacked_ms"):
+        assert "unanswered" not in figures[run] and "error replies" not in figures[run]
+        assert figures[run]["all"]["n"] == figures["reader_interactions_per_run"] > 0
+    assert sum(figures["attacker_outcomes"].values()) > 0
+    assert "## Hostile member" in attack.markdown([figures])

@@ -94,6 +94,27 @@ async def test_search_with_only_punctuation_is_explained(world: World) -> None:
     assert_private_error(response, "no words")
 
 
+@pytest.mark.parametrize(("command", "options"), [
+    ("search", {"query": "model"}),
+    ("export", {"query": "model"}),
+    ("tag", {"tag": "Robotics"}),
+])
+async def test_a_lookup_over_its_budget_answers_too_broad_instead_of_stalling(
+    world: World, monkeypatch: pytest.MonkeyPatch, command: str, options: dict
+) -> None:
+    from storage import db
+
+    monkeypatch.setattr(db, "QUERY_BUDGET_SECONDS", 0)  # as if the lookup had used up its database time
+    _, response = await world.command("papers", command, **options)
+    assert_private_error(response, "too broad", "add a word")
+
+
+@pytest.mark.parametrize("query", ["a* b* c* d* e* f*", '"' + "a " * 40 + '"'])
+async def test_the_stalling_searches_of_issue_12_are_refused_with_the_reason(world: World, query: str) -> None:
+    _, response = await world.command("papers", "search", query=query)
+    assert_private_error(response, "too short a prefix" if "*" in query else "too many words")
+
+
 async def test_malformed_date_is_a_clear_error(world: World) -> None:
     _, response = await world.command("papers", "search", query="model", since="last week")
     assert_private_error(response, "since", "2025-02-20")

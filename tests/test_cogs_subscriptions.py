@@ -113,3 +113,24 @@ async def test_closed_dms_are_explained_once_and_the_mark_cleared(world: World) 
     assert not (await subs.get_subscriber(world.bot.db, world.alice.id)).dm_closed
     _, response = await world.command("subscriptions", "list")
     assert "Privacy" not in content(response)
+
+
+async def test_clear_deletes_the_members_votes_too(world: World) -> None:
+    from storage import votes
+    from storage.papers import latest_day, papers_on_day
+
+    paper = (await papers_on_day(world.bot.db, await latest_day(world.bot.db)))[0]
+    await votes.toggle_vote(world.bot.db, paper.arxiv_id, world.alice.id, guild_id=world.guild.id)
+    await votes.toggle_vote(world.bot.db, paper.arxiv_id, world.alice.id, guild_id=None)
+    await votes.toggle_vote(world.bot.db, paper.arxiv_id, world.bob.id, guild_id=world.guild.id)
+    await world.command("subscribe", "tag", tag="Robotics")
+    _, response = await world.command("subscriptions", "clear")
+    assert "your votes" in content(response)
+    rows = await fetch_all(world.bot.db, "SELECT user_id FROM votes")
+    assert [row[0] for row in rows] == [world.bob.id]
+
+
+async def test_a_keyword_costing_a_stall_every_day_is_refused_when_made(world: World) -> None:
+    _, response = await world.command("subscribe", "keyword", keyword="a* b* c* d* e* f*")
+    assert_private_error(response, "too short a prefix")
+    assert await subs.list_subscriptions(world.bot.db, world.alice.id) == []

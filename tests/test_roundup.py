@@ -109,10 +109,11 @@ async def test_roundup_needs_a_digest_channel_and_an_admin(world: World) -> None
 
 async def test_the_roundup_shows_the_weeks_top_papers_and_busiest_tags(world: World) -> None:
     await with_roundup(world)
-    week = await votes.ranked_papers(world.bot.db, since=date(2025, 3, 15), until=FRIDAY, voted_only=False, limit=500)
+    week = await votes.ranked_papers(world.bot.db, guild_id=world.guild.id, since=date(2025, 3, 15), until=FRIDAY,
+                                     voted_only=False, limit=500)
     favourite = week.papers[-1].paper  # the oldest of the week, ranked first by its votes
     for user in (1, 2):
-        await votes.toggle_vote(world.bot.db, favourite.arxiv_id, user)
+        await votes.toggle_vote(world.bot.db, favourite.arxiv_id, user, guild_id=world.guild.id)
 
     await world.bot.daily.post_roundups_due(utc(2025, 3, 21, 18, 5))
 
@@ -155,7 +156,8 @@ async def test_a_planned_roundup_is_sent_as_planned_after_a_crash(world: World) 
     poster = RoundupPoster(world.bot)
     planned = await poster.render(row, FRIDAY)
     stored = await roundups.plan_roundup(world.bot.db, row.channel_id, FRIDAY, render.payload_to_dict(planned))
-    await votes.toggle_vote(world.bot.db, planned.votes[4].arxiv_id, 1)  # a vote after planning changes nothing
+    # a vote after planning changes nothing
+    await votes.toggle_vote(world.bot.db, planned.votes[4].arxiv_id, 1, guild_id=world.guild.id)
 
     assert await poster.post(row, FRIDAY) == "posted"
     (message,) = posted(world)
@@ -189,7 +191,8 @@ async def test_a_week_without_papers_gets_a_short_note_and_channel_tags_are_kept
 
     await world.bot.daily.post_roundups_due(utc(2025, 3, 24, 9))  # Monday after FRIDAY
     embed = posted(world)[1]["embeds"][0]
-    week = await votes.ranked_papers(world.bot.db, since=date(2025, 3, 18), until=date(2025, 3, 24),
+    week = await votes.ranked_papers(world.bot.db, guild_id=world.guild.id,
+                                     since=date(2025, 3, 18), until=date(2025, 3, 24),
                                      tags=["Robotics"], voted_only=False)
     assert embed["footer"]["text"].startswith(f"{week.total} papers this week") and week.total > 1
     assert f"Robotics ({week.total})" in embed["fields"][0]["value"]  # every paper shown is a robotics one

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
+import threading
+import time
 
 import aiosqlite
 import pytest
@@ -211,3 +214,111 @@ async def test_concurrent_writers_on_one_connection_never_interleave(conn):
     assert not conn.in_transaction
     assert (await channels.get_channel(conn, 1)).last_error == "error 49"
     assert await db.integrity_check(conn) == []
+
+
+# -- readers and budgets (issue #12: one member stalls everyone) ---------------------------------
+
+ENDLESS = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
+
+
+async def test_a_read_that_would_never_end_is_stopped_by_its_budget(conn):
+    with db.budget(0.2), pytest.raises(db.QueryTooBroad, match="add a word"):
+        await fetch_one(conn, ENDLESS)
+
+
+async def test_an_exhausted_budget_refuses_before_reading(conn):
+    with db.budget(0), pytest.raises(db.QueryTooBroad):
+        await fetch_one(conn, "SELECT 1")
+
+
+async def test_search_runs_within_the_query_budget(conn, monkeypatch):
+    await ingest_digest(conn, a_digest(), source="s", origin="o", sha256="h")
+    assert (await search(conn, "diffusion")).total == 3
+    monkeypatch.setattr(db, "QUERY_BUDGET_SECONDS", 0)
+    with pytest.raises(db.QueryTooBroad):
+        await search(conn, "diffusion")
+
+
+async def fetch_one(conn, sql: str):
+    async with conn.execute(sql) as cursor:
+        return (await cursor.fetchone())[0]
+
+
+async def test_a_read_does_not_queue_behind_a_slow_read(conn):
+    async def slow() -> None:
+        with db.budget(60):
+            await fetch_one(conn, ENDLESS)
+
+    slow_read = asyncio.create_task(slow())
+    await asyncio.sleep(0)  # the slow read holds its reader
+    try:
+        assert await asyncio.wait_for(fetch_one(conn, "SELECT count(*) FROM papers"), 30) == 0
+        assert not slow_read.done()
+    finally:
+        slow_read.cancel()  # a cancelled read stops its statement too
+        with pytest.raises(asyncio.CancelledError):
+            await slow_read
+
+
+async def test_reads_do_not_wait_for_the_writer_nor_see_its_open_transaction(conn):
+    gate = threading.Event()
+    await conn.writer.create_function("wait_for_gate", 0, lambda: gate.wait(60))
+
+    async def ingest_like() -> None:
+        async with db.transaction(conn):
+            await conn.execute("INSERT INTO tags (norm, name) VALUES ('held', 'Held')")
+            await conn.execute("SELECT wait_for_gate()")  # the writer is busy until the gate opens
+
+    writing = asyncio.create_task(ingest_like())
+    while not conn.in_transaction:
+        await asyncio.sleep(0.01)
+    try:
+        assert await asyncio.wait_for(fetch_one(conn, "SELECT count(*) FROM tags"), 30) == 0
+        assert not writing.done()
+    finally:
+        gate.set()
+        await writing
+    assert await fetch_one(conn, "SELECT count(*) FROM tags WHERE norm = 'held'") == 1
+
+
+async def test_reads_inside_a_transaction_see_its_own_writes(conn):
+    async with db.transaction(conn):
+        await conn.execute("INSERT INTO tags (norm, name) VALUES ('mine', 'Mine')")
+        assert await fetch_one(conn, "SELECT count(*) FROM tags WHERE norm = 'mine'") == 1
+    assert await fetch_one(conn, "SELECT count(*) FROM tags WHERE norm = 'mine'") == 1
+
+
+async def test_readers_are_read_only(conn):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await conn._read("INSERT INTO tags (norm, name) VALUES ('x', 'x')", ())
+
+
+async def test_one_members_reads_run_one_at_a_time_and_others_pass(conn):
+    async def slow(member: int) -> None:
+        db.reads_for(member)
+        with db.budget(60):
+            await fetch_one(conn, ENDLESS)
+
+    async def quick(member: int | None) -> int:
+        if member is not None:
+            db.reads_for(member)
+        return await fetch_one(conn, "SELECT 1")
+
+    first = asyncio.create_task(slow(1))
+    await asyncio.sleep(0.05)
+    second = asyncio.create_task(quick(1))  # the same member: waits for their slow read
+    try:
+        assert await asyncio.wait_for(quick(2), 30) == 1  # another member: answered at once
+        assert await asyncio.wait_for(quick(None), 30) == 1
+        assert not second.done() and not first.done()
+    finally:
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    assert await asyncio.wait_for(second, 30) == 1
+
+
+async def test_a_budget_counts_database_time_not_time_spent_waiting(conn):
+    with db.budget(0.5):
+        time.sleep(0.6)  # the event loop held by something else (a huge ingest, say)
+        assert await fetch_one(conn, "SELECT 1") == 1

@@ -171,3 +171,32 @@ def test_date_range_tokens_use_whole_months_and_years():
     ]
     assert date_range_tokens(dt.date(2024, 2, 28), dt.date(2024, 3, 31)) == ["zzzd20240228", "zzzd20240229", "zzzm202403"]
     assert date_range_tokens(dt.date(2024, 5, 2), dt.date(2024, 5, 1)) == []
+
+
+# -- cost limits (issue #12) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["a*", "ab*", "a* b* c* d* e* f*", "cats -ab*", '"large ab"*', "x* OR cats", "é*"])
+def test_prefixes_shorter_than_the_index_are_refused(text):
+    with pytest.raises(QueryError, match="too short a prefix"):
+        to_fts_query(text)
+
+
+@pytest.mark.parametrize("text", ["abc*", "transf*", '"large lan"*', "cats -dog*"])
+def test_prefixes_the_index_holds_are_accepted(text):
+    assert "*" in to_fts_query(text)
+
+
+def test_every_word_of_a_phrase_counts_towards_the_cap():
+    with pytest.raises(QueryError, match="too many words"):
+        to_fts_query('"' + " ".join(["a"] * 100) + '"')
+    with pytest.raises(QueryError, match="too many words"):
+        to_fts_query('"' + " ".join(["a"] * (MAX_TERMS - 1)) + '" cats dogs')
+    assert to_fts_query('"' + " ".join(["a"] * (MAX_TERMS - 1)) + '" cats')
+
+
+def test_too_broad_is_a_query_error_with_advice():
+    from storage.search_query import QueryTooBroad
+
+    assert issubclass(QueryTooBroad, QueryError)
+    assert "add a word" in str(QueryTooBroad())

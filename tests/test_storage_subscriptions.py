@@ -8,6 +8,7 @@ import pytest
 
 from storage import subscriptions as subs
 from storage._rows import fetch_all
+from storage.search_query import QueryError
 
 DAY = dt.date(2025, 3, 21)
 ALICE, BOB = 11, 22
@@ -106,3 +107,23 @@ async def test_matches_list_each_paper_once_with_every_matching_subscription(lib
     assert by_id["2503.16365"] == ["tag: Robotics", "keyword: JARVIS"]  # JARVIS-VLA: both, listed once
     assert by_id["2503.15558"] == ["tag: Robotics"]  # Cosmos-Reason1
     assert len(found[ALICE]) == len(by_id)
+
+
+# -- cost limits (issue #12) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keyword", ["a* b* c*", "ab*", '"' + "a " * 40 + '"'])
+async def test_a_keyword_search_would_refuse_is_refused_when_made(conn, keyword) -> None:
+    with pytest.raises(QueryError):
+        await add(conn, ALICE, "keyword", keyword)
+    assert await subs.list_subscriptions(conn, ALICE) == []
+
+
+async def test_a_keyword_too_costly_for_the_budget_matches_nothing_and_tags_still_do(library, monkeypatch) -> None:
+    from storage import db
+
+    await add(library, ALICE, "tag", "Robotics")
+    await add(library, ALICE, "keyword", "JARVIS")
+    monkeypatch.setattr(db, "QUERY_BUDGET_SECONDS", 0)
+    found = await subs.matches_on_day(library, DAY, [ALICE])
+    assert {m.paper.arxiv_id: m.matched for m in found[ALICE]}["2503.16365"] == ["tag: Robotics"]

@@ -12,15 +12,17 @@ from storage.papers import papers_on_day
 
 DAY = dt.date(2025, 3, 21)
 WEEK = (dt.date(2025, 3, 15), DAY)
+G = 7001  # the server the votes are cast in
 
 
 async def test_a_vote_toggles_once_per_member(library) -> None:
     paper = (await papers_on_day(library, DAY))[0]
-    assert await votes.toggle_vote(library, paper.arxiv_id, 1) == votes.Vote(voted=True, count=1)
-    assert await votes.toggle_vote(library, paper.arxiv_id, 2) == votes.Vote(voted=True, count=2)
-    assert await votes.toggle_vote(library, paper.arxiv_id, 1) == votes.Vote(voted=False, count=1)
-    assert await votes.vote_counts(library, [paper.arxiv_id, "0000.00000"]) == {paper.arxiv_id: 1, "0000.00000": 0}
-    assert await votes.toggle_vote(library, "0000.00000", 1) is None
+    assert await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=G) == votes.Vote(voted=True, count=1)
+    assert await votes.toggle_vote(library, paper.arxiv_id, 2, guild_id=G) == votes.Vote(voted=True, count=2)
+    assert await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=G) == votes.Vote(voted=False, count=1)
+    counts = await votes.vote_counts(library, [paper.arxiv_id, "0000.00000"], guild_id=G)
+    assert counts == {paper.arxiv_id: 1, "0000.00000": 0}
+    assert await votes.toggle_vote(library, "0000.00000", 1, guild_id=G) is None
 
 
 async def test_ranking_is_by_votes_then_newest(library) -> None:
@@ -28,28 +30,30 @@ async def test_ranking_is_by_votes_then_newest(library) -> None:
     newer = (await papers_on_day(library, DAY))[:2]
     for paper, voters in ((older[0], 3), (older[1], 1), (newer[0], 1), (newer[1], 0)):
         for user in range(voters):
-            await votes.toggle_vote(library, paper.arxiv_id, user)
+            await votes.toggle_vote(library, paper.arxiv_id, user, guild_id=G)
 
-    top = await votes.ranked_papers(library, since=WEEK[0], until=WEEK[1])
+    top = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1])
     assert [(r.paper.arxiv_id, r.votes) for r in top.papers] == [
         (older[0].arxiv_id, 3), (newer[0].arxiv_id, 1), (older[1].arxiv_id, 1)]
     assert top.total == 3
 
-    everything = await votes.ranked_papers(library, since=WEEK[0], until=WEEK[1], voted_only=False, limit=1000)
+    everything = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1], voted_only=False,
+                                           limit=1000)
     week_ids = {p.arxiv_id for d in range(7) for p in await papers_on_day(library, WEEK[0] + dt.timedelta(days=d))}
     assert everything.total == len(week_ids) == len(everything.papers)
     assert everything.papers[3].votes == 0 and everything.papers[3].paper.days[-1] == DAY  # zero votes: newest first
 
-    page = await votes.ranked_papers(library, since=WEEK[0], until=WEEK[1], limit=1, offset=1)
+    page = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1], limit=1, offset=1)
     assert [r.paper.arxiv_id for r in page.papers] == [newer[0].arxiv_id] and page.total == 3
-    assert (await votes.ranked_papers(library, since=dt.date(2025, 3, 22), until=dt.date(2025, 3, 23))).total == 0
+    empty = await votes.ranked_papers(library, guild_id=G, since=dt.date(2025, 3, 22), until=dt.date(2025, 3, 23))
+    assert empty.total == 0
 
 
 async def test_rankings_and_busiest_tags_can_keep_to_tags(library) -> None:
     tags = await votes.busiest_tags(library, *WEEK, limit=5)
     assert len(tags) == 5 and [t.count for t in tags] == sorted((t.count for t in tags), reverse=True)
     busiest = tags[0]
-    tagged = await votes.ranked_papers(library, since=WEEK[0], until=WEEK[1], tags=[busiest.name.upper()],
+    tagged = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1], tags=[busiest.name.upper()],
                                        voted_only=False, limit=1000)
     assert tagged.total == busiest.count
     assert all(busiest.name in r.paper.tags for r in tagged.papers)
@@ -85,3 +89,77 @@ async def test_a_roundup_is_planned_once_and_sent_once(library) -> None:
     assert (await roundups.get_roundup(library, 5, DAY)).message_id == 111
     await channels.remove_channel(library, 5)
     assert await roundups.get_roundup(library, 5, DAY) is None
+
+
+# ----- votes belong to their server (issue #12) --------------------------------------------------
+
+OTHER = 7002
+
+
+async def test_votes_cast_in_another_server_neither_count_nor_rank_here(library) -> None:
+    paper = (await papers_on_day(library, DAY))[0]
+    for user in (1, 2, 3):
+        await votes.toggle_vote(library, paper.arxiv_id, user, guild_id=OTHER)
+    assert await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=G) == votes.Vote(voted=True, count=1)
+    assert await votes.vote_counts(library, [paper.arxiv_id], guild_id=G) == {paper.arxiv_id: 1}
+    assert await votes.vote_counts(library, [paper.arxiv_id], guild_id=OTHER) == {paper.arxiv_id: 3}
+    here = await votes.ranked_papers(library, guild_id=G, since=WEEK[0], until=WEEK[1])
+    assert [(r.paper.arxiv_id, r.votes) for r in here.papers] == [(paper.arxiv_id, 1)]
+    assert (await votes.ranked_papers(library, guild_id=None, since=WEEK[0], until=WEEK[1])).total == 0
+
+
+async def test_a_vote_taken_back_in_one_server_stays_in_the_other(library) -> None:
+    paper = (await papers_on_day(library, DAY))[0]
+    await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=G)
+    await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=OTHER)
+    assert await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=G) == votes.Vote(voted=False, count=0)
+    assert await votes.vote_counts(library, [paper.arxiv_id], guild_id=OTHER) == {paper.arxiv_id: 1}
+
+
+async def test_deleting_a_member_deletes_their_votes_in_every_server(library) -> None:
+    from storage import subscriptions
+
+    paper = (await papers_on_day(library, DAY))[0]
+    for server in (G, OTHER, None):
+        await votes.toggle_vote(library, paper.arxiv_id, 1, guild_id=server)
+    await votes.toggle_vote(library, paper.arxiv_id, 2, guild_id=G)
+    await subscriptions.delete_user(library, 1)
+    async with library.execute("SELECT user_id, count(*) FROM votes GROUP BY user_id") as cursor:
+        assert [tuple(row) for row in await cursor.fetchall()] == [(2, 1)]
+
+
+async def _library_with_old_votes(path, guilds: list[int]) -> None:
+    """A library at schema 10 (votes without a server) holding two votes and digest channels in `guilds`."""
+    from storage import db
+
+    previous = (db.MIGRATIONS, db.SCHEMA_VERSION)
+    db.MIGRATIONS, db.SCHEMA_VERSION = db.MIGRATIONS[:10], 10
+    try:
+        conn = await db.connect(path)
+    finally:
+        db.MIGRATIONS, db.SCHEMA_VERSION = previous
+    try:
+        await conn.execute(
+            "INSERT INTO papers (id, arxiv_id, title, url, updated_at) VALUES (1, '2501.00001', 't', 'u', 'x')"
+        )
+        for number, guild in enumerate(guilds):
+            await conn.execute(
+                "INSERT INTO digest_channels (channel_id, guild_id, post_time, timezone, created_at, updated_at) "
+                "VALUES (?, ?, '09:00', 'UTC', 'x', 'x')", (100 + number, guild))
+        for user in (1, 2):
+            await conn.execute("INSERT INTO votes (paper_id, user_id, voted_at) VALUES (1, ?, 'x')", (user,))
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(("guilds", "owner"), [([G, G], G), ([G, OTHER], 0), ([], 0)])
+async def test_existing_votes_go_to_the_only_server_else_to_none(tmp_path, guilds, owner) -> None:
+    from storage import db
+
+    await _library_with_old_votes(tmp_path / "old.db", guilds)
+    conn = await db.connect(tmp_path / "old.db")
+    try:
+        async with conn.execute("SELECT guild_id, user_id FROM votes ORDER BY user_id") as cursor:
+            assert [tuple(row) for row in await cursor.fetchall()] == [(owner, 1), (owner, 2)]
+    finally:
+        await conn.close()

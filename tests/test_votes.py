@@ -125,3 +125,25 @@ async def test_top_of_a_period_without_votes_says_how_to_vote(world: World) -> N
     assert_private_error(response, "No paper from the last week has a vote yet", "▲")
     _, response = await world.command("papers", "top", period="year")
     assert "▲ 1 vote" in first_embed(response)["description"]
+
+
+async def test_votes_cast_in_another_server_do_not_rank_papers_here(world: World) -> None:
+    other = world.fake.add_guild("Elsewhere", channels=("papers",))
+    world.fake.add_member(other, world.bob)
+    elsewhere = world.fake.state.channel(other.channel_ids[0])
+    row = DigestChannel(channel_id=elsewhere.id, guild_id=other.id, post_time=dt.time(9, 0), timezone="UTC")
+    await channels.save_channel(world.bot.db, row)
+    assert (await DigestPoster(world.bot).deliver(row, SMALL_DAY)).status == "delivered"
+    (header,) = world.fake.messages_in(elsewhere)
+    await click(world, header, "#1 ▲ 0", world.bob)  # a vote in the other server
+    assert list(buttons(world.fake.state.messages[int(header["id"])])) == ["#1 ▲ 1", "#2 ▲ 0"]
+
+    here, *_ = await post_digest(world, SMALL_DAY)
+    assert list(buttons(here)) == ["#1 ▲ 0", "#2 ▲ 0"]
+    _, response = await world.command("papers", "top", period="all")
+    assert_private_error(response, "No paper from all time has a vote yet")
+    voted = await click(world, here, "#1 ▲ 0", world.alice)  # this server's count starts at its own votes
+    assert voted["type"] == 7
+    assert list(buttons(world.fake.state.messages[int(here["id"])])) == ["#1 ▲ 1", "#2 ▲ 0"]
+    _, response = await world.command("papers", "top", period="all")
+    assert "▲ 1 vote" in first_embed(response)["description"]

@@ -6,6 +6,7 @@ leaves every error reply to `bot.errors`.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 from datetime import timedelta
@@ -28,7 +29,7 @@ from bot.cogs.options import (
 from bot.errors import UserError
 from bot.views import Pager
 from digests import exports
-from storage import papers, votes
+from storage import db, papers, votes
 from storage.models import SearchHit, SearchPage, arxiv_id_from
 
 EXPORT_LIMIT = 1000  # papers in one /papers export file
@@ -47,6 +48,11 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         self.db = bot.db  # type: ignore[attr-defined]
         self.settings = bot.settings  # type: ignore[attr-defined]
         super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        # One member's lookups run one at a time, so one member cannot hold every reader (issue #12).
+        db.reads_for(interaction.user.id)
+        return True
 
     # ----- helpers ---------------------------------------------------------------------
 
@@ -158,7 +164,9 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         since = latest - timedelta(days=days - 1) if days else None
 
         async def fetch(offset: int, limit: int) -> votes.RankedPage:
-            return await votes.ranked_papers(self.db, since=since, until=latest, limit=limit, offset=offset)
+            return await votes.ranked_papers(
+                self.db, guild_id=interaction.guild_id, since=since, until=latest, limit=limit, offset=offset
+            )
 
         size = self.settings.commands.page_size
         first = await fetch(0, size)
@@ -205,7 +213,8 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         matches = await exports.matching_papers(self.db, query=query, tag=tag_name, limit=EXPORT_LIMIT)
         found = matches.papers
         render_file, extension, _ = exports.FORMATS[format]
-        raw = render_file(found).encode("utf-8")
+        # Off the event loop: a thousand papers take long enough to render that other members would wait.
+        raw = (await asyncio.to_thread(render_file, found)).encode("utf-8")
         if len(raw) > interaction.filesize_limit:
             raise UserError(f"That export is {len(raw) / 2**20:.1f} MB, more than Discord lets me upload here "
                             f"({interaction.filesize_limit / 2**20:.0f} MB). Narrow it down, or try CSV (the smallest).")

@@ -174,7 +174,8 @@ class Subscriptions(commands.Cog):
     async def clear(self, interaction: discord.Interaction) -> None:
         removed = await subs.delete_user(self.db, interaction.user.id)
         await interaction.response.send_message(
-            f"🧹 Deleted {removed} subscription{'s' if removed != 1 else ''} and everything Paperbot stored about you.",
+            f"🧹 Deleted {removed} subscription{'s' if removed != 1 else ''}, your votes in every server "
+            "and everything else Paperbot stored about you.",
             ephemeral=True, allowed_mentions=render.NO_MENTIONS,
         )
 

@@ -82,7 +82,8 @@ class RoundupPoster:
         """The week's top papers (votes, then newest) and busiest tags, within the channel's tags if it has any."""
         start, tags = week_start(week_end), channel.tags or None
         ranked = await votes.ranked_papers(
-            self.db, since=start, until=week_end, tags=tags, voted_only=False, limit=ROUNDUP_PAPERS
+            self.db, guild_id=channel.guild_id, since=start, until=week_end, tags=tags, voted_only=False,
+            limit=ROUNDUP_PAPERS,
         )
         busiest = await votes.busiest_tags(self.db, start, week_end, tags=tags)
         return render.roundup_message(start, week_end, ranked.papers, ranked.total, busiest)
