@@ -219,3 +219,22 @@ async def test_unexpected_error_gives_a_reference_that_is_logged(
     reference = re.search(r"`([0-9A-F]{8})`", text).group(1)
     assert any(reference in record.getMessage() and record.exc_info for record in caplog.records)
     await asyncio.sleep(0)
+
+
+async def test_did_you_mean_shows_tag_names_as_text_only(world: World, tmp_path: Path) -> None:
+    """Tag names come from digests: a hostile one is suggested, but never as a link, formatting or ping."""
+    digest = tmp_path / "2030-01-02.md"
+    digest.write_text(
+        "## Papers for 2030-01-02\n\n| Title | Summary | Link | Tags |\n|---|---|---|---|\n"
+        "| Zebras | z | [Read more](https://arxiv.org/abs/2901.00002) "
+        "| ['[Zebra crossings](https://evil.example/x) @everyone __u__'] |\n"
+    )
+    from digests.ingest import ingest_targets
+
+    await ingest_targets(world.bot.db, [str(digest)])
+    typo = "[Zebra crossing](https://evil.example/x) @everyone __u__"
+    assert await library.closest_tags(world.bot.db, typo), "the hostile tag was stored"
+    _, response = await world.command("papers", "tag", tag=typo)
+    text = assert_private_error(response, "did you mean", "Zebra crossings")
+    assert not re.search(r"(?<![\\\w])https?://", text), text
+    assert "\\[Zebra crossings\\]" in text and "@everyone" not in text and "\\_\\_u\\_\\_" in text

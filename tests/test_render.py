@@ -30,6 +30,7 @@ from bot.render import (
     payload_to_dict,
     roundup_message,
     search_results_embed,
+    subscription_digest_messages,
     tag_list_embeds,
     top_papers_embed,
     truncate,
@@ -701,3 +702,64 @@ def test_empty_inputs():
     assert tags.description == "No tags yet."
     with pytest.raises(ValueError):
         digest_messages(day, [], style="fancy")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Text from digests never becomes a link or formatting (issue 12)
+# --------------------------------------------------------------------------------------------
+
+EVIL = "evil.example"
+MASKED = StoredPaper(
+    arxiv_id="2502.13923",
+    title="A [Free GPUs](https://evil.example/t) title",
+    url="https://arxiv.org/abs/2502.13923",
+    authors=["[Author](https://evil.example/a)"],
+    summary="- [Official download](https://evil.example/setup.exe) now.\n- Or https://evil.example/bare and "
+            "<https://evil.example/angle>, **bold**, 1. listed",
+    tags=["[tag](https://evil.example/tag)"],
+    days=[dt.date(2025, 2, 20)],
+    sources=["https://evil.example/source"],
+)
+
+
+def live_link_hosts(text: str) -> list[str]:
+    """Hosts Discord would turn into a link: a scheme's `://` not broken by an escape."""
+    return re.findall(r"(?<![\\\w])https?://([^/\s)>\]]+)", text)
+
+
+def _texts(payload: MessagePayload) -> list[str]:
+    texts = [payload.content or ""]
+    for embed in payload.embeds:
+        data = embed.to_dict()
+        texts += [data.get("title") or "", data.get("description") or ""]
+        texts += [f"{f['name']} {f['value']}" for f in data.get("fields", [])]
+    return texts
+
+
+def test_a_masked_link_in_a_summary_is_never_posted_live():
+    day = dt.date(2025, 2, 20)
+    payloads = [
+        as_payload(paper_embed(MASKED)),  # /paper and each message of thread/forum digests
+        *digest_messages(day, [MASKED], style="thread"),
+        *digest_messages(day, [MASKED], style="compact"),
+        *subscription_digest_messages(day, [(MASKED, ["[kw](https://evil.example/kw)"])]),
+        as_payload(search_results_embed(SearchPage(hits=[SearchHit(paper=MASKED, snippet="")], total=1),
+                                        title="[q](https://evil.example/q)", page_number=1, page_count=1)),
+    ]
+    for payload in payloads:
+        assert check_message_limits(payload) == []
+        for text in _texts(payload):
+            hosts = live_link_hosts(text)
+            assert EVIL not in " ".join(hosts), text
+            assert all(h in ("arxiv.org", "github.com", "huggingface.co") for h in hosts), hosts
+    # The summary still reads as written, as text.
+    description = paper_embed(MASKED).description
+    assert "Official download" in description and "evil.example/setup.exe" in description
+    assert "\\*\\*bold\\*\\*" in description and description.startswith("\\- ")
+
+
+def test_escape_text_defuses_every_kind_of_link_and_list():
+    assert escape_text("[x](https://e.xx/a_b)") == "\\[x\\](https\\://e.xx/a\\_b)"
+    assert escape_text("<https://e.xx>") == "<https\\://e.xx>"
+    assert escape_text("- a\n1. b") == "\\- a\n1\\. b"
+    assert live_link_hosts(escape_text("see http://e.xx and HTTPS://f.xx")) == []

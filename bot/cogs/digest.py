@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.options import MAX_CHOICES, known_tag, parse_date, quoted, tag_choices
+from bot.cogs.options import MAX_CHOICES, known_tag, parse_date, quoted, shown_tag, tag_choices
 from bot.errors import UserError
 from storage import channels, deliveries, papers
 from storage.channels import DigestChannel
@@ -170,7 +170,7 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         )
         await channels.save_channel(self.db, row)
         self.daily.schedule(row)
-        scope = f"papers tagged {', '.join(tag_names)}" if tag_names else "every paper"
+        scope = f"papers tagged {', '.join(map(shown_tag, tag_names))}" if tag_names else "every paper"
         await interaction.response.send_message(
             f"{'Updated' if existing else 'Set up'}: {channel.mention} gets {scope} daily at "
             f"{post_time:%H:%M} {zone}, "
@@ -229,11 +229,11 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
             raise UserError("Paperbot never mentions @everyone; choose a role made for the tag.")
         changed = await channels.set_tag_role(self.db, interaction.guild_id, name, role.id if role else None)
         if role is not None:
-            text = f"Digests with papers tagged **{name}** will mention {role.mention}."
+            text = f"Digests with papers tagged {shown_tag(name)} will mention {role.mention}."
         elif changed:
-            text = f"Digests no longer mention a role for **{name}**."
+            text = f"Digests no longer mention a role for {shown_tag(name)}."
         else:
-            raise UserError(f"No role is mentioned for **{name}**.")
+            raise UserError(f"No role is mentioned for {shown_tag(name)}.")
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
     @app_commands.command(name="roundup", description="A weekly post of the week's top papers and busiest tags")

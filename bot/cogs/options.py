@@ -27,8 +27,13 @@ def parse_date(value: str | None, option: str) -> date | None:
 
 
 def quoted(text: str) -> str:
-    """User text echoed back safely inside a reply."""
-    return render.truncate(discord.utils.escape_markdown(text), 100)
+    """User text echoed back safely inside a reply (cut first, so no escape is cut in half)."""
+    return render.escape_text(render.truncate(text, 100))
+
+
+def shown_tag(name: str) -> str:
+    """A stored tag name in bold, as text only: tag names come from digests, so they are escaped."""
+    return f"**{render.escape_text(render.truncate(' '.join(name.split()), 100))}**"
 
 
 async def known_tag(db, text: str) -> str:
@@ -36,7 +41,7 @@ async def known_tag(db, text: str) -> str:
     name = await papers.resolve_tag(db, text)
     if name is None:
         closest = await papers.closest_tags(db, text)
-        hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
+        hint = f" Did you mean {', '.join(shown_tag(c) for c in closest)}?" if closest else ""
         raise UserError(f"No paper is tagged “{quoted(text)}”.{hint} `/tags` lists every tag.")
     return name
 

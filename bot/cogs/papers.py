@@ -23,6 +23,7 @@ from bot.cogs.options import (
     parse_date,
     quoted,
     search_cooldown,
+    shown_tag,
     tag_choices,
 )
 from bot.errors import UserError
@@ -108,7 +109,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
 
         first = await fetch(0, self.settings.commands.page_size)
         if first.total == 0:
-            filters = [f"tag **{tag_name}**" if tag_name else "", f"since {since_day}" if since_day else "",
+            filters = [f"tag {shown_tag(tag_name)}" if tag_name else "", f"since {since_day}" if since_day else "",
                        f"until {until_day}" if until_day else "",
                        {True: "with code", False: "without code", None: ""}[has_code]]
             searched = ", ".join(f for f in filters if f)
@@ -200,7 +201,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
                        else papers.papers_with_tag(self.db, tag_name, limit=1))
         if first.total == 0:
             raise UserError(f"No papers match “{quoted(query)}”." if query is not None
-                            else f"No paper is tagged **{tag_name}**.")
+                            else f"No paper is tagged {shown_tag(tag_name)}.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         matches = await exports.matching_papers(self.db, query=query, tag=tag_name, limit=EXPORT_LIMIT)
         found = matches.papers
@@ -209,7 +210,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         if len(raw) > interaction.filesize_limit:
             raise UserError(f"That export is {len(raw) / 2**20:.1f} MB, more than Discord lets me upload here "
                             f"({interaction.filesize_limit / 2**20:.0f} MB). Narrow it down, or try CSV (the smallest).")
-        what = f"matching “{quoted(query)}”" if query is not None else f"tagged **{discord.utils.escape_markdown(tag_name)}**"
+        what = f"matching “{quoted(query)}”" if query is not None else f"tagged {shown_tag(tag_name)}"
         label = exports.FORMAT_LABELS[format]
         if not matches.complete:
             text = (f"📦 The first {len(found)} of {matches.count.total_text} papers {what} ({'best matches' if query else 'newest'} first), "

@@ -14,7 +14,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.options import MAX_CHOICES, known_tag, quoted, tag_choices
+from bot.cogs.options import MAX_CHOICES, known_tag, quoted, shown_tag, tag_choices
 from bot.errors import UserError
 from storage import subscriptions as subs
 from storage.search_query import QueryError, to_fts_query
@@ -31,8 +31,7 @@ DMS_CLOSED_HELP = (
 
 
 def _label(kind: str, value: str) -> str:
-    shown = discord.utils.escape_markdown(value)
-    return f"tag **{shown}**" if kind == "tag" else f"keyword “{render.truncate(shown, 100)}”"
+    return f"tag {shown_tag(value)}" if kind == "tag" else f"keyword “{quoted(value)}”"
 
 
 def _check_keyword(keyword: str) -> str:
