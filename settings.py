@@ -92,6 +92,9 @@ class DeliverySettings(BaseModel):
     # Digest requests per second across all channels: Discord allows a bot 50 in all, and every
     # 429 counts towards a ban; a little headroom is left for commands and direct messages.
     requests_per_second: float = Field(default=48.0, gt=0, le=50)
+    # Papers one channel post (and one subscriber's DM) shows at most; a bigger day is stored whole and
+    # the post ends with how to see the rest. Same default as bot.render.DEFAULT_MAX_PAPERS_PER_POST.
+    max_papers_per_post: int = Field(default=200, ge=1, le=5000)
 
 
 class SubscriptionSettings(BaseModel):
