@@ -76,9 +76,7 @@ async def test_pause_resume_clear_and_export_in_dms(world: World) -> None:
     _, response = await in_dm(world, "subscriptions", "pause")
     assert_private_error(response, "no subscriptions to pause")
     await world.command("subscribe", "tag", tag="Robotics")
-    _, response = await in_dm(world, "subscribe", "keyword", keyword="agents")
-    assert "Subscribed" in content(response)
-    assert (await subs.list_subscriptions(world.bot.db, world.alice.id))[1].guild_id is None  # made in a DM
+    await world.command("subscribe", "keyword", keyword="agents")
 
     _, response = await in_dm(world, "subscriptions", "pause")
     assert "Paused" in content(response)
@@ -103,6 +101,15 @@ async def test_pause_resume_clear_and_export_in_dms(world: World) -> None:
         rows = await fetch_all(world.bot.db, f"SELECT count(*) FROM {table} WHERE user_id = ?", (world.alice.id,))
         assert rows[0][0] == 0
     assert len(await subs.list_subscriptions(world.bot.db, world.bob.id)) == 1
+
+
+@pytest.mark.parametrize(("subcommand", "options"), [("tag", {"tag": "Robotics"}), ("keyword", {"keyword": "agents"})])
+async def test_a_subscription_made_in_a_dm_is_refused_with_the_reason(world: World, subcommand, options) -> None:
+    """A DM has no server, and DMs go only to members of a server where they subscribed: it would never deliver."""
+    _, response = await in_dm(world, "subscribe", subcommand, **options)
+    assert_private_error(response, "from inside a server", "belongs to no server")
+    assert await subs.list_subscriptions(world.bot.db, world.alice.id) == []
+    assert await subs.get_subscriber(world.bot.db, world.alice.id) is None
 
 
 async def test_closed_dms_are_explained_once_and_the_mark_cleared(world: World) -> None:

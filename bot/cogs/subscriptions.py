@@ -1,6 +1,7 @@
 """Personal subscriptions: /subscribe tag|keyword, /unsubscribe, /subscriptions list|pause|resume|clear|export.
 
-Every reply is ephemeral and works in servers and in DMs. No SQL here: the cog asks
+Every reply is ephemeral; everything but subscribing also works in DMs (a subscription belongs to a
+server, see `DM_SUBSCRIPTION_REFUSED`). No SQL here: the cog asks
 `storage.subscriptions`; delivery is `bot.posting.dms`. Errors go through `bot.errors`.
 """
 
@@ -27,6 +28,12 @@ DMS_CLOSED_HELP = (
     "open a server we share, click its name → **Privacy Settings** and turn on **Direct Messages** "
     "(or enable “Allow direct messages from server members” in User Settings → Privacy & Safety). "
     "DMs resume from the next digest."
+)
+
+DM_SUBSCRIPTION_REFUSED = (
+    "Subscribe from inside a server, not here: I send subscription DMs only to members of a server "
+    "where they subscribed, and a direct message belongs to no server. Run `/subscribe` in a server "
+    "we share; `/subscriptions list`, `pause`, `resume`, `clear` and `export` work here too."
 )
 
 
@@ -74,6 +81,10 @@ class Subscriptions(commands.Cog):
         )
 
     async def _add(self, interaction: discord.Interaction, kind: subs.Kind, value: str) -> None:
+        if interaction.guild_id is None:
+            # DMs go only to members of a server where they subscribed; a DM has no server, so a
+            # subscription made here could never be delivered. Refuse it rather than promise DMs.
+            raise UserError(DM_SUBSCRIPTION_REFUSED)
         try:
             await subs.add_subscription(
                 self.db, interaction.user.id, kind, value, guild_id=interaction.guild_id,
