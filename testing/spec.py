@@ -128,10 +128,44 @@ def check_body(method: str, path: str, body: Any) -> list[SpecViolation]:
     if validator is None or body is None:
         return []
     errors = list(validator.iter_errors(body))
-    if not errors:
-        return []
-    error = _deepest(max(errors, key=relevance))
-    return [SpecViolation(method, path, template, _where(error), _describe(error))]
+    if errors:
+        error = _deepest(max(errors, key=relevance))
+        return [SpecViolation(method, path, template, _where(error), _describe(error))]
+    return [SpecViolation(method, path, template, where, message) for where, message in _beyond_the_schema(body)]
+
+
+#: Discord's documented limit on all embeds of one message together, which no schema can express.
+MAX_EMBED_TOTAL = 6000
+
+
+def _beyond_the_schema(body: Any) -> list[tuple[str, str]]:
+    """Rules Discord documents and enforces (400 50035) that the schema cannot state: the embeds of one
+    message hold at most 6,000 characters in all (titles, descriptions, field names and values,
+    footers, author names)."""
+    problems = []
+    for where, embeds in _embed_lists(body):
+        total = sum(_embed_chars(e) for e in embeds if isinstance(e, dict))
+        if total > MAX_EMBED_TOTAL:
+            problems.append((where, f"Embed size exceeds maximum size of {MAX_EMBED_TOTAL} (got {total})."))
+    return problems
+
+
+def _embed_lists(body: Any) -> list[tuple[str, list]]:
+    found = []
+    if isinstance(body, dict):
+        if isinstance(body.get("embeds"), list):
+            found.append(("embeds", body["embeds"]))
+        for key in ("data", "message"):  # interaction callbacks, forum posts
+            if isinstance(body.get(key), dict) and isinstance(body[key].get("embeds"), list):
+                found.append((f"{key}.embeds", body[key]["embeds"]))
+    return found
+
+
+def _embed_chars(embed: dict[str, Any]) -> int:
+    size = len(embed.get("title") or "") + len(embed.get("description") or "")
+    size += sum(len(f.get("name") or "") + len(f.get("value") or "") for f in embed.get("fields") or [])
+    size += len((embed.get("footer") or {}).get("text") or "") + len((embed.get("author") or {}).get("name") or "")
+    return size
 
 
 def _deepest(error: ValidationError) -> ValidationError:

@@ -43,6 +43,15 @@ def test_bodies_discord_rejects_are_found_with_the_failing_field(body, where, fr
     assert fragment in violation.message
 
 
+def test_embeds_over_6000_characters_in_all_are_rejected_though_no_schema_says_so():
+    fields = [{"name": "n", "value": "v" * 1000} for _ in range(7)]  # each field is fine; together 7,007
+    [violation] = check_body("POST", "/interactions/1/tok/callback", {"type": 4, "data": {"embeds": [{"fields": fields}]}})
+    assert violation.where == "data.embeds" and "6000" in violation.message
+    assert check_body("POST", "/channels/1/messages", {"embeds": [{"fields": fields[:5]}]}) == []
+    assert check_body("POST", "/channels/1/threads", {"name": "t", "message": {"embeds": [{"description": "d" * 4000},
+                                                                                       {"description": "d" * 2001}]}})
+
+
 def test_interaction_callbacks_are_checked_in_the_branch_of_their_type():
     [violation] = check_body("POST", "/interactions/1/tok/callback", {"type": 4, "data": {"content": "x" * 2001}})
     assert violation.where == "data.content"

@@ -40,6 +40,7 @@ from bot.render.payloads import (
     payload_to_dict,
     vote_view,
 )
+from bot.render.lists import field_pages
 from bot.render.posts import (
     DEFAULT_MAX_PAPERS_PER_POST,
     broken_channel_notice,
@@ -77,7 +78,7 @@ __all__ = [
     "MAX_FIELDS", "MAX_FIELD_NAME", "MAX_FIELD_VALUE", "MAX_FOOTER", "MAX_MESSAGE_EMBED_CHARS", "MAX_TITLE",
     "NO_MENTIONS", "VOTE_ID_TEMPLATE", "MessagePayload", "VoteButton", "broken_channel_notice",
     "day_tags_by_frequency", "digest_header", "digest_messages", "digest_thread_name", "embed_size",
-    "empty_day_message", "escape_text", "more_papers_note", "neutralize_mentions", "paper_embed", "payload_from_dict",
+    "empty_day_message", "escape_text", "field_pages", "more_papers_note", "neutralize_mentions", "paper_embed", "payload_from_dict",
     "payload_to_dict", "roundup_message", "search_results_embed", "subscription_digest_header",
     "subscription_digest_messages", "tag_list_embeds", "top_papers_embed", "truncate", "vote_view",
 ]
