@@ -41,6 +41,11 @@ class CommandSettings(BaseModel):
     # Per-user cooldown of the search commands: `search_rate` uses per `search_per_seconds`.
     search_rate: int = Field(default=5, ge=1)
     search_per_seconds: float = Field(default=30.0, gt=0)
+    # Per-user cooldowns of /papers export (a whole file per use) and of /stats (charts, summaries).
+    export_rate: int = Field(default=2, ge=1)
+    export_per_seconds: float = Field(default=60.0, gt=0)
+    stats_rate: int = Field(default=5, ge=1)
+    stats_per_seconds: float = Field(default=60.0, gt=0)
     # Buttons stop working (and are disabled) after this long without use.
     view_timeout_seconds: float = Field(default=300.0, gt=0)
 

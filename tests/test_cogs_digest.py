@@ -98,8 +98,8 @@ async def test_status_and_remove(world: World) -> None:
 
 async def test_post_now_posts_once(world: World) -> None:
     await setup_channel(world)
-    handle, response = await world.command("digest", "post", user=world.owner, day="2025-02-20")
-    assert response["type"] == 5  # deferred while posting
+    handle, _ = await world.command("digest", "post", user=world.owner, day="2025-02-20")
+    assert (await handle.response())["type"] == 5  # deferred while posting
     await handle.followup()
     first = posted(world)
     assert first and "2025-02-20" in first[0]["content"]

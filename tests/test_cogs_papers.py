@@ -238,3 +238,63 @@ async def test_did_you_mean_shows_tag_names_as_text_only(world: World, tmp_path:
     text = assert_private_error(response, "did you mean", "Zebra crossings")
     assert not re.search(r"(?<![\\\w])https?://", text), text
     assert "\\[Zebra crossings\\]" in text and "@everyone" not in text and "\\_\\_u\\_\\_" in text
+
+
+# ----- answering in time ---------------------------------------------------------------------
+
+LOOKUP_MODULES = ("storage.papers", "storage.votes", "storage.stats", "digests.exports")
+
+
+@pytest.mark.parametrize(
+    ("name", "subcommand", "options"),
+    [
+        ("papers", "search", {"query": "robot", "tag": "Robotics"}),
+        ("papers", "tag", {"tag": "Robotics"}),
+        ("papers", "day", {}),
+        ("papers", "top", {}),
+        ("papers", "export", {"tag": "Robotics"}),
+        ("stats", "tags", {"tags": "Robotics"}),
+        ("stats", "day", {}),
+        ("paper", None, {"id": "2502.13923"}),
+    ],
+)
+async def test_commands_that_may_take_long_acknowledge_before_their_first_lookup(
+    world: World, monkeypatch: pytest.MonkeyPatch, name: str, subcommand: str | None, options: dict
+) -> None:
+    """A lookup can wait behind other members' queries; Discord drops an interaction not answered
+    within 3 s. So every such command defers ("thinking…", type 5) before it touches the library."""
+    import importlib
+    import inspect
+
+    seen: list[tuple[str, bool]] = []
+
+    def recorded(label: str, lookup):
+        async def wrapper(*args: Any, **kwargs: Any):
+            current = [i for i in world.fake.interactions.values() if i.type == 2][-1]
+            seen.append((label, current.callback is not None))
+            return await lookup(*args, **kwargs)
+        return wrapper
+
+    for module_name in LOOKUP_MODULES:
+        module = importlib.import_module(module_name)
+        for attr, value in list(vars(module).items()):
+            if not attr.startswith("_") and inspect.iscoroutinefunction(value):
+                monkeypatch.setattr(module, attr, recorded(f"{module_name}.{attr}", value))
+    handle, _ = await world.command(name, subcommand, **options)
+    assert (await handle.response())["type"] == 5
+    assert seen, "the command looked nothing up"
+    assert [label for label, acknowledged in seen if not acknowledged] == []
+
+
+async def test_an_error_after_acknowledging_is_still_private_and_thinking_is_gone(world: World) -> None:
+    handle, response = await world.command("paper", id="1234.56789")
+    assert (await handle.response())["type"] == 5  # public "thinking…"
+    assert_private_error(response, "not in the library")
+    assert not [m for m in world.fake.messages_in(world.channel) if m["author"]["id"] == str(world.bot.user.id)]
+
+
+@pytest.mark.commands(stats_rate=1, stats_per_seconds=60)
+async def test_stats_have_a_cooldown(world: World) -> None:
+    await world.command("stats", "day")
+    _, response = await world.command("stats", "day")
+    assert_private_error(response, "slow down")

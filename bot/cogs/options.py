@@ -67,7 +67,24 @@ async def day_or_latest(db, value: str | None) -> date:
     return wanted
 
 
+async def answer_later(interaction: discord.Interaction, *, ephemeral: bool = False) -> None:
+    """Acknowledge now ("thinking…"), before the first lookup: Discord drops an interaction not
+    answered within 3 s, and a lookup may wait behind others. The answer replaces "thinking…"
+    (`interaction.followup`); an error after this is still shown privately (`bot.errors`)."""
+    await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+
+
 def search_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
     limits = interaction.client.settings.commands  # type: ignore[attr-defined]
     return app_commands.Cooldown(limits.search_rate, limits.search_per_seconds)
+
+
+def export_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
+    limits = interaction.client.settings.commands  # type: ignore[attr-defined]
+    return app_commands.Cooldown(limits.export_rate, limits.export_per_seconds)
+
+
+def stats_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
+    limits = interaction.client.settings.commands  # type: ignore[attr-defined]
+    return app_commands.Cooldown(limits.stats_rate, limits.stats_per_seconds)
 

@@ -17,11 +17,13 @@ from discord.ext import commands
 
 from bot import render
 from bot.cogs.options import (
+    answer_later,
     day_choices,
     day_or_latest,
     known_tag,
     parse_date,
     quoted,
+    export_cooldown,
     search_cooldown,
     shown_tag,
     tag_choices,
@@ -40,6 +42,7 @@ PERIOD_NAMES = {"week": "the last week", "month": "the last month", "year": "the
 
 #: Created here, not in `options`: the extension is reloaded per bot, so each bot counts its own.
 searches_are_limited = app_commands.checks.dynamic_cooldown(search_cooldown, key=lambda i: i.user.id)
+exports_are_limited = app_commands.checks.dynamic_cooldown(export_cooldown, key=lambda i: i.user.id)
 
 
 class Papers(commands.GroupCog, group_name="papers", group_description="Find papers in the library"):
@@ -99,6 +102,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         since_day, until_day = parse_date(since, "since"), parse_date(until, "until")
         if since_day and until_day and since_day > until_day:
             raise UserError(f"`since` ({since_day}) is after `until` ({until_day}).")
+        await answer_later(interaction)
         tag_name = await self._resolve_tag(tag)
 
         async def fetch(offset: int, limit: int) -> SearchPage:
@@ -121,6 +125,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     @app_commands.autocomplete(tag=tag_autocomplete)
     @searches_are_limited
     async def tag(self, interaction: discord.Interaction, tag: str) -> None:
+        await answer_later(interaction)
         name = await self._resolve_tag(tag)
 
         async def fetch(offset: int, limit: int) -> SearchPage:
@@ -135,6 +140,8 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     @app_commands.describe(day="The digest day, YYYY-MM-DD")
     @app_commands.autocomplete(day=day_autocomplete)
     async def day(self, interaction: discord.Interaction, day: str | None = None) -> None:
+        parse_date(day, "day")  # a malformed day is answered at once
+        await answer_later(interaction)
         wanted = await day_or_latest(self.db, day)
         found = await papers.papers_on_day(self.db, wanted)
         if not found:
@@ -152,6 +159,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     async def top(self, interaction: discord.Interaction, period: Period = "week") -> None:
         # The span ends on the latest digest day rather than today, so a pause in the feed
         # still leaves a week of papers to rank.
+        await answer_later(interaction)
         latest = await papers.latest_day(self.db)
         if latest is None:
             raise UserError("The library is empty: no digest has been ingested yet.")
@@ -185,7 +193,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         format="BibTeX (default), CSV or JSON",
     )
     @app_commands.autocomplete(tag=tag_autocomplete)
-    @searches_are_limited
+    @exports_are_limited
     async def export(
         self,
         interaction: discord.Interaction,
@@ -195,6 +203,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     ) -> None:
         if (query is None) == (tag is None):
             raise UserError("Give either `query` or `tag` (one of them, not both) to say which papers to export.")
+        await answer_later(interaction, ephemeral=True)
         tag_name = await self._resolve_tag(tag)
         # A first, tiny lookup answers "no match" and bad queries at once, before the (slower) export.
         first = await (papers.search(self.db, query, limit=1) if query is not None
@@ -202,7 +211,6 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         if first.total == 0:
             raise UserError(f"No papers match “{quoted(query)}”." if query is not None
                             else f"No paper is tagged {shown_tag(tag_name)}.")
-        await interaction.response.defer(ephemeral=True, thinking=True)
         matches = await exports.matching_papers(self.db, query=query, tag=tag_name, limit=EXPORT_LIMIT)
         found = matches.papers
         render_file, extension, _ = exports.FORMATS[format]
@@ -238,10 +246,11 @@ class Library(commands.Cog):
         arxiv_id = arxiv_id_from(id)
         if arxiv_id is None:
             raise UserError(f"“{quoted(id)}” is not an arXiv id (like 2502.13923) or an arXiv/HuggingFace link.")
+        await answer_later(interaction)
         found = await papers.get_paper(self.db, arxiv_id)
         if found is None:
             raise UserError(f"Paper {arxiv_id} is not in the library yet.")
-        await interaction.response.send_message(embed=render.paper_embed(found), allowed_mentions=render.NO_MENTIONS)
+        await interaction.followup.send(embed=render.paper_embed(found), allowed_mentions=render.NO_MENTIONS)
 
     @app_commands.command(name="tags", description="Every tag with its number of papers")
     async def tags(self, interaction: discord.Interaction) -> None:
