@@ -91,7 +91,7 @@ async def _one(fake: FakeDiscord, guild, channel, user, item: dict[str, Any]) ->
     else:
         handle = await fake.send_slash_command(guild, channel, user, "papers", subcommand=item["command"],
                                                options=item["options"])
-    response = await handle.response(timeout=RESPONSE_TIMEOUT)
+    response = await handle.answer(timeout=RESPONSE_TIMEOUT)  # the answer itself, not a "thinking…" deferral
     return (time.perf_counter() - started) * 1000, response
 
 
