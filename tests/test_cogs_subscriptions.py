@@ -120,3 +120,18 @@ async def test_closed_dms_are_explained_once_and_the_mark_cleared(world: World) 
     assert not (await subs.get_subscriber(world.bot.db, world.alice.id)).dm_closed
     _, response = await world.command("subscriptions", "list")
     assert "Privacy" not in content(response)
+
+
+@pytest.mark.parametrize("closed", [False, True])
+async def test_a_long_list_of_subscriptions_fits_and_says_how_many_are_not_shown(world: World, closed: bool) -> None:
+    for n in range(25):  # the default cap, each keyword as long as allowed
+        await subs.add_subscription(world.bot.db, world.alice.id, "keyword", f"k{n:02d}" + "x" * 87,
+                                    guild_id=world.guild.id, max_per_user=25)
+    if closed:
+        await subs.mark_dm_closed(world.bot.db, world.alice.id)
+    _, response = await world.command("subscriptions", "list")
+    text = content(response)
+    assert len(text) <= 2000
+    shown = text.count("• keyword")
+    assert 0 < shown < 25 and f"… and {25 - shown} more: `/subscriptions export`" in text
+    assert ("Privacy Settings" in text) == closed

@@ -41,6 +41,18 @@ def _label(kind: str, value: str) -> str:
     return f"tag {shown_tag(value)}" if kind == "tag" else f"keyword “{quoted(value)}”"
 
 
+def _fitting_list(header: str, lines: list[str], room: int) -> str:
+    """`header` and as many whole `lines` as fit in `room`, then how many are left and where to see them."""
+    text = header
+    for index, line in enumerate(lines):
+        left = len(lines) - index - 1
+        more = f"\n… and {left} more: `/subscriptions export` lists them all." if left else ""
+        if len(text) + 1 + len(line) + len(more) > room:
+            return text + f"\n… and {len(lines) - index} more: `/subscriptions export` lists them all."
+        text += "\n" + line
+    return text
+
+
 def _check_keyword(keyword: str) -> str:
     text = " ".join(keyword.split())
     if not text:
@@ -165,8 +177,7 @@ class Subscriptions(commands.Cog):
         lines = [f"• {_label(s.kind, s.value)}" for s in found]
         state = "⏸️ paused (`/subscriptions resume`)" if subscriber and subscriber.paused else "▶️ active"
         header = f"🔔 Your subscriptions ({len(found)} of {cap}) · DMs {state}"
-        body = header + "\n" + "\n".join(lines)
-        await self._reply(interaction, render.truncate(body, render.MAX_CONTENT - 700))
+        await self._reply(interaction, _fitting_list(header, lines, render.MAX_CONTENT - len(DMS_CLOSED_HELP) - 2))
 
     @manage.command(name="pause", description="Stop the daily DMs for now (your subscriptions are kept)")
     async def pause(self, interaction: discord.Interaction) -> None:

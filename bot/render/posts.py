@@ -35,6 +35,7 @@ from bot.render.text import (
     _ENTRY_TAGS,
     _ENTRY_URL,
     _escaped,
+    escape_text,
     _join_fitting,
     _links,
     _one_line,
@@ -240,7 +241,7 @@ def empty_day_message(day: dt.date) -> MessagePayload:
 
 def broken_channel_notice(reason: str, *, server: str | None = None) -> MessagePayload:
     """What the server (or the admin, by DM) is told once when Discord refuses a digest channel."""
-    where = f"In **{discord.utils.escape_markdown(server)}**: " if server else ""
+    where = f"In **{escape_text(server)}**: " if server else ""
     text = (
         f"⚠️ {where}{reason}, so the daily papers digest is paused there. Give Paperbot View Channel, "
         "Send Messages and Embed Links in that channel (for the thread style also Create Public Threads "
