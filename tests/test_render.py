@@ -845,3 +845,12 @@ def test_the_cap_setting_and_the_renderer_default_agree():
     from settings import DeliverySettings
 
     assert DeliverySettings().max_papers_per_post == DEFAULT_MAX_PAPERS_PER_POST
+
+
+def test_the_rest_note_gets_its_own_message_when_the_last_one_is_full(huge):
+    day = dt.date(2025, 2, 20)
+    roles = range(10**17, 10**17 + 500)  # a header full of role mentions, and the only message
+    payloads = digest_messages(day, huge[:3], style="compact", mention_role_ids=roles, max_papers=2)
+    assert len(payloads) == 2 and payloads[-1].content.startswith("… and 1 more paper this day")
+    assert payloads[-1].allowed_mentions is NO_MENTIONS and not payloads[-1].embeds
+    assert all(check_message_limits(p) == [] for p in payloads)
