@@ -86,9 +86,12 @@ async def _drop_public_thinking(interaction: discord.Interaction) -> None:
     """
     if interaction.response.type is not discord.InteractionResponseType.deferred_channel_message:
         return
-    original = await interaction.original_response()
-    if original.flags.loading and not original.flags.ephemeral:
-        await original.delete()
+    try:
+        original = await interaction.original_response()
+        if original.flags.loading and not original.flags.ephemeral:
+            await original.delete()
+    except discord.HTTPException:
+        log.warning("could not remove the 'thinking…' of interaction %s", interaction.id, exc_info=True)
 
 
 async def on_app_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
