@@ -59,6 +59,7 @@ async def test_non_admins_are_refused_and_nothing_changes(world: World) -> None:
         ({"time": "25:99"}, ("24-hour time",)),
         ({"time": "nine"}, ("24-hour time",)),
         ({"tags": "Robotcs"}, ("Robotcs", "did you mean", "Robotics")),
+        ({"tags": ", ".join(["Robotics"] * 26)}, ("at most 25 tags", "you gave 26")),
     ],
 )
 async def test_bad_settings_are_clear_errors(world: World, options: dict, fragments: tuple[str, ...]) -> None:

@@ -24,6 +24,7 @@ from storage import channels, deliveries, papers
 from storage.channels import DigestChannel
 
 DEFAULT_TIME = time(9, 0)
+MAX_CHANNEL_TAGS = 25
 DEFAULT_ROUNDUP_TIME = time(17, 0)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")  # 0 = Monday
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "off"]
@@ -129,7 +130,10 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         return configured[0].timezone if configured else DEFAULT_ZONE
 
     async def _tags(self, text: str | None) -> list[str]:
-        return [await known_tag(self.db, part.strip()) for part in (text or "").split(",") if part.strip()]
+        parts = [part.strip() for part in (text or "").split(",") if part.strip()]
+        if len(parts) > MAX_CHANNEL_TAGS:  # each is a lookup, and the list is shown in every status
+            raise UserError(f"A digest channel can follow at most {MAX_CHANNEL_TAGS} tags; you gave {len(parts)}.")
+        return list(dict.fromkeys([await known_tag(self.db, part) for part in parts]))
 
     async def tag_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await tag_choices(self.db, current)
