@@ -213,7 +213,8 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         configured = await channels.list_channels(self.db, guild_id=interaction.guild_id)
         if not configured:
             raise UserError("No channel gets the daily digest yet: use `/digest setup`.")
-        fields = [(f"#{self._channel_name(row.channel_id)}", await self._status_lines(row)) for row in configured]
+        fields = [(f"#{render.escape_text(self._channel_name(row.channel_id))}", await self._status_lines(row))
+                  for row in configured]
         pages = render.field_pages("Daily digest", fields, noun="channel")
 
         async def render_page(number: int) -> discord.Embed:
