@@ -10,7 +10,6 @@ Validators are compiled once per (method, route) and shared by every FakeDiscord
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import re
@@ -283,9 +282,3 @@ def form_errors(violations: list[SpecViolation]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node.setdefault("_errors", []).append({"code": "SPEC_VIOLATION", "message": violation.message})
     return errors
-
-
-def schema_for(template: str, method: str) -> dict[str, Any]:
-    """A route's request schema with its references unresolved (for reading in tests)."""
-    operation = _spec()["paths"][template][method.lower()]
-    return copy.deepcopy(operation["requestBody"]["content"]["application/json"]["schema"])
