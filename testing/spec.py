@@ -1,7 +1,7 @@
 """Discord's own OpenAPI spec as the fake's referee: every request body is checked against it.
 
 A hand-written fake only rejects what its author thought of; Discord's published schema knows every
-length, item count and enum of every route. `RequestSpec.check` finds the spec's route for a
+length, item count and enum of every route. `check_body` finds the spec's route for a
 request and validates its JSON body (or a multipart body's ``payload_json``) against that route's
 request schema, so a payload real Discord would refuse fails the test that sent it.
 
@@ -44,30 +44,10 @@ def _patch_known_omissions(spec: dict[str, Any]) -> None:
     schemas["SnowflakeType"] = {"oneOf": [snowflake, {"type": "integer", "minimum": 0}]}
 
 
-def _discriminators_first(node: Any) -> Any:
-    """Check each object's `type` (the component/response discriminator) before anything else.
-
-    Validation does not depend on keyword order, but its cost does: a `oneOf` of seven component
-    kinds evaluates every branch, and a branch whose `type` is checked first fails at once. This
-    made a message with 25 buttons ~20x cheaper to check.
-    """
-    if isinstance(node, dict):
-        node = {key: _discriminators_first(value) for key, value in node.items()}
-        properties = node.get("properties")
-        if isinstance(properties, dict) and "type" in properties:
-            node["properties"] = {"type": properties["type"], **properties}
-            node = {"properties": node.pop("properties"), **node}
-        return node
-    if isinstance(node, list):
-        return [_discriminators_first(item) for item in node]
-    return node
-
-
 @functools.cache
 def _spec() -> dict[str, Any]:
     spec = json.loads(SPEC_PATH.read_text(encoding="utf-8"))
     _patch_known_omissions(spec)
-    spec["components"] = _discriminators_first(spec["components"])
     return spec
 
 
