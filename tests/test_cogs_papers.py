@@ -298,3 +298,27 @@ async def test_stats_have_a_cooldown(world: World) -> None:
     await world.command("stats", "day")
     _, response = await world.command("stats", "day")
     assert_private_error(response, "slow down")
+
+
+async def test_many_long_hostile_tags_stay_within_discords_limits(world: World) -> None:
+    """Hundreds of 100-character tags on a day: /tags, /stats day and /paper all fit (the fake rejects
+    anything over a limit) and show the tags as text."""
+    import datetime as dt
+
+    from storage.ingest import ingest_digest
+    from storage.models import Digest
+    from tests.factories import paper
+
+    day = dt.date(2031, 1, 6)
+    tags = [f"[t{n:03d}](https://evil.example/{n}) **@everyone** " + "x" * 60 for n in range(300)]
+    items = [paper(90000 + n, tags=tags[n * 30:(n + 1) * 30], summary="y " * 2000) for n in range(10)]
+    await ingest_digest(world.bot.db, Digest(date=day, papers=items), source="s", origin="o.md", sha256="h")
+
+    _, listing = await world.command("tags")
+    footer = listing["data"]["embeds"][0]["footer"]["text"]
+    assert footer.startswith("Page 1 of ") and "Page 1 of 1 " not in footer
+    _, summary = await world.command("stats", "day", day=day.isoformat())
+    _, shown = await world.command("paper", id="2502.90000")
+    for response in (listing, summary, shown):
+        text = " ".join(text_of(e) for e in response["data"]["embeds"])
+        assert not re.search(r"(?<![\\\w])https?://evil", text) and "@everyone" not in text
