@@ -44,6 +44,11 @@ class CommandSettings(BaseModel):
     # Per-user cooldown of the search commands: `search_rate` uses per `search_per_seconds`.
     search_rate: int = Field(default=5, ge=1)
     search_per_seconds: float = Field(default=30.0, gt=0)
+    # Per-user cooldowns of /papers export (a whole file per use) and of /stats (charts, summaries).
+    export_rate: int = Field(default=2, ge=1)
+    export_per_seconds: float = Field(default=60.0, gt=0)
+    stats_rate: int = Field(default=5, ge=1)
+    stats_per_seconds: float = Field(default=60.0, gt=0)
     # Buttons stop working (and are disabled) after this long without use.
     view_timeout_seconds: float = Field(default=300.0, gt=0)
 
@@ -95,6 +100,9 @@ class DeliverySettings(BaseModel):
     # Digest requests per second across all channels: Discord allows a bot 50 in all, and every
     # 429 counts towards a ban; a little headroom is left for commands and direct messages.
     requests_per_second: float = Field(default=48.0, gt=0, le=50)
+    # Papers one channel post (and one subscriber's DM) shows at most; a bigger day is stored whole and
+    # the post ends with how to see the rest. Same default as bot.render.DEFAULT_MAX_PAPERS_PER_POST.
+    max_papers_per_post: int = Field(default=200, ge=1, le=5000)
 
 
 class SubscriptionSettings(BaseModel):

@@ -69,12 +69,29 @@ async def send_error(interaction: discord.Interaction, error: BaseException) -> 
     text, _ = reply_for(error)
     embed = discord.Embed(description=f"⚠️ {text}", colour=discord.Colour.orange())
     try:
+        await _drop_public_thinking(interaction)
         if interaction.response.is_done():
             await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
             await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException:
         log.warning("could not deliver an error reply to interaction %s", interaction.id, exc_info=True)
+
+
+async def _drop_public_thinking(interaction: discord.Interaction) -> None:
+    """A command that deferred publicly and then failed: delete its "thinking…" message first.
+
+    Discord turns the first follow-up after a deferral into the deferred message, keeping the
+    deferral's visibility, so the error would otherwise be shown to the whole channel.
+    """
+    if interaction.response.type is not discord.InteractionResponseType.deferred_channel_message:
+        return
+    try:
+        original = await interaction.original_response()
+        if original.flags.loading and not original.flags.ephemeral:
+            await original.delete()
+    except discord.HTTPException:
+        log.warning("could not remove the 'thinking…' of interaction %s", interaction.id, exc_info=True)
 
 
 async def on_app_command_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:

@@ -37,16 +37,24 @@ class Pager(discord.ui.View):
         timeout: float,
         ephemeral: bool = False,
     ) -> None:
-        """Reply to `interaction` with page 1, with buttons only when there is more than one page."""
+        """Reply to `interaction` with page 1, with buttons only when there is more than one page.
+
+        After a deferral the page replaces "thinking…" (and keeps the deferral's visibility).
+        """
         first = await render_page(0)
-        if page_count <= 1:
-            await interaction.response.send_message(embed=first, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS)
-            return
-        view = cls(owner_id=interaction.user.id, page_count=page_count, render_page=render_page, timeout=timeout)
-        await interaction.response.send_message(
-            embed=first, view=view, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS
-        )
-        view.message = await interaction.original_response()
+        view = None
+        if page_count > 1:
+            view = cls(owner_id=interaction.user.id, page_count=page_count, render_page=render_page, timeout=timeout)
+        extra = {"view": view} if view is not None else {}
+        if interaction.response.is_done():
+            message = await interaction.followup.send(embed=first, ephemeral=ephemeral, wait=True,
+                                                      allowed_mentions=NO_MENTIONS, **extra)
+        else:
+            await interaction.response.send_message(embed=first, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS,
+                                                    **extra)
+            message = await interaction.original_response() if view is not None else None
+        if view is not None:
+            view.message = message
 
     def _sync_buttons(self) -> None:
         self.previous.disabled = self.page == 0

@@ -70,7 +70,10 @@ class Interaction:
     original: dict[str, Any] | None = None
     followups: list[dict[str, Any]] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)
+    #: What replaced a deferral's "thinking…" (first follow-up or @original edit), as a type-4 callback.
+    answers: list[dict[str, Any]] = field(default_factory=list)
     _loading_pending: bool = field(default=False, repr=False)  # a thinking defer's first follow-up replaces it
+    _answered_by_followup: bool = field(default=False, repr=False)  # "thinking…" was deleted unanswered
 
     @property
     def label(self) -> str:
@@ -83,6 +86,19 @@ class Interaction:
         """The callback body, e.g. ``{"type": 4, "data": {"content": ...}}``."""
         return await self.fake.wait_for(lambda: self.callback, timeout=timeout,
                                         what=f"the response to interaction {self.label!r}")
+
+    async def answer(self, timeout: float = 5.0) -> dict[str, Any]:
+        """What the member sees as the answer, shaped like a type-4 callback.
+
+        The callback itself when the bot answered at once; after a deferral (type 5), the body of
+        the follow-up or ``@original`` edit that replaced "thinking…", with the resulting message's
+        ``flags`` (a follow-up keeps the deferral's ephemeral flag, as on Discord).
+        """
+        callback = await self.response(timeout)
+        if callback.get("type") != ResponseType.DEFERRED_CHANNEL_MESSAGE:
+            return callback
+        return await self.fake.wait_for(lambda: self.answers and self.answers[0], timeout=timeout,
+                                        what=f"the answer after deferring interaction {self.label!r}")
 
     async def followup(self, index: int = 0, timeout: float = 2.0) -> dict[str, Any]:
         """The ``index``-th follow-up message object."""
@@ -157,21 +173,37 @@ class Interaction:
             self.fake.state.edit_message(message, {**payload, "flags": flags}, files=req.files)
             message["edited_timestamp"] = None
             await self.fake.dispatch_message("MESSAGE_UPDATE", message)
+            self.answers.append({"type": ResponseType.CHANNEL_MESSAGE, "data": {**payload, "flags": message["flags"]}})
         else:
             message = self.fake.state.new_message(self.channel, self.fake.bot_user, payload, files=req.files,
                                                   type=20 if self.type == InteractionType.APPLICATION_COMMAND else 0,
                                                   **self._message_extras())
             await self.fake.dispatch_message("MESSAGE_CREATE", message)
+            if self._answered_by_followup:
+                self._answered_by_followup = False
+                self.answers.append({"type": ResponseType.CHANNEL_MESSAGE,
+                                     "data": {**payload, "flags": message["flags"]}})
         self.followups.append(message)
         return message
+
+    def on_delete_original(self) -> None:
+        """``@original`` was deleted. If it was still "thinking…", the next follow-up is a new message
+        (it may then be ephemeral) and is what the member sees as the answer."""
+        self.original = None
+        if self._loading_pending:
+            self._loading_pending = False
+            self._answered_by_followup = True
 
     async def on_edit(self, req: RecordedRequest) -> dict[str, Any]:
         message = self.message(req.params["message_id"])
         payload = req.json or {}
-        if req.params["message_id"] == "@original" and message["flags"] & MessageFlag.LOADING:
+        answering = req.params["message_id"] == "@original" and bool(message["flags"] & MessageFlag.LOADING)
+        if answering:
             self._loading_pending = False
             payload = {**payload, "flags": message["flags"] & ~MessageFlag.LOADING}
         self.fake.state.edit_message(message, payload, files=req.files)
+        if answering:
+            self.answers.append({"type": ResponseType.CHANNEL_MESSAGE, "data": {**payload, "flags": message["flags"]}})
         if message is self.original:
             self.edits.append(req.json or {})
         await self.fake.dispatch_message("MESSAGE_UPDATE", message)

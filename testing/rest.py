@@ -268,7 +268,10 @@ async def edit_webhook_message(fake: FakeDiscord, req: RecordedRequest) -> Any:
 @routes.add("DELETE", "/webhooks/{webhook_id}/{token}/messages/{message_id}", auth=False)
 async def delete_webhook_message(fake: FakeDiscord, req: RecordedRequest) -> Any:
     inter = _interaction(fake, req, "webhook_id")
-    await fake.delete_message(inter.message(req.params["message_id"]))
+    message = inter.message(req.params["message_id"])
+    if message is inter.original:
+        inter.on_delete_original()
+    await fake.delete_message(message)
     return None
 
 

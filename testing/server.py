@@ -14,6 +14,7 @@ from .faults import ApiError, Fault, RateLimiter, Reply
 from .gateway import Gateway
 from .interactions import Interaction, InteractionType, command_options, envelope, find_command
 from .rest import Handler, RecordedRequest, read_request, routes
+from .spec import SpecViolation, check_body, form_errors
 from .state import DEFAULT_START, Channel, Guild, Member, MessageFlag, Role, Snowflakes, State, User, _id
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class FakeDiscord:
     """
 
     def __init__(self, *, token: str | None = "test-token", bot_name: str = "Paperbot",
-                 start_time: dt.datetime = DEFAULT_START, heartbeat_interval_ms: int = 41_250) -> None:
+                 start_time: dt.datetime = DEFAULT_START, heartbeat_interval_ms: int = 41_250,
+                 check_spec: bool = True) -> None:
         #: The token the bot must present (``None`` accepts anything).
         self.token = token
         self.ids = Snowflakes(start_time)
@@ -69,6 +71,9 @@ class FakeDiscord:
         self.nonces: dict[tuple[int, str], tuple[int, float]] = {}
         #: Exceptions raised by the fake's own handlers (bugs in the fake); see ``check()``.
         self.errors: list[BaseException] = []
+        #: Request bodies Discord's OpenAPI schema rejects (answered 400 50035); see ``check()``.
+        self.check_spec = check_spec
+        self.spec_violations: list[SpecViolation] = []
         self._watched: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -256,9 +261,13 @@ class FakeDiscord:
                 raise RuntimeError(f"the bot's task {task.get_name()!r} died") from task.exception()
 
     def check(self) -> None:
-        """Raise the first exception the fake's handlers hit (a bug in the fake, not the bot)."""
+        """Raise the first exception the fake's handlers hit (a bug in the fake, not the bot), or the
+        request bodies Discord's schema rejected (a bug in the bot)."""
         if self.errors:
             raise RuntimeError(f"fake Discord had {len(self.errors)} internal error(s)") from self.errors[0]
+        if self.spec_violations:
+            shown = "\n  ".join(str(v) for v in self.spec_violations[:10])
+            raise AssertionError(f"{len(self.spec_violations)} request(s) that Discord's API schema rejects:\n  {shown}")
 
     # -- gateway shortcuts ----------------------------------------------------------
 
@@ -399,6 +408,11 @@ class FakeDiscord:
             limited, headers = self.rate_limiter.check(req)
             if limited is not None:
                 return limited
+        if self.check_spec:
+            violations = check_body(req.method, req.path, req.json)
+            if violations:
+                self.spec_violations += violations
+                return Reply(400, {"message": "Invalid Form Body", "code": 50035, "errors": form_errors(violations)})
         try:
             result = await route.handler(self, req)
         except ApiError as exc:

@@ -44,7 +44,7 @@ async def test_run_serves_commands_and_stops_cleanly_on_sigterm(
         await fake_discord.gateway.wait_for_dispatch("GUILD_CREATE")
         channel = fake_discord.state.channel(guild.channel_ids[0])
         handle = await fake_discord.send_slash_command(guild, channel, alice, "paper", options={"id": "2502.13923"})
-        response = await handle.response(timeout=10)
+        response = await handle.answer(timeout=10)
         assert "Qwen2.5-VL" in response["data"]["embeds"][0]["title"]
     finally:
         process.send_signal(signal.SIGTERM)

@@ -59,6 +59,7 @@ async def test_non_admins_are_refused_and_nothing_changes(world: World) -> None:
         ({"time": "25:99"}, ("24-hour time",)),
         ({"time": "nine"}, ("24-hour time",)),
         ({"tags": "Robotcs"}, ("Robotcs", "did you mean", "Robotics")),
+        ({"tags": ", ".join(["Robotics"] * 26)}, ("at most 25 tags", "you gave 26")),
     ],
 )
 async def test_bad_settings_are_clear_errors(world: World, options: dict, fragments: tuple[str, ...]) -> None:
@@ -98,8 +99,8 @@ async def test_status_and_remove(world: World) -> None:
 
 async def test_post_now_posts_once(world: World) -> None:
     await setup_channel(world)
-    handle, response = await world.command("digest", "post", user=world.owner, day="2025-02-20")
-    assert response["type"] == 5  # deferred while posting
+    handle, _ = await world.command("digest", "post", user=world.owner, day="2025-02-20")
+    assert (await handle.response())["type"] == 5  # deferred while posting
     await handle.followup()
     first = posted(world)
     assert first and "2025-02-20" in first[0]["content"]
@@ -247,3 +248,46 @@ async def test_a_tag_mapped_to_a_role_pings_exactly_that_role(world: World) -> N
 
     _, removed = await world.command("digest", "role", user=world.owner, tag="Robotics")
     assert "no longer" in removed["data"]["content"]
+
+
+async def test_status_of_many_channels_is_paged_within_discords_limits(world: World) -> None:
+    """18 channels once made an 8,472-character embed (Discord allows 6,000); channels past 25 were dropped."""
+    from bot.render import embed_size
+    from discord import Embed
+
+    long_tags = ["Computer Vision", "Natural Language Processing", "Reinforcement Learning", "Robotics",
+                 "Multimodal Learning", "[evil](https://evil.example) @everyone"]
+    names = []
+    for n in range(30):
+        channel = await world.fake.create_text_channel(world.guild, f"papers-channel-number-{n:02d}")
+        names.append(channel.name)
+        await channels.save_channel(world.bot.db, DigestChannel(
+            channel_id=channel.id, guild_id=world.guild.id, post_time=time(9, 0), timezone="America/Argentina/Buenos_Aires",
+            tags=long_tags, style="thread"))
+        await channels.set_roundup(world.bot.db, channel.id, 4, time(17, 0))
+        await channels.record_error(world.bot.db, channel.id, "503 Service Unavailable: " + "upstream timeout " * 20)
+        world.bot.daily.schedule(await channels.get_channel(world.bot.db, channel.id))
+
+    handle, status = await world.command("digest", "status", user=world.owner)
+    assert status["data"]["flags"] & EPHEMERAL
+    seen: list[str] = []
+    message = status["data"]
+    for page in range(1, 100):
+        embeds = message["embeds"]
+        assert sum(embed_size(Embed.from_dict(e)) for e in embeds) <= 6000
+        assert all(len(e.get("fields", [])) <= 25 for e in embeds)
+        text = " ".join(f["value"] for e in embeds for f in e["fields"])
+        assert "https://evil" not in text and "@everyone" not in text
+        seen += [f["name"] for e in embeds for f in e["fields"]]
+        footer = embeds[0]["footer"]["text"]
+        assert footer.startswith(f"Page {page} of ") and "30 channels" in footer
+        if footer.startswith(f"Page {page} of {page}"):
+            break
+        click = await world.fake.click_button(handle.original, _next_button(message), world.owner)
+        message = (await click.response())["data"]
+    assert page > 1
+    assert [name.lstrip("#") for name in seen] == names
+
+
+def _next_button(message: dict) -> str:
+    return next(b["custom_id"] for row in message["components"] for b in row["components"] if "Next" in b["label"])

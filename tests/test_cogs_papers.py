@@ -240,3 +240,106 @@ async def test_unexpected_error_gives_a_reference_that_is_logged(
     reference = re.search(r"`([0-9A-F]{8})`", text).group(1)
     assert any(reference in record.getMessage() and record.exc_info for record in caplog.records)
     await asyncio.sleep(0)
+
+
+async def test_did_you_mean_shows_tag_names_as_text_only(world: World, tmp_path: Path) -> None:
+    """Tag names come from digests: a hostile one is suggested, but never as a link, formatting or ping."""
+    digest = tmp_path / "2030-01-02.md"
+    digest.write_text(
+        "## Papers for 2030-01-02\n\n| Title | Summary | Link | Tags |\n|---|---|---|---|\n"
+        "| Zebras | z | [Read more](https://arxiv.org/abs/2901.00002) "
+        "| ['[Zebra crossings](https://evil.example/x) @everyone __u__'] |\n"
+    )
+    from digests.ingest import ingest_targets
+
+    await ingest_targets(world.bot.db, [str(digest)])
+    typo = "[Zebra crossing](https://evil.example/x) @everyone __u__"
+    assert await library.closest_tags(world.bot.db, typo), "the hostile tag was stored"
+    _, response = await world.command("papers", "tag", tag=typo)
+    text = assert_private_error(response, "did you mean", "Zebra crossings")
+    assert not re.search(r"(?<![\\\w])https?://", text), text
+    assert "\\[Zebra crossings\\]" in text and "@everyone" not in text and "\\_\\_u\\_\\_" in text
+
+
+# ----- answering in time ---------------------------------------------------------------------
+
+LOOKUP_MODULES = ("storage.papers", "storage.votes", "storage.stats", "digests.exports")
+
+
+@pytest.mark.parametrize(
+    ("name", "subcommand", "options"),
+    [
+        ("papers", "search", {"query": "robot", "tag": "Robotics"}),
+        ("papers", "tag", {"tag": "Robotics"}),
+        ("papers", "day", {}),
+        ("papers", "top", {}),
+        ("papers", "export", {"tag": "Robotics"}),
+        ("stats", "tags", {"tags": "Robotics"}),
+        ("stats", "day", {}),
+        ("paper", None, {"id": "2502.13923"}),
+    ],
+)
+async def test_commands_that_may_take_long_acknowledge_before_their_first_lookup(
+    world: World, monkeypatch: pytest.MonkeyPatch, name: str, subcommand: str | None, options: dict
+) -> None:
+    """A lookup can wait behind other members' queries; Discord drops an interaction not answered
+    within 3 s. So every such command defers ("thinking…", type 5) before it touches the library."""
+    import importlib
+    import inspect
+
+    seen: list[tuple[str, bool]] = []
+
+    def recorded(label: str, lookup):
+        async def wrapper(*args: Any, **kwargs: Any):
+            current = [i for i in world.fake.interactions.values() if i.type == 2][-1]
+            seen.append((label, current.callback is not None))
+            return await lookup(*args, **kwargs)
+        return wrapper
+
+    for module_name in LOOKUP_MODULES:
+        module = importlib.import_module(module_name)
+        for attr, value in list(vars(module).items()):
+            if not attr.startswith("_") and inspect.iscoroutinefunction(value):
+                monkeypatch.setattr(module, attr, recorded(f"{module_name}.{attr}", value))
+    handle, _ = await world.command(name, subcommand, **options)
+    assert (await handle.response())["type"] == 5
+    assert seen, "the command looked nothing up"
+    assert [label for label, acknowledged in seen if not acknowledged] == []
+
+
+async def test_an_error_after_acknowledging_is_still_private_and_thinking_is_gone(world: World) -> None:
+    handle, response = await world.command("paper", id="1234.56789")
+    assert (await handle.response())["type"] == 5  # public "thinking…"
+    assert_private_error(response, "not in the library")
+    assert not [m for m in world.fake.messages_in(world.channel) if m["author"]["id"] == str(world.bot.user.id)]
+
+
+@pytest.mark.commands(stats_rate=1, stats_per_seconds=60)
+async def test_stats_have_a_cooldown(world: World) -> None:
+    await world.command("stats", "day")
+    _, response = await world.command("stats", "day")
+    assert_private_error(response, "slow down")
+
+
+async def test_many_long_hostile_tags_stay_within_discords_limits(world: World) -> None:
+    """Hundreds of 100-character tags on a day: /tags, /stats day and /paper all fit (the fake rejects
+    anything over a limit) and show the tags as text."""
+    import datetime as dt
+
+    from storage.ingest import ingest_digest
+    from storage.models import Digest
+    from tests.factories import paper
+
+    day = dt.date(2031, 1, 6)
+    tags = [f"[t{n:03d}](https://evil.example/{n}) **@everyone** " + "x" * 60 for n in range(300)]
+    items = [paper(90000 + n, tags=tags[n * 30:(n + 1) * 30], summary="y " * 2000) for n in range(10)]
+    await ingest_digest(world.bot.db, Digest(date=day, papers=items), source="s", origin="o.md", sha256="h")
+
+    _, listing = await world.command("tags")
+    footer = listing["data"]["embeds"][0]["footer"]["text"]
+    assert footer.startswith("Page 1 of ") and "Page 1 of 1 " not in footer
+    _, summary = await world.command("stats", "day", day=day.isoformat())
+    _, shown = await world.command("paper", id="2502.90000")
+    for response in (listing, summary, shown):
+        text = " ".join(text_of(e) for e in response["data"]["embeds"])
+        assert not re.search(r"(?<![\\\w])https?://evil", text) and "@everyone" not in text

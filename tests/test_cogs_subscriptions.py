@@ -76,9 +76,7 @@ async def test_pause_resume_clear_and_export_in_dms(world: World) -> None:
     _, response = await in_dm(world, "subscriptions", "pause")
     assert_private_error(response, "no subscriptions to pause")
     await world.command("subscribe", "tag", tag="Robotics")
-    _, response = await in_dm(world, "subscribe", "keyword", keyword="agents")
-    assert "Subscribed" in content(response)
-    assert (await subs.list_subscriptions(world.bot.db, world.alice.id))[1].guild_id is None  # made in a DM
+    await world.command("subscribe", "keyword", keyword="agents")
 
     _, response = await in_dm(world, "subscriptions", "pause")
     assert "Paused" in content(response)
@@ -103,6 +101,15 @@ async def test_pause_resume_clear_and_export_in_dms(world: World) -> None:
         rows = await fetch_all(world.bot.db, f"SELECT count(*) FROM {table} WHERE user_id = ?", (world.alice.id,))
         assert rows[0][0] == 0
     assert len(await subs.list_subscriptions(world.bot.db, world.bob.id)) == 1
+
+
+@pytest.mark.parametrize(("subcommand", "options"), [("tag", {"tag": "Robotics"}), ("keyword", {"keyword": "agents"})])
+async def test_a_subscription_made_in_a_dm_is_refused_with_the_reason(world: World, subcommand, options) -> None:
+    """A DM has no server, and DMs go only to members of a server where they subscribed: it would never deliver."""
+    _, response = await in_dm(world, "subscribe", subcommand, **options)
+    assert_private_error(response, "from inside a server", "belongs to no server")
+    assert await subs.list_subscriptions(world.bot.db, world.alice.id) == []
+    assert await subs.get_subscriber(world.bot.db, world.alice.id) is None
 
 
 async def test_closed_dms_are_explained_once_and_the_mark_cleared(world: World) -> None:
@@ -134,3 +141,18 @@ async def test_a_keyword_costing_a_stall_every_day_is_refused_when_made(world: W
     _, response = await world.command("subscribe", "keyword", keyword="a* b* c* d* e* f*")
     assert_private_error(response, "too short a prefix")
     assert await subs.list_subscriptions(world.bot.db, world.alice.id) == []
+
+
+@pytest.mark.parametrize("closed", [False, True])
+async def test_a_long_list_of_subscriptions_fits_and_says_how_many_are_not_shown(world: World, closed: bool) -> None:
+    for n in range(25):  # the default cap, each keyword as long as allowed
+        await subs.add_subscription(world.bot.db, world.alice.id, "keyword", f"k{n:02d}" + "x" * 87,
+                                    guild_id=world.guild.id, max_per_user=25)
+    if closed:
+        await subs.mark_dm_closed(world.bot.db, world.alice.id)
+    _, response = await world.command("subscriptions", "list")
+    text = content(response)
+    assert len(text) <= 2000
+    shown = text.count("• keyword")
+    assert 0 < shown < 25 and f"… and {25 - shown} more: `/subscriptions export`" in text
+    assert ("Privacy Settings" in text) == closed

@@ -399,7 +399,8 @@ async def test_export_command_is_synced(world: World) -> None:
 
 
 async def test_export_a_tag_as_csv_end_to_end(world: World) -> None:
-    handle, response = await world.command("papers", "export", tag="robotics", format="csv")
+    handle, _ = await world.command("papers", "export", tag="robotics", format="csv")
+    response = await handle.response()
     assert response["type"] == 5 and response["data"]["flags"] & EPHEMERAL, "deferred, thinking, private"
     message = await handle.followup()
     request, uploaded = exported_file(world)
@@ -482,9 +483,11 @@ async def test_export_needs_exactly_one_of_query_and_tag(world: World, options: 
     assert_private_error(response, "either `query` or `tag`")
 
 
-@pytest.mark.commands(search_rate=1, search_per_seconds=60)
-async def test_export_shares_the_search_cooldown(world: World) -> None:
+@pytest.mark.commands(export_rate=1, export_per_seconds=60)
+async def test_export_has_its_own_cooldown(world: World) -> None:
     handle, _ = await world.command("papers", "export", tag="Robotics")
     await handle.followup()
     _, response = await world.command("papers", "export", tag="Robotics")
     assert_private_error(response, "slow down")
+    _, search = await world.command("papers", "search", query="robot")  # searching is not held back by it
+    assert search["data"]["embeds"][0]["title"].startswith("🔎")

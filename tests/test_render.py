@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import unicodedata
 from collections import defaultdict
@@ -30,6 +31,7 @@ from bot.render import (
     payload_to_dict,
     roundup_message,
     search_results_embed,
+    subscription_digest_messages,
     tag_list_embeds,
     top_papers_embed,
     truncate,
@@ -358,7 +360,7 @@ def test_corpus_library_and_tags(json_days):
 def test_corpus_whole_month_in_one_compact_digest(json_days):
     # Far more than one message: exercises packing into several messages of two embeds each.
     papers = [p for day, ps in json_days if (day.year, day.month) == (2024, 11) for p in ps]
-    payloads = digest_messages(dt.date(2024, 11, 30), papers, style="compact")
+    payloads = digest_messages(dt.date(2024, 11, 30), papers, style="compact", max_papers=len(papers))
     assert len(payloads) > 3
     assert_within_limits(payloads)
     numbers = [n for p in payloads for e in p.embeds for n in entry_numbers(e.description)]
@@ -701,3 +703,154 @@ def test_empty_inputs():
     assert tags.description == "No tags yet."
     with pytest.raises(ValueError):
         digest_messages(day, [], style="fancy")  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# Text from digests never becomes a link or formatting (issue 12)
+# --------------------------------------------------------------------------------------------
+
+EVIL = "evil.example"
+MASKED = StoredPaper(
+    arxiv_id="2502.13923",
+    title="A [Free GPUs](https://evil.example/t) title",
+    url="https://arxiv.org/abs/2502.13923",
+    authors=["[Author](https://evil.example/a)"],
+    summary="- [Official download](https://evil.example/setup.exe) now.\n- Or https://evil.example/bare and "
+            "<https://evil.example/angle>, **bold**, 1. listed",
+    tags=["[tag](https://evil.example/tag)"],
+    days=[dt.date(2025, 2, 20)],
+    sources=["https://evil.example/source"],
+)
+
+
+def live_link_hosts(text: str) -> list[str]:
+    """Hosts Discord would turn into a link: a scheme's `://` not broken by an escape."""
+    return re.findall(r"(?<![\\\w])https?://([^/\s)>\]]+)", text)
+
+
+def _texts(payload: MessagePayload) -> list[str]:
+    texts = [payload.content or ""]
+    for embed in payload.embeds:
+        data = embed.to_dict()
+        texts += [data.get("title") or "", data.get("description") or ""]
+        texts += [f"{f['name']} {f['value']}" for f in data.get("fields", [])]
+    return texts
+
+
+def test_a_masked_link_in_a_summary_is_never_posted_live():
+    day = dt.date(2025, 2, 20)
+    payloads = [
+        as_payload(paper_embed(MASKED)),  # /paper and each message of thread/forum digests
+        *digest_messages(day, [MASKED], style="thread"),
+        *digest_messages(day, [MASKED], style="compact"),
+        *subscription_digest_messages(day, [(MASKED, ["[kw](https://evil.example/kw)"])]),
+        as_payload(search_results_embed(SearchPage(hits=[SearchHit(paper=MASKED, snippet="")], total=1),
+                                        title="[q](https://evil.example/q)", page_number=1, page_count=1)),
+    ]
+    for payload in payloads:
+        assert check_message_limits(payload) == []
+        for text in _texts(payload):
+            hosts = live_link_hosts(text)
+            assert EVIL not in " ".join(hosts), text
+            assert all(h in ("arxiv.org", "github.com", "huggingface.co") for h in hosts), hosts
+    # The summary still reads as written, as text.
+    description = paper_embed(MASKED).description
+    assert "Official download" in description and "evil.example/setup.exe" in description
+    assert "\\*\\*bold\\*\\*" in description and description.startswith("\\- ")
+
+
+def test_escape_text_defuses_every_kind_of_link_and_list():
+    assert escape_text("[x](https://e.xx/a_b)") == "\\[x\\](https\\://e.xx/a\\_b)"
+    assert escape_text("<https://e.xx>") == "<https\\://e.xx>"
+    assert escape_text("- a\n1. b") == "\\- a\n1\\. b"
+    assert live_link_hosts(escape_text("see http://e.xx and HTTPS://f.xx")) == []
+
+
+# --------------------------------------------------------------------------------------------
+# No cap on a digest (issue 12): a huge day is posted capped, ending with how to see the rest
+# --------------------------------------------------------------------------------------------
+
+HUGE_DAY = 95_000
+
+
+def huge_day(n: int = HUGE_DAY) -> list[StoredPaper]:
+    """`n` papers, built without validation (the point is the count, not the fields)."""
+    return [
+        StoredPaper.model_construct(
+            arxiv_id=f"2502.{i:05d}", title=f"Paper {i}", url=f"https://arxiv.org/abs/2502.{i:05d}",
+            authors=[f"Author {i}"], summary=f"Summary {i}.", tags=["Robotics"], github_urls=[],
+            huggingface_urls=[], extra={}, days=[dt.date(2025, 2, 20)], sources=["timlrx"],
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def huge() -> list[StoredPaper]:
+    return huge_day()
+
+
+def _shown_vote_ids(payloads: list[MessagePayload]) -> list[str]:
+    return [b.arxiv_id for p in payloads for b in p.votes]
+
+
+def test_a_95000_paper_day_is_a_few_compact_messages_ending_with_the_way_to_the_rest(huge):
+    from bot.render import DEFAULT_MAX_PAPERS_PER_POST
+
+    day = dt.date(2025, 2, 20)
+    payloads = digest_messages(day, huge, style="compact")
+    # Before the cap this planned 3,800 messages.
+    assert len(payloads) <= math.ceil(DEFAULT_MAX_PAPERS_PER_POST / 25) + 1
+    assert len(_shown_vote_ids(payloads)) == DEFAULT_MAX_PAPERS_PER_POST
+    assert payloads[0].content.startswith(digest_header(day, HUGE_DAY))  # the header counts them all
+    assert "94,800 more papers" in payloads[-1].content
+    assert "/papers day day:2025-02-20" in payloads[-1].content
+    assert all(check_message_limits(p) == [] for p in payloads)
+
+
+def test_a_95000_paper_day_in_a_thread_is_capped_too(huge):
+    day = dt.date(2025, 2, 20)
+    payloads = digest_messages(day, huge, style="thread", max_papers=50)
+    # Before the cap this planned 95,001 messages.
+    assert len(payloads) == 1 + 50
+    assert payloads[1].embeds[0].footer.text.startswith(f"1/{HUGE_DAY}")
+    assert "/papers day day:2025-02-20" in payloads[-1].content
+    assert all(check_message_limits(p) == [] for p in payloads)
+
+
+def test_a_95000_paper_dm_is_capped(huge):
+    day = dt.date(2025, 2, 20)
+    payloads = subscription_digest_messages(day, [(p, ["tag Robotics"]) for p in huge], max_papers=30)
+    # Before the cap this planned 2,017 DMs.
+    assert len(payloads) <= 3
+    assert f"{HUGE_DAY} papers" in payloads[0].content
+    assert "94,970 more papers" in payloads[-1].content
+    assert "/subscriptions list" in payloads[-1].content
+    assert all(check_message_limits(p) == [] for p in payloads)
+
+
+def test_a_day_within_the_cap_has_no_note():
+    day = dt.date(2025, 2, 20)
+    few = huge_day(30)
+    for style in ("compact", "thread"):
+        payloads = digest_messages(day, few, style=style)
+        assert "/papers day" not in " ".join(p.content or "" for p in payloads)
+        assert len(_shown_vote_ids(payloads)) == 30
+    with pytest.raises(ValueError):
+        digest_messages(day, few, style="compact", max_papers=0)
+
+
+def test_the_cap_setting_and_the_renderer_default_agree():
+    from bot.render import DEFAULT_MAX_PAPERS_PER_POST
+    from settings import DeliverySettings
+
+    assert DeliverySettings().max_papers_per_post == DEFAULT_MAX_PAPERS_PER_POST
+
+
+def test_the_rest_note_gets_its_own_message_when_the_last_one_is_full(huge):
+    day = dt.date(2025, 2, 20)
+    roles = range(10**17, 10**17 + 500)  # a header full of role mentions, and the only message
+    payloads = digest_messages(day, huge[:3], style="compact", mention_role_ids=roles, max_papers=2)
+    assert len(payloads) == 2 and payloads[-1].content.startswith("… and 1 more paper this day")
+    assert payloads[-1].allowed_mentions is NO_MENTIONS and not payloads[-1].embeds
+    assert all(check_message_limits(p) == [] for p in payloads)

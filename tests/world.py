@@ -35,7 +35,7 @@ class World:
         handle = await self.fake.send_slash_command(
             self.guild, self.channel, user or self.alice, name, subcommand=subcommand, options=options
         )
-        return handle, await handle.response()
+        return handle, await handle.answer()
 
     async def autocomplete(self, name: str, focused: str, value: str, subcommand: str | None = None):
         handle = await self.fake.send_autocomplete(

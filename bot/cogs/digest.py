@@ -17,12 +17,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.options import MAX_CHOICES, known_tag, parse_date, quoted, tag_choices
+from bot.cogs.options import MAX_CHOICES, known_tag, parse_date, quoted, shown_tag, tag_choices
 from bot.errors import UserError
+from bot.views import Pager
 from storage import channels, deliveries, papers
 from storage.channels import DigestChannel
 
 DEFAULT_TIME = time(9, 0)
+MAX_CHANNEL_TAGS = 25
 DEFAULT_ROUNDUP_TIME = time(17, 0)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")  # 0 = Monday
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "off"]
@@ -46,6 +48,18 @@ NEEDED_IN_FORUMS = {  # in a forum, Send Messages is what Discord's UI calls Cre
 }
 NEEDED_FOR_FORUM_TAGS = {"manage_channels": "Manage Channels"}
 DigestTarget = discord.TextChannel | discord.ForumChannel
+
+
+def _tag_list(names: list[str], room: int) -> str:
+    """As many tag names as fit in `room`, escaped, then `+N more`."""
+    shown: list[str] = []
+    for index, name in enumerate(names):
+        candidate = ", ".join([*shown, shown_tag(name)])
+        rest = len(names) - index - 1
+        if len(candidate) + (len(f", +{rest} more") if rest else 0) > room:
+            return ", ".join(shown) + (", " if shown else "") + f"+{len(names) - len(shown)} more"
+        shown.append(shown_tag(name))
+    return ", ".join(shown)
 
 
 @functools.cache
@@ -116,7 +130,10 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         return configured[0].timezone if configured else DEFAULT_ZONE
 
     async def _tags(self, text: str | None) -> list[str]:
-        return [await known_tag(self.db, part.strip()) for part in (text or "").split(",") if part.strip()]
+        parts = [part.strip() for part in (text or "").split(",") if part.strip()]
+        if len(parts) > MAX_CHANNEL_TAGS:  # each is a lookup, and the list is shown in every status
+            raise UserError(f"A digest channel can follow at most {MAX_CHANNEL_TAGS} tags; you gave {len(parts)}.")
+        return list(dict.fromkeys([await known_tag(self.db, part) for part in parts]))
 
     async def tag_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await tag_choices(self.db, current)
@@ -170,7 +187,7 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         )
         await channels.save_channel(self.db, row)
         self.daily.schedule(row)
-        scope = f"papers tagged {', '.join(tag_names)}" if tag_names else "every paper"
+        scope = f"papers tagged {_tag_list(tag_names, 600)}" if tag_names else "every paper"
         await interaction.response.send_message(
             f"{'Updated' if existing else 'Set up'}: {channel.mention} gets {scope} daily at "
             f"{post_time:%H:%M} {zone}, "
@@ -196,25 +213,37 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         configured = await channels.list_channels(self.db, guild_id=interaction.guild_id)
         if not configured:
             raise UserError("No channel gets the daily digest yet: use `/digest setup`.")
-        embed = discord.Embed(title="Daily digest", colour=render.BRAND_COLOUR)
-        for row in configured[: render.MAX_FIELDS]:
-            last = await deliveries.last_delivered_day(self.db, row.channel_id)
-            lines = [
-                f"Next post: {discord_time(self.daily.next_post_time(row.channel_id), row.timezone)}",
-                f"Daily at {row.post_time:%H:%M} {row.timezone} · {row.style}"
-                + (f" · tags: {', '.join(row.tags)}" if row.tags else ""),
-                f"Last day delivered: {last.isoformat() if last else 'none yet'}",
-            ]
-            if row.roundup_weekday is not None:
-                weekday = WEEKDAYS[row.roundup_weekday].title()
-                next_roundup = discord_time(self.daily.next_roundup_time(row.channel_id), row.timezone)
-                lines.append(f"Weekly roundup: {weekday}s at {row.roundup_time:%H:%M} · next: {next_roundup}")
-            if row.broken_reason:
-                lines.append(f"⛔ Not posting: {row.broken_reason}. Fix it, then run `/digest setup` again.")
-            elif row.last_error:
-                lines.append(f"⚠️ Last error: {row.last_error}")
-            embed.add_field(name=f"#{self._channel_name(row.channel_id)}", value=render.truncate("\n".join(lines), 1024), inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+        fields = [(f"#{render.escape_text(self._channel_name(row.channel_id))}", await self._status_lines(row))
+                  for row in configured]
+        pages = render.field_pages("Daily digest", fields, noun="channel")
+
+        async def render_page(number: int) -> discord.Embed:
+            return pages[number]
+
+        await Pager.send(interaction, page_count=len(pages), render_page=render_page, ephemeral=True,
+                         timeout=self.bot.settings.commands.view_timeout_seconds)  # type: ignore[attr-defined]
+
+    async def _status_lines(self, row: DigestChannel) -> str:
+        """One channel's schedule, filters and last outcome; every part fits, tags cut first."""
+        last = await deliveries.last_delivered_day(self.db, row.channel_id)
+        lines = [
+            f"Next post: {discord_time(self.daily.next_post_time(row.channel_id), row.timezone)}",
+            f"Daily at {row.post_time:%H:%M} {row.timezone} · {row.style}",
+            f"Last day delivered: {last.isoformat() if last else 'none yet'}",
+        ]
+        if row.roundup_weekday is not None:
+            weekday = WEEKDAYS[row.roundup_weekday].title()
+            next_roundup = discord_time(self.daily.next_roundup_time(row.channel_id), row.timezone)
+            lines.append(f"Weekly roundup: {weekday}s at {row.roundup_time:%H:%M} · next: {next_roundup}")
+        if row.broken_reason:
+            lines.append(f"⛔ Not posting: {render.escape_text(row.broken_reason)}. Fix it, then run `/digest setup` again.")
+        elif row.last_error:
+            lines.append(f"⚠️ Last error: {render.escape_text(row.last_error)}")
+        lines = [render.truncate(line, 300) for line in lines]
+        if row.tags:
+            room = render.MAX_FIELD_VALUE - sum(len(line) + 1 for line in lines) - len("Tags: ")
+            lines.insert(2, "Tags: " + _tag_list(row.tags, room))
+        return "\n".join(lines)
 
     def _channel_name(self, channel_id: int) -> str:
         channel = self.bot.get_channel(channel_id)
@@ -229,11 +258,11 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
             raise UserError("Paperbot never mentions @everyone; choose a role made for the tag.")
         changed = await channels.set_tag_role(self.db, interaction.guild_id, name, role.id if role else None)
         if role is not None:
-            text = f"Digests with papers tagged **{name}** will mention {role.mention}."
+            text = f"Digests with papers tagged {shown_tag(name)} will mention {role.mention}."
         elif changed:
-            text = f"Digests no longer mention a role for **{name}**."
+            text = f"Digests no longer mention a role for {shown_tag(name)}."
         else:
-            raise UserError(f"No role is mentioned for **{name}**.")
+            raise UserError(f"No role is mentioned for {shown_tag(name)}.")
         await interaction.response.send_message(text, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
 
     @app_commands.command(name="roundup", description="A weekly post of the week's top papers and busiest tags")

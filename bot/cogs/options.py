@@ -27,8 +27,13 @@ def parse_date(value: str | None, option: str) -> date | None:
 
 
 def quoted(text: str) -> str:
-    """User text echoed back safely inside a reply."""
-    return render.truncate(discord.utils.escape_markdown(text), 100)
+    """User text echoed back safely inside a reply (cut first, so no escape is cut in half)."""
+    return render.escape_text(render.truncate(text, 100))
+
+
+def shown_tag(name: str) -> str:
+    """A stored tag name in bold, as text only: tag names come from digests, so they are escaped."""
+    return f"**{render.escape_text(render.truncate(' '.join(name.split()), 100))}**"
 
 
 async def known_tag(db, text: str) -> str:
@@ -36,7 +41,7 @@ async def known_tag(db, text: str) -> str:
     name = await papers.resolve_tag(db, text)
     if name is None:
         closest = await papers.closest_tags(db, text)
-        hint = f" Did you mean {', '.join(f'**{c}**' for c in closest)}?" if closest else ""
+        hint = f" Did you mean {', '.join(shown_tag(c) for c in closest)}?" if closest else ""
         raise UserError(f"No paper is tagged “{quoted(text)}”.{hint} `/tags` lists every tag.")
     return name
 
@@ -62,7 +67,24 @@ async def day_or_latest(db, value: str | None) -> date:
     return wanted
 
 
+async def answer_later(interaction: discord.Interaction, *, ephemeral: bool = False) -> None:
+    """Acknowledge now ("thinking…"), before the first lookup: Discord drops an interaction not
+    answered within 3 s, and a lookup may wait behind others. The answer replaces "thinking…"
+    (`interaction.followup`); an error after this is still shown privately (`bot.errors`)."""
+    await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+
+
 def search_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
     limits = interaction.client.settings.commands  # type: ignore[attr-defined]
     return app_commands.Cooldown(limits.search_rate, limits.search_per_seconds)
+
+
+def export_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
+    limits = interaction.client.settings.commands  # type: ignore[attr-defined]
+    return app_commands.Cooldown(limits.export_rate, limits.export_per_seconds)
+
+
+def stats_cooldown(interaction: discord.Interaction) -> app_commands.Cooldown:
+    limits = interaction.client.settings.commands  # type: ignore[attr-defined]
+    return app_commands.Cooldown(limits.stats_rate, limits.stats_per_seconds)
 

@@ -18,12 +18,15 @@ from discord.ext import commands
 
 from bot import render
 from bot.cogs.options import (
+    answer_later,
     day_choices,
     day_or_latest,
     known_tag,
     parse_date,
     quoted,
+    export_cooldown,
     search_cooldown,
+    shown_tag,
     tag_choices,
 )
 from bot.errors import UserError
@@ -40,6 +43,7 @@ PERIOD_NAMES = {"week": "the last week", "month": "the last month", "year": "the
 
 #: Created here, not in `options`: the extension is reloaded per bot, so each bot counts its own.
 searches_are_limited = app_commands.checks.dynamic_cooldown(search_cooldown, key=lambda i: i.user.id)
+exports_are_limited = app_commands.checks.dynamic_cooldown(export_cooldown, key=lambda i: i.user.id)
 
 
 class Papers(commands.GroupCog, group_name="papers", group_description="Find papers in the library"):
@@ -104,6 +108,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         since_day, until_day = parse_date(since, "since"), parse_date(until, "until")
         if since_day and until_day and since_day > until_day:
             raise UserError(f"`since` ({since_day}) is after `until` ({until_day}).")
+        await answer_later(interaction)
         tag_name = await self._resolve_tag(tag)
 
         async def fetch(offset: int, limit: int) -> SearchPage:
@@ -114,7 +119,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
 
         first = await fetch(0, self.settings.commands.page_size)
         if first.total == 0:
-            filters = [f"tag **{tag_name}**" if tag_name else "", f"since {since_day}" if since_day else "",
+            filters = [f"tag {shown_tag(tag_name)}" if tag_name else "", f"since {since_day}" if since_day else "",
                        f"until {until_day}" if until_day else "",
                        {True: "with code", False: "without code", None: ""}[has_code]]
             searched = ", ".join(f for f in filters if f)
@@ -126,6 +131,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     @app_commands.autocomplete(tag=tag_autocomplete)
     @searches_are_limited
     async def tag(self, interaction: discord.Interaction, tag: str) -> None:
+        await answer_later(interaction)
         name = await self._resolve_tag(tag)
 
         async def fetch(offset: int, limit: int) -> SearchPage:
@@ -140,6 +146,8 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     @app_commands.describe(day="The digest day, YYYY-MM-DD")
     @app_commands.autocomplete(day=day_autocomplete)
     async def day(self, interaction: discord.Interaction, day: str | None = None) -> None:
+        parse_date(day, "day")  # a malformed day is answered at once
+        await answer_later(interaction)
         wanted = await day_or_latest(self.db, day)
         found = await papers.papers_on_day(self.db, wanted)
         if not found:
@@ -157,6 +165,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     async def top(self, interaction: discord.Interaction, period: Period = "week") -> None:
         # The span ends on the latest digest day rather than today, so a pause in the feed
         # still leaves a week of papers to rank.
+        await answer_later(interaction)
         latest = await papers.latest_day(self.db)
         if latest is None:
             raise UserError("The library is empty: no digest has been ingested yet.")
@@ -192,7 +201,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         format="BibTeX (default), CSV or JSON",
     )
     @app_commands.autocomplete(tag=tag_autocomplete)
-    @searches_are_limited
+    @exports_are_limited
     async def export(
         self,
         interaction: discord.Interaction,
@@ -202,14 +211,14 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
     ) -> None:
         if (query is None) == (tag is None):
             raise UserError("Give either `query` or `tag` (one of them, not both) to say which papers to export.")
+        await answer_later(interaction, ephemeral=True)
         tag_name = await self._resolve_tag(tag)
         # A first, tiny lookup answers "no match" and bad queries at once, before the (slower) export.
         first = await (papers.search(self.db, query, limit=1) if query is not None
                        else papers.papers_with_tag(self.db, tag_name, limit=1))
         if first.total == 0:
             raise UserError(f"No papers match “{quoted(query)}”." if query is not None
-                            else f"No paper is tagged **{tag_name}**.")
-        await interaction.response.defer(ephemeral=True, thinking=True)
+                            else f"No paper is tagged {shown_tag(tag_name)}.")
         matches = await exports.matching_papers(self.db, query=query, tag=tag_name, limit=EXPORT_LIMIT)
         found = matches.papers
         render_file, extension, _ = exports.FORMATS[format]
@@ -218,7 +227,7 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
         if len(raw) > interaction.filesize_limit:
             raise UserError(f"That export is {len(raw) / 2**20:.1f} MB, more than Discord lets me upload here "
                             f"({interaction.filesize_limit / 2**20:.0f} MB). Narrow it down, or try CSV (the smallest).")
-        what = f"matching “{quoted(query)}”" if query is not None else f"tagged **{discord.utils.escape_markdown(tag_name)}**"
+        what = f"matching “{quoted(query)}”" if query is not None else f"tagged {shown_tag(tag_name)}"
         label = exports.FORMAT_LABELS[format]
         if not matches.complete:
             text = (f"📦 The first {len(found)} of {matches.count.total_text} papers {what} ({'best matches' if query else 'newest'} first), "
@@ -246,10 +255,11 @@ class Library(commands.Cog):
         arxiv_id = arxiv_id_from(id)
         if arxiv_id is None:
             raise UserError(f"“{quoted(id)}” is not an arXiv id (like 2502.13923) or an arXiv/HuggingFace link.")
+        await answer_later(interaction)
         found = await papers.get_paper(self.db, arxiv_id)
         if found is None:
             raise UserError(f"Paper {arxiv_id} is not in the library yet.")
-        await interaction.response.send_message(embed=render.paper_embed(found), allowed_mentions=render.NO_MENTIONS)
+        await interaction.followup.send(embed=render.paper_embed(found), allowed_mentions=render.NO_MENTIONS)
 
     @app_commands.command(name="tags", description="Every tag with its number of papers")
     async def tags(self, interaction: discord.Interaction) -> None:

@@ -20,7 +20,15 @@ from discord.ext import commands
 
 from bot import render
 from digests import charts
-from bot.cogs.options import day_choices, day_or_latest, known_tag, tag_choices
+from bot.cogs.options import (
+    answer_later,
+    day_choices,
+    day_or_latest,
+    known_tag,
+    parse_date,
+    stats_cooldown,
+    tag_choices,
+)
 from bot.errors import UserError
 from storage import papers, stats
 
@@ -50,6 +58,10 @@ def split_tags(text: str | None) -> list[str]:
     if len(parts) > MAX_TAGS:
         raise UserError(f"A chart shows at most {MAX_TAGS} tags; you gave {len(parts)}.")
     return parts
+
+
+#: Created here, not in `options`: the extension is reloaded per bot, so each bot counts its own.
+stats_are_limited = app_commands.checks.dynamic_cooldown(stats_cooldown, key=lambda i: i.user.id)
 
 
 @dataclass(frozen=True)
@@ -86,10 +98,12 @@ class Stats(commands.GroupCog, group_name="stats", group_description="Charts and
     )
     @app_commands.choices(period=[app_commands.Choice(name=PERIOD_NAMES[p], value=p) for p in PERIODS])
     @app_commands.autocomplete(tags=tags_autocomplete)
+    @stats_are_limited
     async def tags(self, interaction: discord.Interaction, period: str = DEFAULT_PERIOD, tags: str | None = None) -> None:
         if period not in PERIODS:
             raise UserError(f"`period` must be one of {', '.join(PERIODS)}.")
         wanted = split_tags(tags)
+        await answer_later(interaction)
         names = list(dict.fromkeys([await known_tag(self.db, text) for text in wanted]))
         latest = await papers.latest_day(self.db)
         if latest is None:
@@ -98,7 +112,7 @@ class Stats(commands.GroupCog, group_name="stats", group_description="Charts and
         chart = self._charts.get(key)
         if chart is not None:
             self._charts.move_to_end(key)
-            await interaction.response.send_message(**self._message(chart))
+            await interaction.followup.send(**self._message(chart))
             return
 
         since = period_start(latest, period)
@@ -112,7 +126,6 @@ class Stats(commands.GroupCog, group_name="stats", group_description="Charts and
             which = ", ".join(f"**{render.escape_text(n)}**" for n in names) if names else "any tagged paper"
             raise UserError(f"No papers with {which} appeared in {span} (up to {latest}).")
 
-        await interaction.response.defer(thinking=True)
         title = f"Papers per week by tag, {span}"
         png = await asyncio.to_thread(charts.render_tag_trends, weeks, series, title=title)
         totals = "\n".join(
@@ -143,12 +156,15 @@ class Stats(commands.GroupCog, group_name="stats", group_description="Charts and
     @app_commands.command(name="day", description="One day at a glance: papers, top tags, code, sources")
     @app_commands.describe(day="The digest day, YYYY-MM-DD (default: the latest)")
     @app_commands.autocomplete(day=day_autocomplete)
+    @stats_are_limited
     async def day(self, interaction: discord.Interaction, day: str | None = None) -> None:
+        parse_date(day, "day")  # a malformed day is answered at once
+        await answer_later(interaction)
         wanted = await day_or_latest(self.db, day)
         summary = await stats.day_summary(self.db, wanted)
         if summary.papers == 0:
             raise UserError(f"There is no digest for {wanted} (weekends and holidays have none).")
-        await interaction.response.send_message(embed=day_embed(summary), allowed_mentions=render.NO_MENTIONS)
+        await interaction.followup.send(embed=day_embed(summary), allowed_mentions=render.NO_MENTIONS)
 
 
 def day_embed(summary: stats.DaySummary) -> discord.Embed:

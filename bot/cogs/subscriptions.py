@@ -1,6 +1,7 @@
 """Personal subscriptions: /subscribe tag|keyword, /unsubscribe, /subscriptions list|pause|resume|clear|export.
 
-Every reply is ephemeral and works in servers and in DMs. No SQL here: the cog asks
+Every reply is ephemeral; everything but subscribing also works in DMs (a subscription belongs to a
+server, see `DM_SUBSCRIPTION_REFUSED`). No SQL here: the cog asks
 `storage.subscriptions`; delivery is `bot.posting.dms`. Errors go through `bot.errors`.
 """
 
@@ -14,7 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import render
-from bot.cogs.options import MAX_CHOICES, known_tag, quoted, tag_choices
+from bot.cogs.options import MAX_CHOICES, known_tag, quoted, shown_tag, tag_choices
 from bot.errors import UserError
 from storage import subscriptions as subs
 from storage.search_query import QueryError, to_fts_query
@@ -29,10 +30,27 @@ DMS_CLOSED_HELP = (
     "DMs resume from the next digest."
 )
 
+DM_SUBSCRIPTION_REFUSED = (
+    "Subscribe from inside a server, not here: I send subscription DMs only to members of a server "
+    "where they subscribed, and a direct message belongs to no server. Run `/subscribe` in a server "
+    "we share; `/subscriptions list`, `pause`, `resume`, `clear` and `export` work here too."
+)
+
 
 def _label(kind: str, value: str) -> str:
-    shown = discord.utils.escape_markdown(value)
-    return f"tag **{shown}**" if kind == "tag" else f"keyword “{render.truncate(shown, 100)}”"
+    return f"tag {shown_tag(value)}" if kind == "tag" else f"keyword “{quoted(value)}”"
+
+
+def _fitting_list(header: str, lines: list[str], room: int) -> str:
+    """`header` and as many whole `lines` as fit in `room`, then how many are left and where to see them."""
+    text = header
+    for index, line in enumerate(lines):
+        left = len(lines) - index - 1
+        more = f"\n… and {left} more: `/subscriptions export` lists them all." if left else ""
+        if len(text) + 1 + len(line) + len(more) > room:
+            return text + f"\n… and {len(lines) - index} more: `/subscriptions export` lists them all."
+        text += "\n" + line
+    return text
 
 
 def _check_keyword(keyword: str) -> str:
@@ -75,6 +93,10 @@ class Subscriptions(commands.Cog):
         )
 
     async def _add(self, interaction: discord.Interaction, kind: subs.Kind, value: str) -> None:
+        if interaction.guild_id is None:
+            # DMs go only to members of a server where they subscribed; a DM has no server, so a
+            # subscription made here could never be delivered. Refuse it rather than promise DMs.
+            raise UserError(DM_SUBSCRIPTION_REFUSED)
         try:
             await subs.add_subscription(
                 self.db, interaction.user.id, kind, value, guild_id=interaction.guild_id,
@@ -155,8 +177,7 @@ class Subscriptions(commands.Cog):
         lines = [f"• {_label(s.kind, s.value)}" for s in found]
         state = "⏸️ paused (`/subscriptions resume`)" if subscriber and subscriber.paused else "▶️ active"
         header = f"🔔 Your subscriptions ({len(found)} of {cap}) · DMs {state}"
-        body = header + "\n" + "\n".join(lines)
-        await self._reply(interaction, render.truncate(body, render.MAX_CONTENT - 700))
+        await self._reply(interaction, _fitting_list(header, lines, render.MAX_CONTENT - len(DMS_CLOSED_HELP) - 2))
 
     @manage.command(name="pause", description="Stop the daily DMs for now (your subscriptions are kept)")
     async def pause(self, interaction: discord.Interaction) -> None:

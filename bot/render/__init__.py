@@ -40,13 +40,16 @@ from bot.render.payloads import (
     payload_to_dict,
     vote_view,
 )
+from bot.render.lists import field_pages
 from bot.render.posts import (
+    DEFAULT_MAX_PAPERS_PER_POST,
     broken_channel_notice,
     day_tags_by_frequency,
     digest_header,
     digest_messages,
     digest_thread_name,
     empty_day_message,
+    more_papers_note,
     subscription_digest_header,
     subscription_digest_messages,
 )
@@ -71,11 +74,11 @@ from bot.render.text import (
 )
 
 __all__ = [
-    "BRAND_COLOUR", "ELLIPSIS", "MAX_ACTION_ROWS", "MAX_AUTHOR", "MAX_CONTENT", "MAX_DESCRIPTION", "MAX_EMBEDS",
+    "BRAND_COLOUR", "DEFAULT_MAX_PAPERS_PER_POST", "ELLIPSIS", "MAX_ACTION_ROWS", "MAX_AUTHOR", "MAX_CONTENT", "MAX_DESCRIPTION", "MAX_EMBEDS",
     "MAX_FIELDS", "MAX_FIELD_NAME", "MAX_FIELD_VALUE", "MAX_FOOTER", "MAX_MESSAGE_EMBED_CHARS", "MAX_TITLE",
     "NO_MENTIONS", "VOTE_ID_TEMPLATE", "MessagePayload", "VoteButton", "broken_channel_notice",
     "day_tags_by_frequency", "digest_header", "digest_messages", "digest_thread_name", "embed_size",
-    "empty_day_message", "escape_text", "neutralize_mentions", "paper_embed", "payload_from_dict",
+    "empty_day_message", "escape_text", "field_pages", "more_papers_note", "neutralize_mentions", "paper_embed", "payload_from_dict",
     "payload_to_dict", "roundup_message", "search_results_embed", "subscription_digest_header",
     "subscription_digest_messages", "tag_list_embeds", "top_papers_embed", "truncate", "vote_view",
 ]

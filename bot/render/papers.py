@@ -45,7 +45,7 @@ from bot.render.text import (
     _plural,
     _render_snippet,
     _summary_start,
-    neutralize_mentions,
+    escape_text,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def paper_embed(paper: StoredPaper, *, position: tuple[int, int] | None = None) 
     summary = (paper.summary or "").strip()
     if summary:
         room = min(MAX_DESCRIPTION, MAX_MESSAGE_EMBED_CHARS - embed_size(embed))
-        description = _fit(summary, room, neutralize_mentions)
+        description = _fit(summary, room, escape_text)
         if description:
             embed.description = description
     return embed

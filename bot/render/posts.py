@@ -35,6 +35,7 @@ from bot.render.text import (
     _ENTRY_TAGS,
     _ENTRY_URL,
     _escaped,
+    escape_text,
     _join_fitting,
     _links,
     _one_line,
@@ -47,6 +48,33 @@ from bot.render.text import (
 # --------------------------------------------------------------------------------------------
 # Daily digests
 # --------------------------------------------------------------------------------------------
+
+
+#: Papers one channel post or one DM shows at most (`[delivery] max_papers_per_post`). The biggest real
+#: day in the corpus has about 45 papers; a digest of thousands is stored whole but posted capped.
+DEFAULT_MAX_PAPERS_PER_POST = 200
+
+
+def more_papers_note(day: dt.date, left_out: int) -> str:
+    """How to see the papers a capped post leaves out."""
+    return (f"… and {left_out:,} more paper{'' if left_out == 1 else 's'} this day: "
+            f"`/papers day day:{day.isoformat()}` lists them all.")
+
+
+def _capped(items: Sequence, max_papers: int) -> tuple[Sequence, int]:
+    """The first `max_papers` items, and how many were left out."""
+    if max_papers < 1:
+        raise ValueError(f"max_papers must be at least 1, not {max_papers}")
+    return items[:max_papers], max(0, len(items) - max_papers)
+
+
+def _with_note(payloads: list[MessagePayload], note: str) -> list[MessagePayload]:
+    """`note` at the end of the last message's content, or as one more message when it does not fit."""
+    last = payloads[-1]
+    content = f"{last.content}\n{note}" if last.content else note
+    if len(content) <= MAX_CONTENT:
+        return payloads[:-1] + [MessagePayload(content, last.embeds, last.allowed_mentions, last.votes)]
+    return payloads + [MessagePayload(content=note, embeds=[], allowed_mentions=NO_MENTIONS)]
 
 
 def digest_header(day: dt.date, count: int, *, late: bool = False) -> str:
@@ -156,6 +184,7 @@ def digest_messages(
     style: Literal["compact", "thread"],
     late: bool = False,
     mention_role_ids: Sequence[int] = (),
+    max_papers: int = DEFAULT_MAX_PAPERS_PER_POST,
 ) -> list[MessagePayload]:
     """How a day's digest is posted, one payload per message, in order.
 
@@ -165,8 +194,22 @@ def digest_messages(
     header message (to start the thread from, see `digest_thread_name`), then one `paper_embed`
     message per paper with its vote button. `mention_role_ids` are pinged by the header message
     only, and only those roles are allowed to be.
+
+    At most `max_papers` papers are shown (the header still counts them all); the last message
+    then says how to see the rest, so a hostile or broken 95,000-paper day stays a few messages.
     """
+    if style not in ("compact", "thread"):
+        raise ValueError(f"unknown digest style {style!r}")
     header = digest_header(day, len(papers), late=late)
+    total = len(papers)
+    papers, left_out = _capped(papers, max_papers)
+    payloads = _digest_payloads(papers, total, header, style, mention_role_ids)
+    return _with_note(payloads, more_papers_note(day, left_out)) if left_out else payloads
+
+
+def _digest_payloads(
+    papers: Sequence[StoredPaper], total: int, header: str, style: str, mention_role_ids: Sequence[int]
+) -> list[MessagePayload]:
     if style == "compact":
         if not papers:
             return [_header_payload(header, mention_role_ids, "\nNo papers in this digest.")]
@@ -184,12 +227,11 @@ def digest_messages(
             payloads.append(MessagePayload(content, _compact_embeds(message), mentions, _vote_buttons(numbered)))
         return payloads
     if style == "thread":
-        count = len(papers)
         return [_header_payload(header, mention_role_ids)] + [
-            MessagePayload(None, [paper_embed(paper, position=(n, count))], NO_MENTIONS, _vote_buttons([(0, paper)]))
+            MessagePayload(None, [paper_embed(paper, position=(n, total))], NO_MENTIONS, _vote_buttons([(0, paper)]))
             for n, paper in enumerate(papers, start=1)
         ]
-    raise ValueError(f"unknown digest style {style!r}")
+    raise AssertionError(style)
 
 
 def empty_day_message(day: dt.date) -> MessagePayload:
@@ -199,7 +241,7 @@ def empty_day_message(day: dt.date) -> MessagePayload:
 
 def broken_channel_notice(reason: str, *, server: str | None = None) -> MessagePayload:
     """What the server (or the admin, by DM) is told once when Discord refuses a digest channel."""
-    where = f"In **{discord.utils.escape_markdown(server)}**: " if server else ""
+    where = f"In **{escape_text(server)}**: " if server else ""
     text = (
         f"⚠️ {where}{reason}, so the daily papers digest is paused there. Give Paperbot View Channel, "
         "Send Messages and Embed Links in that channel (for the thread style also Create Public Threads "
@@ -220,14 +262,18 @@ def subscription_digest_header(day: dt.date, count: int) -> str:
 
 
 def subscription_digest_messages(
-    day: dt.date, matches: Sequence[tuple[StoredPaper, Sequence[str]]]
+    day: dt.date, matches: Sequence[tuple[StoredPaper, Sequence[str]]], *,
+    max_papers: int = DEFAULT_MAX_PAPERS_PER_POST,
 ) -> list[MessagePayload]:
     """A subscriber's DM for `day`: each matching paper once, with the subscriptions it matched.
 
     Entries are the compact digest's (linked title, tags, summary start, code) plus a
     "🔔 matched" line, packed like `digest_messages` (compact) within every limit. The first
     message carries the header; the last one says how to manage subscriptions. Never pings.
+    At most `max_papers` papers are listed; the last message then says how to see the rest.
     """
+    header = subscription_digest_header(day, len(matches))
+    matches, left_out = _capped(matches, max_papers)
     entries = []
     for number, (paper, matched) in enumerate(matches, start=1):
         labels = _join_fitting(
@@ -236,7 +282,8 @@ def subscription_digest_messages(
         )
         entries.append(_compact_entry(number, paper) + (f"\n🔔 {labels}" if labels else ""))
     footer = "Manage these with `/subscriptions list`, `/unsubscribe` or `/subscriptions pause`."
-    header = subscription_digest_header(day, len(matches))
+    if left_out:
+        footer = f"{more_papers_note(day, left_out)}\n{footer}"
     if not entries:
         return [MessagePayload(content=f"{header}\n{footer}", embeds=[], allowed_mentions=NO_MENTIONS)]
     payloads = []

@@ -115,9 +115,32 @@ def neutralize_mentions(text: str) -> str:
     return _MENTION.sub("@" + ZWSP + r"\1", text)
 
 
+# A scheme right before `//` is where Discord starts a link (bare, `<url>` or a masked link's target).
+_LINK_SCHEME = re.compile(r"(?i)(?<![\\\w])([a-z][a-z0-9+.\-]*):(?=//)")
+# Line-start list markers: escape_markdown leaves `- item` and `1. item` as live lists.
+_BULLET_MARKER = re.compile(r"(?m)^([ \t]*)([-+])(?=[ \t])")
+_NUMBER_MARKER = re.compile(r"(?m)^([ \t]*[0-9]+)([.)])(?=[ \t])")
+# Stand-ins for square brackets while escape_markdown runs: it escapes a whole `[label](url)` with a
+# single backslash and leaves the label's own markdown live, so it must never see one.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+
+
+def defuse_links(text: str) -> str:
+    """`https\\://…`: reads the same, but Discord no longer sees a link in it (bare, `<…>` or masked).
+
+    Digest and member text may only ever show links as text: the links in a Paperbot message
+    are the ones it builds itself (from checked URLs, see `_safe_url`).
+    """
+    return _LINK_SCHEME.sub(r"\1\\:", text)
+
+
 def escape_text(text: str) -> str:
-    """Untrusted text made inert: Discord markdown escaped, mentions neutralised."""
-    return neutralize_mentions(discord.utils.escape_markdown(text))
+    """Untrusted text made inert: Discord markdown escaped (lists and links too), mentions neutralised."""
+    hidden = text.replace(_OPEN, "").replace(_CLOSE, "").replace("[", _OPEN).replace("]", _CLOSE)
+    escaped = discord.utils.escape_markdown(hidden, ignore_links=False)
+    escaped = escaped.replace(_OPEN, "\\[").replace(_CLOSE, "\\]")
+    escaped = _NUMBER_MARKER.sub(r"\1\\\2", _BULLET_MARKER.sub(r"\1\\\2", escaped))
+    return neutralize_mentions(defuse_links(escaped))
 
 
 def _escape_label(text: str) -> str:

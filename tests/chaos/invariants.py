@@ -101,6 +101,9 @@ async def check(chaos: Chaos, fake: FakeDiscord) -> Report:
     report.add("PRAGMA integrity_check (library and backups taken while running)",
                f"library {'ok' if not problems else 'BROKEN'}; {len(chaos.faults.backups) - len(backups_bad)}"
                f"/{len(chaos.faults.backups)} backups ok", problems + backups_bad)
+    report.add("every request body is one Discord's API schema accepts",
+               f"{len(fake.requests)} requests, {len(fake.spec_violations)} rejected",
+               [str(v) for v in fake.spec_violations])
     report.add("clean stop on SIGTERM", f"exit code {chaos.exit_code}",
                [] if chaos.exit_code == 0 else [f"exit code {chaos.exit_code}"])
     return report

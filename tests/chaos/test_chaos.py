@@ -38,6 +38,7 @@ INVARIANTS = [
     "no message pings @everyone, a role or a user it should not",
     "every message sets allowed mentions explicitly",
     "PRAGMA integrity_check (library and backups taken while running)",
+    "every request body is one Discord's API schema accepts",
     "clean stop on SIGTERM",
 ]
 
