@@ -96,7 +96,7 @@ async def test_a_debug_run_in_json_never_logs_the_interaction_or_bot_token(
         await bot.wait_for_line("connected as")
         channel = fake_discord.state.channel(guild.channel_ids[0])
         handle = await fake_discord.send_slash_command(guild, channel, alice, "paper", options={"id": "2502.13923"})
-        response = await handle.response(timeout=10)
+        response = await handle.answer(timeout=10)
         assert "Qwen2.5-VL" in response["data"]["embeds"][0]["title"]
         followup = await fake_discord.send_slash_command(guild, channel, alice, "papers", subcommand="search",
                                                          options={"query": "video diffusion"})
