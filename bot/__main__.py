@@ -248,9 +248,15 @@ def export(
 
 
 @app.command()
-def run(config: ConfigOption = None) -> None:
+def run(
+    config: ConfigOption = None,
+    shards: Annotated[str | None, typer.Option(help="Run only these shards, e.g. 0-3 (a cluster).")] = None,
+    shard_count: Annotated[int | None, typer.Option(help="The bot's total number of shards.")] = None,
+) -> None:
     """Run the Discord bot; without DISCORD_TOKEN, a local preview of the latest digest."""
     settings = settings_from(config)
+    if shards is not None or shard_count is not None:
+        settings = with_shards(settings, shards, shard_count)
     try:
         validate_sources(settings.sources)
     except ValueError as error:
@@ -263,6 +269,26 @@ def run(config: ConfigOption = None) -> None:
     from bot.client import run_bot
 
     run_bot(settings, token)
+
+
+def with_shards(settings: Settings, shards: str | None, shard_count: int | None) -> Settings:
+    """The settings with `--shards`/`--shard-count` in place of `[discord] shard_ids`/`shard_count`."""
+    from pydantic import ValidationError
+
+    from bot.shards import parse_shard_ids
+    from settings import DiscordSettings
+
+    values = settings.discord.model_dump()
+    try:
+        if shards is not None:
+            values["shard_ids"] = parse_shard_ids(shards)
+        if shard_count is not None:
+            values["shard_count"] = shard_count
+        discord_settings = DiscordSettings(**values)
+    except ValueError as error:  # ValidationError is one
+        reason = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
+        raise fail(f"invalid --shards/--shard-count: {reason}") from None
+    return settings.model_copy(update={"discord": discord_settings})
 
 
 async def preview_latest_digest(settings: Settings) -> None:

@@ -18,6 +18,8 @@ from bot.posting.daily import DigestPoster
 from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
 from bot.posting.dms import SubscriptionPoster
+from bot.posting.pacing import make_pacer
+from bot.shards import ShardSet
 from bot.votes import VoteClick
 from storage import db
 
@@ -48,22 +50,33 @@ class Paperbot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self.shards = ShardSet.from_settings(settings.discord)
         self.db: aiosqlite.Connection | None = None
         self.daily: DailyScheduler | None = None
         self.subscription_poster: SubscriptionPoster | None = None
+        self.pacer = None
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
         self.subscription_poster = SubscriptionPoster(self)
-        poster = DigestPoster(self, requests_per_second=self.settings.delivery.requests_per_second)
-        self.daily = DailyScheduler(
-            self.db, poster, self.settings, dm=self.subscription_poster, roundups=RoundupPoster(self)
-        )
+        self.pacer = self._make_pacer()
+        poster = DigestPoster(self, pacer=self.pacer, owns_guild=self.shards.owns_guild)
+        dm = self.subscription_poster if self.shards.sends_dms else None  # DMs: the process holding shard 0
+        self.daily = DailyScheduler(self.db, poster, self.settings, dm=dm, roundups=RoundupPoster(self))
         self.tree.on_error = errors.on_app_command_error
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands()
+
+    def _make_pacer(self):
+        """The global-limit pacer: shared with the bot's other processes when a Redis URL is set."""
+        url = self.settings.discord.rate_limit_redis_url
+        log.info("running %s", self.shards.describe())
+        return make_pacer(
+            self.settings.delivery.requests_per_second, redis_url=url.get_secret_value() if url else None,
+            key=str(self.user.id if self.user else "bot"), share=self.shards.share,
+        )
 
     async def sync_commands(self) -> None:
         """Globally, or instantly to the development guilds when config lists them."""
@@ -90,12 +103,27 @@ class Paperbot(commands.Bot):
         if self.db is not None:
             await self.db.close()
             self.db = None
+        if self.pacer is not None:
+            await self.pacer.close()
+            self.pacer = None
+
+
+class ShardedPaperbot(Paperbot, commands.AutoShardedBot):
+    """Paperbot running some shards of a bigger bot: a cluster (`[discord] shard_ids`, `shard_count`)."""
+
+
+def create_bot(settings: Settings, **options) -> Paperbot:
+    """A plain Paperbot, or a sharded one holding `[discord] shard_ids` of `shard_count`."""
+    shards = ShardSet.from_settings(settings.discord)
+    if not shards.sharded:
+        return Paperbot(settings, **options)
+    return ShardedPaperbot(settings, shard_ids=list(shards.shard_ids), shard_count=shards.shard_count, **options)
 
 
 async def serve(settings: Settings, token: SecretStr) -> None:
     """Run until SIGINT or SIGTERM, then close the gateway, the HTTP session and the database."""
     point_at(settings.discord)
-    bot = Paperbot(settings)
+    bot = create_bot(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

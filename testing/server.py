@@ -47,9 +47,12 @@ class FakeDiscord:
     """
 
     def __init__(self, *, token: str | None = "test-token", bot_name: str = "Paperbot",
-                 start_time: dt.datetime = DEFAULT_START, heartbeat_interval_ms: int = 41_250) -> None:
+                 start_time: dt.datetime = DEFAULT_START, heartbeat_interval_ms: int = 41_250,
+                 shard_count: int = 1) -> None:
         #: The token the bot must present (``None`` accepts anything).
         self.token = token
+        #: The shard count GET /gateway/bot recommends (what an AutoShardedBot without one uses).
+        self.shard_count = shard_count
         self.ids = Snowflakes(start_time)
         self.state = State(self.ids)
         self.bot_user = self.state.bot_user = self.state.add_user(bot_name, bot=True)

@@ -1,0 +1,126 @@
+"""Pacing requests under Discord's global limit: in this process, or shared by every process.
+
+Discord allows a bot 50 requests per second in all, however many processes it runs. One
+process paces itself (`RequestPacer`). Several processes of one bot share a `RedisPacer`: the
+next free slot lives in Redis and an atomic script hands out slots in turn, timed by Redis's own
+clock, so the processes together keep the configured rate whatever their number. Posters only
+need `Pacer.wait()`, so they take either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Pacer", "RedisPacer", "RequestPacer", "make_pacer"]
+
+
+class Pacer(Protocol):
+    async def wait(self) -> None:
+        """Return when the caller may send its next request."""
+
+
+class RequestPacer:
+    """Spaces requests `1 / per_second` apart, so a fan-out stays just under Discord's global limit.
+
+    discord.py learns of the global limit only from a 429, and each 429 is an "invalid request"
+    (10,000 in 10 minutes get the bot's address banned). Worse, the requests it then holds back
+    are released together when the limit resets, into a window the paced ones need too, so one
+    429 breeds the next. Slots follow a schedule, so a caller woken a little late does not slow
+    the rate, but slots missed in a stall (a busy event loop) are lost, never made up in a burst.
+    Callers go in turn (the lock is FIFO), so waiting is fair across channels.
+    """
+
+    def __init__(self, per_second: float, clock=time.monotonic) -> None:
+        self.interval = 1.0 / per_second
+        self.clock = clock
+        self._next_slot = float("-inf")
+        self._turn = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Return at this caller's slot."""
+        async with self._turn:
+            now = self.clock()
+            self._next_slot = max(self._next_slot, now)
+            if self._next_slot > now:
+                await asyncio.sleep(self._next_slot - now)
+            self._next_slot += self.interval
+
+    async def close(self) -> None:
+        """Nothing to release; here so every pacer closes alike."""
+
+
+#: Reserve the next slot: KEYS[1] holds the next free slot (µs, Redis's clock); ARGV[1] is the
+#: interval in µs, ARGV[2] the key's expiry in ms. Returns how many µs the caller must wait.
+#: Like `RequestPacer`, a slot nobody took in time is gone, never made up in a burst.
+RESERVE_SLOT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
+if slot < now then slot = now end
+redis.call('SET', KEYS[1], string.format('%d', slot + tonumber(ARGV[1])), 'PX', ARGV[2])
+return slot - now
+"""
+
+
+class RedisPacer:
+    """`RequestPacer`'s schedule kept in Redis, so all processes of one bot share one rate.
+
+    If Redis cannot be reached the process falls back to a local pacer at `fallback_per_second`
+    (its share of the rate: its shards / all shards), so the processes together still stay under
+    the limit, and tries Redis again after `retry_after` seconds.
+    """
+
+    def __init__(self, client, key: str, per_second: float, *, fallback_per_second: float,
+                 retry_after: float = 5.0, clock=time.monotonic) -> None:
+        self.client = client
+        self.key = key
+        self.interval_us = max(1, round(1_000_000 / per_second))
+        self.fallback = RequestPacer(fallback_per_second, clock)
+        self.retry_after = retry_after
+        self.clock = clock
+        self._reserve = client.register_script(RESERVE_SLOT)
+        self._down_until: float | None = None
+        #: Slots taken locally because Redis was unreachable (for logs and tests).
+        self.fallbacks = 0
+
+    async def wait(self) -> None:
+        from redis.exceptions import RedisError
+
+        if self._down_until is not None and self.clock() < self._down_until:
+            self.fallbacks += 1
+            return await self.fallback.wait()
+        try:
+            wait_us = await self._reserve(keys=[self.key], args=[self.interval_us, 60_000])
+        except (RedisError, OSError) as error:
+            if self._down_until is None:
+                log.warning("rate-limit Redis unreachable (%s); pacing this process alone at its share", error)
+            self._down_until = self.clock() + self.retry_after
+            self.fallbacks += 1
+            return await self.fallback.wait()
+        if self._down_until is not None:
+            log.info("rate-limit Redis reachable again; sharing the global rate")
+            self._down_until = None
+        if wait_us > 0:
+            await asyncio.sleep(wait_us / 1_000_000)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def make_pacer(per_second: float, *, redis_url: str | None, key: str, share: float = 1.0) -> RequestPacer | RedisPacer:
+    """The pacer for `[delivery] requests_per_second`: shared through Redis when a URL is set.
+
+    `key` names the bot (its user id): processes of one bot share a rate, other bots do not.
+    `share` is this process's part of the rate if it has to pace alone (Redis down).
+    """
+    if not redis_url:
+        return RequestPacer(per_second)
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    return RedisPacer(client, f"paperbot:global-rate:{key}", per_second, fallback_per_second=per_second * share)
