@@ -124,8 +124,15 @@ class FakeDiscord:
 
     # -- building the world (thin shortcuts to ``state``) ------------------------------
 
-    def add_guild(self, name: str = "Test Guild", *, channels: tuple[str, ...] = ("general",)) -> Guild:
-        return self.state.add_guild(name, channels=channels)
+    def add_guild(self, name: str = "Test Guild", *, channels: tuple[str, ...] = ("general",),
+                  shard: tuple[int, int] | None = None) -> Guild:
+        """A server; ``shard=(shard_id, shard_count)`` gives it an id on that shard (Discord's sharding key)."""
+        if shard is None:
+            return self.state.add_guild(name, channels=channels)
+        owner = self.state.add_user(f"{name} owner")
+        shard_id, shard_count = shard
+        self.ids.skip_until(lambda snowflake: (snowflake >> 22) % shard_count == shard_id)
+        return self.state.add_guild(name, owner=owner, channels=channels)
 
     def add_user(self, username: str, **kwargs: Any) -> User:
         return self.state.add_user(username, **kwargs)
