@@ -50,7 +50,7 @@ class Paperbot(commands.Bot):
             **options,
         )
         self.settings = settings
-        self.shards = ShardSet.from_settings(settings.discord)
+        self.shard_set = ShardSet.from_settings(settings.discord)
         self.db: aiosqlite.Connection | None = None
         self.daily: DailyScheduler | None = None
         self.subscription_poster: SubscriptionPoster | None = None
@@ -60,8 +60,8 @@ class Paperbot(commands.Bot):
         self.db = await db.connect(self.settings.database.path)
         self.subscription_poster = SubscriptionPoster(self)
         self.pacer = self._make_pacer()
-        poster = DigestPoster(self, pacer=self.pacer, owns_guild=self.shards.owns_guild)
-        dm = self.subscription_poster if self.shards.sends_dms else None  # DMs: the process holding shard 0
+        poster = DigestPoster(self, pacer=self.pacer, owns_guild=self.shard_set.owns_guild)
+        dm = self.subscription_poster if self.shard_set.sends_dms else None  # DMs: the process holding shard 0
         self.daily = DailyScheduler(self.db, poster, self.settings, dm=dm, roundups=RoundupPoster(self))
         self.tree.on_error = errors.on_app_command_error
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
@@ -72,10 +72,10 @@ class Paperbot(commands.Bot):
     def _make_pacer(self):
         """The global-limit pacer: shared with the bot's other processes when a Redis URL is set."""
         url = self.settings.discord.rate_limit_redis_url
-        log.info("running %s", self.shards.describe())
+        log.info("running %s", self.shard_set.describe())
         return make_pacer(
             self.settings.delivery.requests_per_second, redis_url=url.get_secret_value() if url else None,
-            key=str(self.user.id if self.user else "bot"), share=self.shards.share,
+            key=str(self.user.id if self.user else "bot"), share=self.shard_set.share,
         )
 
     async def sync_commands(self) -> None:
@@ -109,15 +109,20 @@ class Paperbot(commands.Bot):
 
 
 class ShardedPaperbot(Paperbot, commands.AutoShardedBot):
-    """Paperbot running some shards of a bigger bot: a cluster (`[discord] shard_ids`, `shard_count`)."""
+    """Paperbot running some shards of a bigger bot: a cluster (`[discord] shard_ids` of `shard_count`)."""
+
+    def __init__(self, settings: Settings, **options) -> None:
+        shards = ShardSet.from_settings(settings.discord)
+        if not shards.sharded:
+            raise ValueError("a sharded Paperbot needs [discord] shard_count")
+        super().__init__(settings, shard_ids=list(shards.shard_ids), shard_count=shards.shard_count, **options)
 
 
 def create_bot(settings: Settings, **options) -> Paperbot:
-    """A plain Paperbot, or a sharded one holding `[discord] shard_ids` of `shard_count`."""
-    shards = ShardSet.from_settings(settings.discord)
-    if not shards.sharded:
+    """A plain Paperbot, or a sharded one when `[discord] shard_count` is set."""
+    if settings.discord.shard_count is None:
         return Paperbot(settings, **options)
-    return ShardedPaperbot(settings, shard_ids=list(shards.shard_ids), shard_count=shards.shard_count, **options)
+    return ShardedPaperbot(settings, **options)
 
 
 async def serve(settings: Settings, token: SecretStr) -> None:
