@@ -85,8 +85,8 @@ async def worker(spec: dict[str, Any]) -> None:
     started = time.perf_counter()
     await bot.daily.post_due(dt.datetime.fromisoformat(spec["now"]))
     seconds = time.perf_counter() - started
-    print(json.dumps({"done": True, "seconds": seconds, "fallbacks": getattr(bot.pacer, "fallbacks", 0)}),
-          flush=True)
+    print(json.dumps({"done": True, "seconds": seconds, "fallbacks": getattr(bot.pacer, "fallbacks", 0),
+                      "late_slots": getattr(bot.pacer, "late_slots", 0)}), flush=True)
     await bot.close()
     await asyncio.wait({runner}, timeout=10)
 
@@ -197,6 +197,7 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
         "wall_seconds": wall,
         "process_seconds": [d["seconds"] for d in done],
         "redis_fallbacks": sum(d["fallbacks"] for d in done),
+        "late_slots_given_up": sum(d["late_slots"] for d in done),
         "achieved_per_second": len(ok) / wall if wall else 0.0,
         "fraction_of_ceiling": len(ok) / wall / GLOBAL_PER_SECOND if wall else 0.0,
         "target_fraction": TARGET_FRACTION,
@@ -242,6 +243,7 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         ("successful requests/s (all processes)",
          lambda r: f"{r['achieved_per_second']:.1f} = **{r['fraction_of_ceiling']:.0%}** of {GLOBAL_PER_SECOND}/s"),
         ("global 429s", lambda r: f"**{r['rate_limited_global']:,}**"),
+        ("slots given up by a stalled process", lambda r: f"{r['late_slots_given_up']:,}"),
         ("per-channel 429s", lambda r: f"{r['rate_limited_route']:,}"),
         ("429s per 10 min at this pace", lambda r: f"{r['rate_limited_per_10_min']:,.0f} (ban at "
                                                     f"{INVALID_REQUESTS_PER_10_MIN:,})"),

@@ -18,7 +18,7 @@ from bot.posting.daily import DigestPoster
 from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
 from bot.posting.dms import SubscriptionPoster
-from bot.posting.pacing import make_pacer
+from bot.posting.pacing import NO_PACING, make_pacer, pace_every_request
 from bot.shards import ShardSet
 from bot.votes import VoteClick
 from storage import db
@@ -42,6 +42,9 @@ def point_at(endpoints: DiscordSettings) -> None:
 
 class Paperbot(commands.Bot):
     def __init__(self, settings: Settings, **options) -> None:
+        self.pacer = None
+        if settings.discord.rate_limit_redis_url is not None:  # shared limit: every request waits its turn
+            options.setdefault("http_trace", pace_every_request(lambda: self.pacer))
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
@@ -54,13 +57,15 @@ class Paperbot(commands.Bot):
         self.db: aiosqlite.Connection | None = None
         self.daily: DailyScheduler | None = None
         self.subscription_poster: SubscriptionPoster | None = None
-        self.pacer = None
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
         self.subscription_poster = SubscriptionPoster(self)
         self.pacer = self._make_pacer()
-        poster = DigestPoster(self, pacer=self.pacer, owns_guild=self.shard_set.owns_guild)
+        # With the shared limit every REST request is paced on the wire (see `pace_every_request`).
+        on_the_wire = self.settings.discord.rate_limit_redis_url is not None
+        poster = DigestPoster(self, pacer=NO_PACING if on_the_wire else self.pacer,
+                              owns_guild=self.shard_set.owns_guild)
         dm = self.subscription_poster if self.shard_set.sends_dms else None  # DMs: the process holding shard 0
         self.daily = DailyScheduler(self.db, poster, self.settings, dm=dm, roundups=RoundupPoster(self))
         self.tree.on_error = errors.on_app_command_error

@@ -21,8 +21,8 @@ import discord
 import pytest
 from discord.ext import commands
 
-from bot.posting.pacing import RedisPacer, RequestPacer, make_pacer
-from settings import DiscordSettings
+from bot.posting.pacing import NO_PACING, RedisPacer, RequestPacer, _counts_towards_the_global_limit, make_pacer
+from settings import DeliverySettings, DiscordSettings
 from testing import FakeDiscord, running_bot
 from tests.world import QuickBot, settings_for
 
@@ -97,19 +97,99 @@ def test_one_process_without_redis_keeps_the_in_process_pacer() -> None:
     assert type(pacer) is RequestPacer and pacer.interval == pytest.approx(1 / 48)
 
 
+def redis_settings(tmp_path: Path, redis_url: str, name: str, per_second: float = RATE):
+    settings = settings_for(tmp_path / f"{name}.db")
+    return settings.model_copy(update={"discord": DiscordSettings(rate_limit_redis_url=redis_url),
+                                       "delivery": DeliverySettings(requests_per_second=per_second)})
+
+
 @pytest.mark.redis
-async def test_the_bot_shares_its_rate_through_redis_under_its_own_key(
+async def test_the_bot_paces_every_rest_request_through_redis_under_its_own_key(
     fake_discord: FakeDiscord, tmp_path: Path, redis_url: str
 ) -> None:
-    settings = settings_for(tmp_path / "library.db").model_copy(
-        update={"discord": DiscordSettings(rate_limit_redis_url=redis_url)})
+    settings = redis_settings(tmp_path, redis_url, "library", per_second=48.0)
     async with running_bot(fake_discord, lambda: QuickBot(settings, guild_ready_timeout=0.01)) as bot:
         pacer = bot.pacer
-        assert isinstance(pacer, RedisPacer) and bot.daily.poster.pacer is pacer
+        assert isinstance(pacer, RedisPacer) and bot.daily.poster.pacer is NO_PACING  # paced once, on the wire
         assert pacer.key == f"paperbot:global-rate:{fake_discord.bot_user.id}"
-        await pacer.wait()
-        assert await pacer.client.exists(pacer.key) and pacer.fallbacks == 0
+        assert await pacer.client.exists(pacer.key) and pacer.fallbacks == 0  # syncing the commands took slots
         await pacer.client.delete(pacer.key)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("paced", ["before discord.py", "on the wire"])
+async def test_requests_discord_py_held_back_after_a_global_429_leave_paced_not_in_a_burst(
+    fake_discord: FakeDiscord, tmp_path: Path, redis_url: str, paced: str
+) -> None:
+    """After a global 429 discord.py holds every request of the process, then lets them go at once.
+
+    Paced before discord.py (as the poster does alone), that burst lands on top of the other
+    processes' schedule and breaks the limit; paced on the wire, each held request takes a new slot.
+    """
+    fake = fake_discord
+    guild = fake.add_guild("Research")
+    key = f"paperbot-test:{uuid.uuid4()}"
+    if paced == "on the wire":  # what a Paperbot with rate_limit_redis_url does
+        make_bot = [lambda n=n: QuickBot(redis_settings(tmp_path, redis_url, f"p{n}"), guild_ready_timeout=0.01)
+                    for n in range(2)]
+    else:
+        make_bot = [process_bot, process_bot]
+    explicit = [make_pacer(RATE, redis_url=redis_url, key=key) for _ in make_bot]
+    async with AsyncExitStack() as stack:
+        bots = [await stack.enter_async_context(running_bot(fake, make)) for make in make_bot]
+        bots[0].http.user_agent += " process-0"
+        limiter = fake.enable_rate_limits(per_route=(1000, 60.0), global_per_second=LIMIT, global_window=WINDOW)
+        # Discord tells process 0's first request: global limit, wait 2 s (its other 11 are paced meanwhile).
+        fake.fail_next("GET", "/guilds/{guild_id}", status=429, is_global=True, retry_after=2.0,
+                       when=lambda req: req.headers.get("User-Agent", "").endswith("process-0"))
+
+        async def one(bot, pacer) -> None:
+            if paced == "before discord.py":
+                await pacer.wait()
+            await bot.http.request(discord.http.Route("GET", "/guilds/{guild_id}", guild_id=guild.id))
+
+        try:
+            await asyncio.gather(*(one(bot, pacer) for bot, pacer in zip(bots, explicit) for _ in range(12)))
+        finally:
+            wire = getattr(bots[0], "pacer", None)
+            if wire is not None:
+                await wire.client.delete(wire.key)
+            await explicit[0].client.delete(key)
+            for pacer in explicit:
+                await pacer.close()
+    injected = [r for r in fake.requests if r.status == 429 and r.response.get("retry_after") == 2.0]
+    assert len(injected) == 1
+    if paced == "on the wire":
+        assert limiter.global_limited == 0
+    else:
+        assert limiter.global_limited > 0
+
+
+@pytest.mark.redis
+async def test_a_process_woken_late_for_its_slot_takes_a_new_one_instead_of_bursting(redis_url: str) -> None:
+    ticks = iter(range(1000))
+    pacer = make_pacer(20.0, redis_url=redis_url, key=f"test-{uuid.uuid4()}")
+    pacer.clock = lambda: next(ticks) * 0.5  # every look at the clock finds it half a second later
+    try:
+        await pacer.wait()  # the first slot is free at once: nothing to be late for
+        await pacer.wait()  # the next is 50 ms away, and each wake-up is 0.5 s late: re-reserved, then goes
+        assert pacer.late_slots == RedisPacer.MAX_RESERVATIONS - 1
+    finally:
+        await pacer.client.delete(pacer.key)
+        await pacer.close()
+
+
+@pytest.mark.parametrize(("url", "paced"), [
+    ("https://discord.com/api/v10/channels/1/messages", True),
+    ("https://discord.com/api/v10/guilds/1/members/2/roles/3", True),
+    ("https://discord.com/api/v10/interactions/1/tok/callback", False),
+    ("https://discord.com/api/v10/webhooks/1/tok/messages/@original", False),
+    ("wss://gateway.discord.gg/?v=10&encoding=json", False),
+])
+def test_only_requests_discord_counts_towards_the_global_limit_are_paced(url: str, paced: bool) -> None:
+    import yarl
+
+    assert _counts_towards_the_global_limit(yarl.URL(url)) is paced
 
 
 @pytest.mark.parametrize(("required", "outcome"), [("", "1 skipped"), ("redis", "1 error")])

@@ -12,16 +12,31 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from typing import Callable, Protocol
+
+import aiohttp
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Pacer", "RedisPacer", "RequestPacer", "make_pacer"]
+__all__ = ["NO_PACING", "Pacer", "RedisPacer", "RequestPacer", "make_pacer", "pace_every_request"]
 
 
 class Pacer(Protocol):
     async def wait(self) -> None:
         """Return when the caller may send its next request."""
+
+
+class _Unpaced:
+    """For a poster whose requests are already paced on the wire (`pace_every_request`)."""
+
+    async def wait(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+NO_PACING = _Unpaced()
 
 
 class RequestPacer:
@@ -75,6 +90,11 @@ class RedisPacer:
     the limit, and tries Redis again after `retry_after` seconds.
     """
 
+    #: Woken more than this many slot intervals after its slot, a caller takes a new slot instead.
+    LATE_SLOTS = 2
+    #: A caller late for this many slots in a row goes anyway (a process stalled that often is not bursting).
+    MAX_RESERVATIONS = 3
+
     def __init__(self, client, key: str, per_second: float, *, fallback_per_second: float,
                  retry_after: float = 5.0, clock=time.monotonic) -> None:
         self.client = client
@@ -87,8 +107,10 @@ class RedisPacer:
         self._down_until: float | None = None
         #: Slots taken locally because Redis was unreachable (for logs and tests).
         self.fallbacks = 0
+        #: Slots given up because this process woke too late for them (a stall).
+        self.late_slots = 0
 
-    async def wait(self) -> None:
+    async def wait(self, retries: int = 0) -> None:
         from redis.exceptions import RedisError
 
         if self._down_until is not None and self.clock() < self._down_until:
@@ -106,7 +128,14 @@ class RedisPacer:
             log.info("rate-limit Redis reachable again; sharing the global rate")
             self._down_until = None
         if wait_us > 0:
+            slot = self.clock() + wait_us / 1_000_000
             await asyncio.sleep(wait_us / 1_000_000)
+            late = self.clock() - slot
+            if late > self.LATE_SLOTS * self.interval_us / 1_000_000 and retries < self.MAX_RESERVATIONS - 1:
+                # Woken well after the slot (a stalled event loop): so were the callers after it,
+                # and all going now would be a burst. Give the slot up and take a new one.
+                self.late_slots += 1
+                return await self.wait(retries + 1)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -124,3 +153,29 @@ def make_pacer(per_second: float, *, redis_url: str | None, key: str, share: flo
 
     client = redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
     return RedisPacer(client, f"paperbot:global-rate:{key}", per_second, fallback_per_second=per_second * share)
+
+
+def _counts_towards_the_global_limit(url) -> bool:
+    """REST calls do; interaction callbacks and their webhook follow-ups do not (as on Discord), nor the gateway."""
+    path = url.path
+    return "/api/v" in path and "/interactions/" not in path and "/webhooks/" not in path
+
+
+def pace_every_request(pacer: Callable[[], Pacer | None]) -> aiohttp.TraceConfig:
+    """An aiohttp trace (discord.py's `http_trace`) holding each REST request until its slot, at the wire.
+
+    Pacing in the poster happens *before* discord.py's own waits: after a global 429 discord.py
+    holds every request of the process until the limit resets and then lets them all go at once,
+    and that burst brings the next 429, across all processes. Paced here, after discord.py's
+    waits, its retries and held-back requests leave one slot at a time like everything else.
+    `pacer` is called per request (the bot creates its pacer only once logged in).
+    """
+
+    async def on_request_start(session, context, params: aiohttp.TraceRequestStartParams) -> None:
+        current = pacer()
+        if current is not None and _counts_towards_the_global_limit(params.url):
+            await current.wait()
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    return trace
