@@ -4,7 +4,8 @@ Discord allows a bot 50 requests per second in all, however many processes it ru
 process paces itself (`RequestPacer`). Several processes of one bot share a `RedisPacer`: the
 next free slot lives in Redis and an atomic script hands out slots in turn, timed by Redis's own
 clock, so the processes together keep the configured rate whatever their number. Posters only
-need `Pacer.wait()`, so they take either.
+need `Pacer.wait()`, so they take either. With the shared pacer the bot paces every REST request
+on the wire instead (`pace_every_request`), where discord.py's retries are paced too.
 """
 
 from __future__ import annotations
