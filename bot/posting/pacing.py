@@ -26,6 +26,9 @@ class Pacer(Protocol):
     async def wait(self) -> None:
         """Return when the caller may send its next request."""
 
+    async def close(self) -> None:
+        """Release what the pacer holds (a Redis connection)."""
+
 
 class _Unpaced:
     """For a poster whose requests are already paced on the wire (`pace_every_request`)."""
