@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -25,12 +28,13 @@ from storage import channels, db
 from storage import subscriptions as subs
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
-from testing import FakeDiscord, running_bot
+from testing import FakeDiscord, Op, running_bot
 from testing.state import Guild
 
 DAY = dt.date(2025, 2, 20)  # 20 papers: two compact messages
 NOW = dt.datetime(2025, 2, 20, 10, 0, tzinfo=dt.UTC)  # an hour after the channels' 09:00 post time
 SHARDS = 3
+ROOT = Path(__file__).resolve().parent.parent
 MESSAGES = "/channels/{channel_id}/messages"
 
 
@@ -157,3 +161,51 @@ def test_config_rejects_shard_ids_outside_the_shard_count() -> None:
         DiscordSettings(shard_ids=[4], shard_count=4)
     with pytest.raises(ValueError, match="each shard once"):
         DiscordSettings(shard_ids=[1, 1], shard_count=4)
+
+
+async def test_paperbot_run_processes_each_serve_the_servers_of_their_shards(
+    fake_discord: FakeDiscord, library_path: Path, tmp_path: Path
+) -> None:
+    """Two real `paperbot run --shards N --shard-count 2` processes on one library and one fake Discord."""
+    fake = fake_discord
+    guilds = [fake.add_guild(f"server-{s}", channels=("papers",), shard=(s, 2)) for s in range(2)]
+    alice = fake.add_user("alice")
+    for guild in guilds:
+        fake.add_member(guild, alice)
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\npath = "{library_path}"\n'
+                      f'[discord]\napi_base_url = "{fake.api_base_url}"\ngateway_url = "{fake.gateway_url}"\n')
+    processes = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config), "--shards", str(shard), "--shard-count", "2",
+        cwd=ROOT, env={**os.environ, "DISCORD_TOKEN": fake.token},
+        stdout=asyncio.subprocess.DEVNULL, stderr=(tmp_path / f"process-{shard}.log").open("wb"),
+    ) for shard in range(2)]
+    try:
+        await fake.wait_for(lambda: {0, 1} <= set(fake.gateway.shards) and fake.commands.get(None)
+                            and len([p for p in fake.gateway.sent if p["t"] == "GUILD_CREATE"]) == 2,
+                            timeout=60, what="both processes to connect and sync")
+        identified = sorted(p["d"]["shard"] for p in fake.gateway.ops(Op.IDENTIFY))
+        assert identified == [[0, 2], [1, 2]]
+        for guild in guilds:
+            shard = shard_of(guild.id, 2)
+            created = [p for p in fake.gateway.sent if p["t"] == "GUILD_CREATE" and p["d"]["id"] == str(guild.id)]
+            assert [p["shard"] for p in created] == [shard]
+            handle = await fake.send_slash_command(guild, guild.channel_ids[0], alice, "papers",
+                                                   subcommand="search", options={"query": "language model"})
+            response = await handle.response(timeout=30)
+            assert response["type"] in (4, 5)  # answered, by the only process that was told: the shard's
+            sent_on = [p["shard"] for p in fake.gateway.sent if p["t"] == "INTERACTION_CREATE"
+                       and p["d"]["id"] == str(handle.id)]
+            assert sent_on == [shard]
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+    assert [p.returncode for p in processes] == [0, 0], [
+        (tmp_path / f"process-{n}.log").read_text()[-2000:] for n in range(2)]
