@@ -14,9 +14,10 @@ Modes: `shared`, the processes pace through the Redis limiter (`[discord] rate_l
 and `alone`, each process paces itself at `requests_per_second` (what they would do without it).
 Figures: combined successful requests/s against the 50/s ceiling, global and per-channel 429s,
 duplicates and misses read back from the fake Discord, each server posted by the process holding
-its shard. Each process has its own SQLite library holding its own servers' channels (several
-processes writing one SQLite file at once hit "database is locked"; one shared library across
-processes is the PostgreSQL backend's job). 127.0.0.1 only, bounded in channels and time.
+its shard. Each process has its own SQLite library with its own servers' channels, so the run
+measures the rate limit; `--shared-library` gives them one SQLite file instead, which is where
+SQLite runs out (see results.md; one library for many busy processes is the PostgreSQL backend's
+job, next). 127.0.0.1 only, bounded in channels and time.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ async def _line(process: asyncio.subprocess.Process, key: str, timeout: float) -
 
 async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str = "shared",
                   redis_url: str = DEFAULT_REDIS, latency: float = 0.15, requests_per_second: float = 48.0,
-                  workdir: pathlib.Path | None = None) -> dict[str, Any]:
+                  shared_library: bool = False, workdir: pathlib.Path | None = None) -> dict[str, Any]:
     """Fan the day out to `channels_count` channels from `processes` cluster processes; the figures."""
     shard_count = processes * SHARDS_PER_PROCESS
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_dir:
@@ -126,15 +127,16 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
             guilds = [fake.add_guild(f"Lab {n}", channels=("papers",), shard=(n % shard_count, shard_count))
                       for n in range(channels_count)]
             owner = {g.channel_ids[0]: shard_of(g.id, shard_count) // SHARDS_PER_PROCESS for g in guilds}
-            libraries = [tmp / f"library-{p}.db" for p in range(processes)]
-            for p, library in enumerate(libraries):
+            # One library for all, or one per process with its own servers' channels.
+            libraries = [tmp / "library.db"] if shared_library else [tmp / f"library-{p}.db" for p in range(processes)]
+            for n, library in enumerate(libraries):
                 await _build_library(library, DAY, [(g.id, g.channel_ids[0]) for g in guilds
-                                                    if owner[g.channel_ids[0]] == p])
+                                                    if shared_library or owner[g.channel_ids[0]] == n])
             if mode == "shared":
                 await _forget_schedule(redis_url, fake.bot_user.id)
             now = dt.datetime.combine(DAY, POST_TIME, dt.UTC) + dt.timedelta(hours=1)
-            specs = [{"process": p, "library": str(libraries[p]), "api_base_url": fake.api_base_url,
-                      "gateway_url": fake.gateway_url, "shard_ids": shards_of_process(p), "shard_count": shard_count,
+            specs = [{"process": p, "library": str(libraries[0 if shared_library else p]),
+                      "api_base_url": fake.api_base_url, "gateway_url": fake.gateway_url, "shard_ids": shards_of_process(p), "shard_count": shard_count,
                       "redis_url": redis_url if mode == "shared" else None,
                       "requests_per_second": requests_per_second, "now": now.isoformat()}
                      for p in range(processes)]
@@ -160,11 +162,11 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
                         await w.wait()
             traffic = fake.requests[first:]
             ledger = {}
-            for library in libraries:
+            for n, library in enumerate(libraries):
                 conn = await db.connect(library)
                 try:
                     for channel_id, p in owner.items():
-                        if library == libraries[p]:
+                        if shared_library or p == n:
                             ledger[channel_id] = await deliveries.get_delivery(conn, channel_id, DAY)
                 finally:
                     await conn.close()
@@ -179,6 +181,7 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
     global_429 = sum(1 for r in limited if isinstance(r.response, dict) and r.response.get("global"))
     return {
         "mode": mode,
+        "shared_library": shared_library,
         "channels": channels_count,
         "processes": processes,
         "shard_count": shard_count,
@@ -231,8 +234,9 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         + (f"; {first['added_latency_seconds'] * 1000:.0f} ms added to every message POST."
            if first["added_latency_seconds"] else "."),
         "`shared`: the processes pace through Redis (`[discord] rate_limit_redis_url`); `alone`: each paces itself "
-        "(no Redis), each at `[delivery] requests_per_second` (the column's rate). Each process has its own "
-        "SQLite library with its own servers' channels.",
+        "(no Redis), each at `[delivery] requests_per_second` (the column's rate). "
+        + ("All processes share one SQLite library." if first.get("shared_library")
+           else "Each process has its own SQLite library with its own servers' channels."),
         "",
         "| figure | " + " | ".join(f"`{r['mode']}` {r['requests_per_second_setting']:g}/s" for r in runs) + " |",
         "| --- | " + " | ".join("---" for _ in runs) + " |",
@@ -273,6 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests-per-second", type=float, default=48.0)
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "data" / "results-shards.json")
     parser.add_argument("--markdown", nargs="+", type=pathlib.Path, help="print the section for these result files")
+    parser.add_argument("--shared-library", action="store_true", help="one SQLite library for all processes")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # discord.py warns on every 429; they are counted instead
@@ -284,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     modes = ["shared", "alone"] if args.mode == "both" else [args.mode]
     runs = [asyncio.run(measure(args.channels, processes=args.processes, mode=mode, redis_url=args.redis_url,
-                                latency=args.latency, requests_per_second=args.requests_per_second))
+                                latency=args.latency, requests_per_second=args.requests_per_second,
+                                shared_library=args.shared_library))
             for mode in modes]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(runs, indent=2) + "\n")

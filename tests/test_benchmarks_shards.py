@@ -10,8 +10,12 @@ from benchmarks import shards
 
 
 @pytest.mark.redis
-async def test_cluster_processes_post_every_message_once_from_the_shard_owner(tmp_path: Path, redis_url: str) -> None:
-    figures = await shards.measure(6, processes=2, mode="shared", redis_url=redis_url, latency=0.0, workdir=tmp_path)
+@pytest.mark.parametrize("shared_library", [False, True])
+async def test_cluster_processes_post_every_message_once_from_the_shard_owner(
+    tmp_path: Path, redis_url: str, shared_library: bool
+) -> None:
+    figures = await shards.measure(6, processes=2, mode="shared", redis_url=redis_url, latency=0.0,
+                                   shared_library=shared_library, workdir=tmp_path)
 
     assert figures["pacers"] == ["RedisPacer"] and figures["redis_fallbacks"] == 0
     assert figures["ledger"] == {"delivered": 6}
