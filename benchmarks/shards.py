@@ -136,7 +136,8 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
                 await _forget_schedule(redis_url, fake.bot_user.id)
             now = dt.datetime.combine(DAY, POST_TIME, dt.UTC) + dt.timedelta(hours=1)
             specs = [{"process": p, "library": str(libraries[0 if shared_library else p]),
-                      "api_base_url": fake.api_base_url, "gateway_url": fake.gateway_url, "shard_ids": shards_of_process(p), "shard_count": shard_count,
+                      "api_base_url": fake.api_base_url, "gateway_url": fake.gateway_url,
+                      "shard_ids": shards_of_process(p), "shard_count": shard_count,
                       "redis_url": redis_url if mode == "shared" else None,
                       "requests_per_second": requests_per_second, "now": now.isoformat()}
                      for p in range(processes)]
@@ -172,7 +173,8 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
                     await conn.close()
             wrong_process = sum(
                 1 for r in traffic if r.route == MESSAGES_ROUTE and r.method == "POST"
-                and r.headers.get("User-Agent", "").rsplit(" ", 1)[-1] != f"process-{owner[int(r.params['channel_id'])]}"
+                and r.headers.get("User-Agent", "").rsplit(" ", 1)[-1]
+                != f"process-{owner[int(r.params['channel_id'])]}"
             )
             read_back = _read_back(fake, ledger)
             limiter = fake.rate_limiter

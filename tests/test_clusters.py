@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from bot import render
@@ -150,7 +151,11 @@ def test_run_refuses_shards_that_do_not_fit_with_one_clear_line(
 
 def test_the_command_line_shards_replace_the_configured_ones(tmp_path: Path) -> None:
     settings = cluster_settings(tmp_path / "l.db", [0, 1], count=4)
-    assert with_shards(settings, "2-5", 8).discord.shard_ids == [2, 3, 4, 5]
+    settings.discord.rate_limit_redis_url = SecretStr("redis://:secret@127.0.0.1:6379/0")
+    moved = with_shards(settings, "2-5", 8).discord
+    assert (moved.shard_ids, moved.shard_count) == ([2, 3, 4, 5], 8)
+    assert moved.rate_limit_redis_url.get_secret_value() == "redis://:secret@127.0.0.1:6379/0"  # kept, still secret
+    assert "secret" not in repr(moved)
     assert with_shards(settings, None, 2).discord.shard_ids == [0, 1]
 
 

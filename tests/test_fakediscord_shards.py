@@ -59,8 +59,8 @@ def fake(fake_discord: FakeDiscord) -> FakeDiscord:
 async def test_each_shard_gets_ready_and_guild_create_for_its_own_servers_only(fake: FakeDiscord) -> None:
     guilds = guilds_on_every_shard(fake, 3)
     async with AsyncExitStack() as stack:
-        bots = [await stack.enter_async_context(running_bot(fake, lambda i=i: sharded_bot(shard_ids=[i], shard_count=3)))
-                for i in range(3)]
+        bots = [await stack.enter_async_context(
+            running_bot(fake, lambda i=i: sharded_bot(shard_ids=[i], shard_count=3))) for i in range(3)]
 
         for shard_id, bot in enumerate(bots):
             expected = {g.id for g in guilds if shard_of(g, 3) == shard_id}
@@ -91,8 +91,8 @@ async def test_a_servers_events_and_interactions_reach_only_the_process_holding_
     for guild in guilds:
         fake.add_member(guild, alice)
     async with AsyncExitStack() as stack:
-        bots = [await stack.enter_async_context(running_bot(fake, lambda i=i: sharded_bot(shard_ids=[i], shard_count=2)))
-                for i in range(2)]
+        bots = [await stack.enter_async_context(
+            running_bot(fake, lambda i=i: sharded_bot(shard_ids=[i], shard_count=2))) for i in range(2)]
         await bots[0].tree.sync()
         for guild in guilds[:2]:
             owner, other = bots[shard_of(guild, 2)], bots[1 - shard_of(guild, 2)]
@@ -144,8 +144,8 @@ async def test_the_global_limit_is_shared_by_every_client_of_the_token(fake: Fak
     """Two processes of one bot (two clients, one token) draw on one global budget, as on Discord."""
     guild = fake.add_guild("Research")
     async with AsyncExitStack() as stack:
-        bots = [await stack.enter_async_context(running_bot(fake, lambda i=i: sharded_bot(shard_ids=[i], shard_count=2)))
-                for i in range(2)]
+        bots = [await stack.enter_async_context(
+            running_bot(fake, lambda i=i: sharded_bot(shard_ids=[i], shard_count=2))) for i in range(2)]
         fake.requests.clear()
         limiter = fake.enable_rate_limits(per_route=(1000, 60.0), global_per_second=10, global_window=60.0)
         calls = [bot.http.request(discord.http.Route("GET", "/guilds/{guild_id}", guild_id=guild.id))
