@@ -37,6 +37,23 @@ class DiscordSettings(BaseModel):
     gateway_url: str | None = None
     # Sync commands to these guilds only (instant, for development) instead of globally.
     dev_guild_ids: list[int] = Field(default_factory=list)
+    # Clusters: this process runs shards `shard_ids` (default: all) of `shard_count`; unset: one shard.
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: list[int] | None = None
+    # One global rate limit shared by every process of the bot (a secret if it holds a password).
+    rate_limit_redis_url: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSettings:
+        if self.shard_ids is None:
+            return self
+        if self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count (the bot's total number of shards)")
+        if not self.shard_ids or len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids must list each shard once, e.g. [0, 1, 2, 3]")
+        if not all(0 <= shard < self.shard_count for shard in self.shard_ids):
+            raise ValueError(f"shard_ids must be between 0 and shard_count - 1 ({self.shard_count - 1})")
+        return self
 
 
 class CommandSettings(BaseModel):

@@ -297,9 +297,13 @@ def run(
     config: ConfigOption = None,
     preview: Annotated[bool, typer.Option(
         "--preview", help="Print the latest digest as it would be posted, from a throw-away library.")] = False,
+    shards: Annotated[str | None, typer.Option(help="Run only these shards, e.g. 0-3 (a cluster).")] = None,
+    shard_count: Annotated[int | None, typer.Option(help="The bot's total number of shards.")] = None,
 ) -> None:
     """Run the Discord bot (needs DISCORD_TOKEN); without one on a fresh clone, a local preview."""
     settings = settings_from(config)
+    if shards is not None or shard_count is not None:
+        settings = with_shards(settings, shards, shard_count)
     try:
         validate_sources(settings.sources)
     except ValueError as error:
@@ -330,6 +334,26 @@ def deployment_evidence(config: Path | None) -> str | None:
     if variables:
         return f"{variables[0]} is set"
     return None
+
+
+def with_shards(settings: Settings, shards: str | None, shard_count: int | None) -> Settings:
+    """The settings with `--shards`/`--shard-count` in place of `[discord] shard_ids`/`shard_count`."""
+    from pydantic import ValidationError
+
+    from bot.shards import parse_shard_ids
+    from settings import DiscordSettings
+
+    values = settings.discord.model_dump()
+    try:
+        if shards is not None:
+            values["shard_ids"] = parse_shard_ids(shards)
+        if shard_count is not None:
+            values["shard_count"] = shard_count
+        discord_settings = DiscordSettings(**values)
+    except ValueError as error:  # ValidationError is one
+        reason = error.errors()[0]["msg"] if isinstance(error, ValidationError) else str(error)
+        raise fail(f"invalid --shards/--shard-count: {reason}") from None
+    return settings.model_copy(update={"discord": discord_settings})
 
 
 async def preview_latest_digest(settings: Settings) -> None:

@@ -22,6 +22,8 @@ from bot.posting.daily import DigestPoster
 from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
 from bot.posting.dms import SubscriptionPoster
+from bot.posting.pacing import NO_PACING, make_pacer, pace_every_request
+from bot.shards import ShardSet
 from bot.votes import VoteClick
 from storage import db
 from storage.errors import DatabaseError
@@ -58,6 +60,9 @@ class Paperbot(commands.Bot):
     heartbeat_seconds = health.INTERVAL_SECONDS
 
     def __init__(self, settings: Settings, *, force_sync: bool = False, **options) -> None:
+        self.pacer = None
+        if settings.discord.rate_limit_redis_url is not None:  # shared limit: every request waits its turn
+            options.setdefault("http_trace", pace_every_request(lambda: self.pacer))
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents.default(),
@@ -66,6 +71,7 @@ class Paperbot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self.shard_set = ShardSet.from_settings(settings.discord)
         self.db: aiosqlite.Connection | None = None
         self.daily: DailyScheduler | None = None
         self.subscription_poster: SubscriptionPoster | None = None
@@ -76,10 +82,13 @@ class Paperbot(commands.Bot):
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
         self.subscription_poster = SubscriptionPoster(self)
-        poster = DigestPoster(self, requests_per_second=self.settings.delivery.requests_per_second)
-        self.daily = DailyScheduler(
-            self.db, poster, self.settings, dm=self.subscription_poster, roundups=RoundupPoster(self)
-        )
+        self.pacer = self._make_pacer()
+        # With the shared limit every REST request is paced on the wire (see `pace_every_request`).
+        on_the_wire = self.settings.discord.rate_limit_redis_url is not None
+        poster = DigestPoster(self, pacer=NO_PACING if on_the_wire else self.pacer,
+                              owns_guild=self.shard_set.owns_guild)
+        dm = self.subscription_poster if self.shard_set.sends_dms else None  # DMs: the process holding shard 0
+        self.daily = DailyScheduler(self.db, poster, self.settings, dm=dm, roundups=RoundupPoster(self))
         self.tree.on_error = errors.on_app_command_error
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
         for extension in EXTENSIONS:
@@ -110,6 +119,15 @@ class Paperbot(commands.Bot):
             except OSError as error:
                 log.warning("cannot record the command sync in %s (%s); the next start syncs again",
                             marker, error.strerror or error)
+
+    def _make_pacer(self):
+        """The global-limit pacer: shared with the bot's other processes when a Redis URL is set."""
+        url = self.settings.discord.rate_limit_redis_url
+        log.info("running %s", self.shard_set.describe())
+        return make_pacer(
+            self.settings.delivery.requests_per_second, redis_url=url.get_secret_value() if url else None,
+            key=str(self.user.id if self.user else "bot"), share=self.shard_set.share,
+        )
 
     async def sync_commands(self) -> None:
         """Globally, or instantly to the development guilds when config lists them."""
@@ -170,6 +188,26 @@ class Paperbot(commands.Bot):
         if self.db is not None:
             await self.db.close()
             self.db = None
+        if self.pacer is not None:
+            await self.pacer.close()
+            self.pacer = None
+
+
+class ShardedPaperbot(Paperbot, commands.AutoShardedBot):
+    """Paperbot running some shards of a bigger bot: a cluster (`[discord] shard_ids` of `shard_count`)."""
+
+    def __init__(self, settings: Settings, **options) -> None:
+        shards = ShardSet.from_settings(settings.discord)
+        if not shards.sharded:
+            raise ValueError("a sharded Paperbot needs [discord] shard_count")
+        super().__init__(settings, shard_ids=list(shards.shard_ids), shard_count=shards.shard_count, **options)
+
+
+def create_bot(settings: Settings, **options) -> Paperbot:
+    """A plain Paperbot, or a sharded one when `[discord] shard_count` is set."""
+    if settings.discord.shard_count is None:
+        return Paperbot(settings, **options)
+    return ShardedPaperbot(settings, **options)
 
 
 def _read(path: Path) -> str | None:
@@ -211,7 +249,7 @@ async def serve(settings: Settings, token: SecretStr) -> None:
     delay, attempt = RETRY_FIRST_SECONDS, 0
     while not stop.is_set():
         attempt += 1
-        ended = await _run_once(Paperbot(settings), token, stop)
+        ended = await _run_once(create_bot(settings), token, stop)
         if ended is None or stop.is_set():
             return
         if not isinstance(ended, NETWORK_ERRORS):

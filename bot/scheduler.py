@@ -22,6 +22,7 @@ from digests import fetcher
 from digests.fetcher import Clock, utc_now
 from bot.posting.roundups import RoundupPoster
 from bot.posting.dms import SubscriptionPoster
+from bot.shards import ShardSet
 from storage import channels, deliveries, fetches, papers
 from storage.channels import DigestChannel
 
@@ -123,12 +124,13 @@ class DailyScheduler:
         self.roundups = roundups  # weekly roundups; None: not scheduled
         self.settings = settings
         self.clock = clock  # what "now" is; tests replace it to move through days and zones
+        self.shards = ShardSet.from_settings(settings.discord)  # a cluster posts for its own servers only
         self.scheduler = AsyncIOScheduler(timezone=UTC)
 
     async def start(self, now: datetime | None = None) -> None:
         """Schedule every channel and the fetch job, then resume and catch up what was missed."""
         self.scheduler.start()
-        for channel in await channels.list_channels(self.conn):
+        for channel in await self._own_channels():
             self.schedule(channel)
         if any(s.markdown_url or s.json_url or s.folder for s in self.settings.sources):
             fetch = self.settings.fetch
@@ -144,6 +146,10 @@ class DailyScheduler:
         if self.dm is not None:
             await self.dm.resume_unfinished()
         await self.post_due(now)
+
+    async def _own_channels(self) -> list[DigestChannel]:
+        """The digest channels of the servers on this process's shards (all of them, unsharded)."""
+        return [c for c in await channels.list_channels(self.conn) if self.shards.owns_guild(c.guild_id)]
 
     def shutdown(self) -> None:
         if self.scheduler.running:
@@ -195,7 +201,7 @@ class DailyScheduler:
         if self.roundups is None:
             return
         now = now or self.clock()
-        for channel in await channels.list_channels(self.conn):
+        for channel in await self._own_channels():
             week_end = last_roundup_day(channel, now)
             if week_end is not None and channel.broken_reason is None:
                 await self.roundups.post(channel, week_end)
@@ -213,7 +219,7 @@ class DailyScheduler:
         """Everything due to every channel (digests, then roundups): on start and after new digests arrive."""
         now = now or self.clock()
         work = []
-        for channel in await channels.list_channels(self.conn):
+        for channel in await self._own_channels():
             if channel.broken_reason is None:
                 work += [(channel, day, late) for day, late in await due_days(self.conn, channel, now, self.catch_up_days)]
         work.sort(key=lambda item: item[1])  # oldest first, across channels

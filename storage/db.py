@@ -525,6 +525,24 @@ def write_lock(conn: aiosqlite.Connection) -> asyncio.Lock:
     return lock
 
 
+async def _execute_when_not_busy(conn: aiosqlite.Connection, sql: str, params: tuple = ()) -> aiosqlite.Cursor:
+    """Execute a write, retrying while another process holds the write lock (up to BUSY_TIMEOUT_MS).
+
+    SQLite's own busy wait is skipped when this connection is inside a read (a SELECT another
+    coroutine has open between its execute and its fetch): waiting there could deadlock, so it
+    answers "database is locked" at once. Retrying from here lets that read finish first.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            return await conn.execute(sql, params)
+        except sqlite3.OperationalError as error:
+            if getattr(error, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.01)
+
+
 @asynccontextmanager
 async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
     """BEGIN IMMEDIATE … COMMIT under the connection's write lock; ROLLBACK on any error.
@@ -533,7 +551,7 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
     nothing half-written and concurrent writers never interleave.
     """
     async with write_lock(conn):
-        await conn.execute("BEGIN IMMEDIATE")
+        await _execute_when_not_busy(conn, "BEGIN IMMEDIATE")
         try:
             yield conn
             await conn.execute("COMMIT")
@@ -546,7 +564,7 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
 async def write(conn: aiosqlite.Connection, sql: str, params: tuple = ()) -> int:
     """One autocommit statement, never inside another coroutine's transaction; returns rowcount."""
     async with write_lock(conn):
-        cursor = await conn.execute(sql, params)
+        cursor = await _execute_when_not_busy(conn, sql, params)
         return cursor.rowcount
 
 

@@ -162,7 +162,8 @@ class RateLimiter:
 
     ``limits`` maps a route template (or "METHOD template") to (requests, seconds).
     The global cap is ``global_per_second`` requests per ``global_window`` seconds
-    (shrink the window to keep tests fast). Interaction callbacks are exempt, as on Discord.
+    (shrink the window to keep tests fast), counted per bot token across every
+    client and process using it, as on Discord. Interaction callbacks are exempt.
     """
 
     def __init__(self, *, per_route: tuple[int, float] = (5, 5.0), global_per_second: int = 50,
@@ -174,18 +175,24 @@ class RateLimiter:
         self.limits = limits or {}
         self.clock = clock
         self._buckets: dict[tuple[str, str], _Window] = {}
-        self._global = _Window(started=clock())
+        self._global: dict[str, _Window] = {}  # by Authorization header: one global limit per token
+        #: Requests answered with a global 429, and with a per-route one.
+        self.global_limited = 0
+        self.route_limited = 0
 
     def check(self, req: RecordedRequest) -> tuple[Reply | None, dict[str, str]]:
         """Returns (429 reply or None, rate-limit headers for a successful reply)."""
         now = self.clock()
         template = req.route or req.path
         if not template.startswith("/interactions/"):
-            if now - self._global.started >= self.global_window:
-                self._global = _Window(started=now)
-            if self._global.count >= self.global_per_second:
-                return rate_limited_reply(self.global_window - (now - self._global.started), is_global=True), {}
-            self._global.count += 1
+            token = req.headers.get("Authorization", "")
+            window = self._global.get(token)
+            if window is None or now - window.started >= self.global_window:
+                window = self._global[token] = _Window(started=now)
+            if window.count >= self.global_per_second:
+                self.global_limited += 1
+                return rate_limited_reply(self.global_window - (now - window.started), is_global=True), {}
+            window.count += 1
 
         limit, per = self.limits.get(f"{req.method} {template}") or self.limits.get(template) or self.per_route
         bucket_hash = hashlib.sha1(f"{req.method} {template}".encode()).hexdigest()[:16]
@@ -196,6 +203,7 @@ class RateLimiter:
             window = self._buckets[(bucket_hash, major)] = _Window(started=now)
         reset_after = per - (now - window.started)
         if window.count >= limit:
+            self.route_limited += 1
             return rate_limited_reply(reset_after, bucket=bucket_hash, limit=limit), {}
         window.count += 1
         return None, {

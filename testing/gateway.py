@@ -4,6 +4,12 @@ Flow: HELLO -> client heartbeats (ACKed) -> IDENTIFY -> READY + one
 GUILD_CREATE per guild. Every dispatch is numbered per session and kept, so a
 RESUME replays what the client missed and then sends RESUMED, like Discord.
 
+Shards: an IDENTIFY with ``shard: [shard_id, shard_count]`` opens a session for
+that shard only. Like Discord, it gets READY and GUILD_CREATE for the guilds with
+``(guild_id >> 22) % shard_count == shard_id``, every later event of a guild goes
+to the session of the guild's shard, and events outside any guild (DMs) go to
+shard 0. Several clients (processes) holding different shards can connect at once.
+
 We always send uncompressed JSON text frames. discord.py asks for
 ``compress=zlib-stream`` in the query string, but only decompresses *binary*
 frames, so text frames are accepted as-is.
@@ -52,6 +58,14 @@ EVENT_INTENTS = {
     "GUILD_MEMBER_REMOVE": Intent.GUILD_MEMBERS,
 }
 MESSAGE_EVENTS = {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"}
+#: Events whose payload is the guild itself (its id is ``id``, not ``guild_id``).
+GUILD_EVENTS = {"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"}
+
+
+def event_guild_id(event: str, data: dict[str, Any]) -> int | None:
+    """The guild an event belongs to (it decides the shard), or None for DMs and the like."""
+    raw = data.get("id") if event in GUILD_EVENTS else data.get("guild_id")
+    return int(raw) if raw is not None else None
 
 
 @dataclass
@@ -60,10 +74,21 @@ class Session:
 
     id: str
     intents: int
+    #: (shard_id, shard_count) from IDENTIFY; an unsharded client is shard 0 of 1.
+    shard: tuple[int, int] = (0, 1)
     seq: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
     connection: Connection | None = None
     resumes: int = 0
+
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0]
+
+    def owns_guild(self, guild_id: int) -> bool:
+        """Discord's rule for which shard receives a guild's events."""
+        shard_id, shard_count = self.shard
+        return (guild_id >> 22) % shard_count == shard_id
 
 
 @dataclass
@@ -87,7 +112,10 @@ class Gateway:
         #: Set False to stop ACKing heartbeats (zombie-connection tests).
         self.ack_heartbeats = True
         self.sessions: dict[str, Session] = {}
+        #: The session that identified or resumed last (the only one, for an unsharded bot).
         self.current: Session | None = None
+        #: The live session of each shard id: where that shard's events go.
+        self.shards: dict[int, Session] = {}
         self.connections: list[Connection] = []
         #: Every payload the client sent, in order, with the URL it came in on.
         self.received: list[dict[str, Any]] = []
@@ -134,14 +162,20 @@ class Gateway:
         if self.fake.token is not None and data.get("token") != self.fake.token:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return
-        session = Session(id=f"fake-session-{next(self._session_ids)}", intents=int(data.get("intents", 0)))
+        shard = self._valid_shard(data.get("shard"))
+        if shard is None:
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        session = Session(id=f"fake-session-{next(self._session_ids)}", intents=int(data.get("intents", 0)),
+                          shard=shard)
         self.sessions[session.id] = session
-        self.current, session.connection, conn.session = session, conn, session
+        self._make_live(session, conn)
         state = self.fake.state
+        guilds = [guild for guild in state.guilds.values() if session.owns_guild(guild.id)]
         ready = {
             "v": 10,
             "user": {**state.bot_user.to_dict(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g), "unavailable": True} for g in state.guilds],
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.fake.resume_gateway_url,
@@ -156,23 +190,38 @@ class Gateway:
         }
         if "shard" in data:
             ready["shard"] = data["shard"]
-        await self.dispatch("READY", ready)
+        await self._dispatch_to(session, "READY", ready)
         all_members = bool(session.intents & Intent.GUILD_PRESENCES)
-        for guild in state.guilds.values():
-            await self.dispatch("GUILD_CREATE", state.guild_create_dict(guild, all_members=all_members))
+        for guild in guilds:
+            await self._dispatch_to(session, "GUILD_CREATE", state.guild_create_dict(guild, all_members=all_members))
+
+    @staticmethod
+    def _valid_shard(shard: Any) -> tuple[int, int] | None:
+        """IDENTIFY's ``[shard_id, shard_count]`` (absent: shard 0 of 1); None when Discord would refuse it (4010)."""
+        if shard is None:
+            return 0, 1
+        if (not isinstance(shard, list) or len(shard) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in shard)):
+            return None
+        shard_id, shard_count = shard
+        return (shard_id, shard_count) if 0 <= shard_id < shard_count else None
+
+    def _make_live(self, session: Session, conn: Connection) -> None:
+        self.current, session.connection, conn.session = session, conn, session
+        self.shards[session.shard_id] = session
 
     async def _resume(self, conn: Connection, data: dict[str, Any]) -> None:
         session = self.sessions.get(data.get("session_id"))
         if session is None or (self.fake.token is not None and data.get("token") != self.fake.token):
             await self._send(conn, {"op": Op.INVALID_SESSION, "d": False})
             return
-        session.connection, conn.session, self.current = conn, session, session
+        self._make_live(session, conn)
         session.resumes += 1
         last_seen = data.get("seq") or 0
         for event in session.events:
             if event["s"] > last_seen:
                 await self._send(conn, event)
-        await self.dispatch("RESUMED", {})
+        await self._dispatch_to(session, "RESUMED", {})
 
     async def _request_members(self, data: dict[str, Any]) -> None:
         guild = self.fake.state.guilds.get(int(data["guild_id"]))
@@ -187,18 +236,27 @@ class Gateway:
 
     async def _send(self, conn: Connection, payload: dict[str, Any]) -> None:
         payload = {"op": payload["op"], "d": payload.get("d"), "s": payload.get("s"), "t": payload.get("t")}
-        self.sent.append(payload)
+        self.sent.append({**payload, "shard": conn.session.shard_id if conn.session else None})
         await conn.send(payload)
 
     # -- what tests call ----------------------------------------------------
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH to the current session, honouring its intents.
+        """Send a DISPATCH to the session of the event's shard, honouring its intents.
 
-        If the client is between connections the event is only stored; a
-        RESUME will replay it, so nothing is lost (as on Discord).
+        A guild's events go to the shard owning the guild, anything else to
+        shard 0. If the client is between connections the event is only
+        stored; a RESUME will replay it, so nothing is lost (as on Discord).
         """
-        session = self.current
+        await self._dispatch_to(self.session_for(event_guild_id(event, data)), event, data)
+
+    def session_for(self, guild_id: int | None) -> Session | None:
+        """The live session receiving events of ``guild_id`` (None: events outside guilds, i.e. shard 0)."""
+        if guild_id is None:
+            return self.shards.get(0)
+        return next((s for s in self.shards.values() if s.owns_guild(guild_id)), None)
+
+    async def _dispatch_to(self, session: Session | None, event: str, data: dict[str, Any]) -> None:
         if session is None or not self._wanted(session, event, data):
             return
         session.seq += 1
@@ -216,19 +274,21 @@ class Gateway:
             needed = EVENT_INTENTS.get(event)
         return needed is None or bool(session.intents & needed)
 
-    async def send_reconnect(self) -> None:
+    async def send_reconnect(self, *, shard_id: int | None = None) -> None:
         """Op 7: the client should close and RESUME on resume_gateway_url."""
-        await self._send_op(Op.RECONNECT, None)
+        await self._send_op(Op.RECONNECT, None, shard_id)
 
-    async def send_invalid_session(self, resumable: bool = False) -> None:
+    async def send_invalid_session(self, resumable: bool = False, *, shard_id: int | None = None) -> None:
         """Op 9: with ``resumable=False`` the client must IDENTIFY from scratch."""
-        if not resumable and self.current is not None:
-            self.sessions.pop(self.current.id, None)
-        await self._send_op(Op.INVALID_SESSION, resumable)
+        session = self._target(shard_id)
+        if not resumable and session is not None:
+            self.sessions.pop(session.id, None)
+        await self._send_op(Op.INVALID_SESSION, resumable, shard_id)
 
-    async def disconnect(self, code: int = 4000) -> None:
-        """Drop the current connection from our side, like a network blip or a Discord restart."""
-        conn = self.current and self.current.connection
+    async def disconnect(self, code: int = 4000, *, shard_id: int | None = None) -> None:
+        """Drop a connection (the current one, or that of ``shard_id``) from our side, like a network blip."""
+        session = self._target(shard_id)
+        conn = session and session.connection
         if conn is not None:
             await conn.ws.close(code=code)
 
@@ -236,8 +296,12 @@ class Gateway:
         for conn in list(self.connections):
             await conn.ws.close(code=1001)
 
-    async def _send_op(self, op: int, data: Any) -> None:
-        conn = self.current and self.current.connection
+    def _target(self, shard_id: int | None) -> Session | None:
+        return self.current if shard_id is None else self.shards.get(shard_id)
+
+    async def _send_op(self, op: int, data: Any, shard_id: int | None = None) -> None:
+        session = self._target(shard_id)
+        conn = session and session.connection
         if conn is None:
             raise RuntimeError("no gateway connection to send to (has the bot connected?)")
         await self._send(conn, {"op": op, "d": data})

@@ -200,7 +200,7 @@ async def get_gateway(fake: FakeDiscord, req: RecordedRequest) -> Any:
 
 @routes.add("GET", "/gateway/bot")
 async def get_gateway_bot(fake: FakeDiscord, req: RecordedRequest) -> Any:
-    return {"url": fake.gateway_url, "shards": 1,
+    return {"url": fake.gateway_url, "shards": fake.shard_count,
             "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}
 
 

@@ -49,9 +49,11 @@ class FakeDiscord:
 
     def __init__(self, *, token: str | None = "test-token", bot_name: str = "Paperbot",
                  start_time: dt.datetime = DEFAULT_START, heartbeat_interval_ms: int = 41_250,
-                 check_spec: bool = True) -> None:
+                 check_spec: bool = True, shard_count: int = 1) -> None:
         #: The token the bot must present (``None`` accepts anything).
         self.token = token
+        #: The shard count GET /gateway/bot recommends (what an AutoShardedBot without one uses).
+        self.shard_count = shard_count
         self.ids = Snowflakes(start_time)
         self.state = State(self.ids)
         self.bot_user = self.state.bot_user = self.state.add_user(bot_name, bot=True)
@@ -126,8 +128,15 @@ class FakeDiscord:
 
     # -- building the world (thin shortcuts to ``state``) ------------------------------
 
-    def add_guild(self, name: str = "Test Guild", *, channels: tuple[str, ...] = ("general",)) -> Guild:
-        return self.state.add_guild(name, channels=channels)
+    def add_guild(self, name: str = "Test Guild", *, channels: tuple[str, ...] = ("general",),
+                  shard: tuple[int, int] | None = None) -> Guild:
+        """A server; ``shard=(shard_id, shard_count)`` gives it an id on that shard (Discord's sharding key)."""
+        if shard is None:
+            return self.state.add_guild(name, channels=channels)
+        owner = self.state.add_user(f"{name} owner")
+        shard_id, shard_count = shard
+        self.ids.skip_until(lambda snowflake: (snowflake >> 22) % shard_count == shard_id)
+        return self.state.add_guild(name, owner=owner, channels=channels)
 
     def add_user(self, username: str, **kwargs: Any) -> User:
         return self.state.add_user(username, **kwargs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -92,6 +92,11 @@ class Snowflakes:
     def next(self) -> int:
         self._count += 1
         return ((self._base_ms + self._count) << 22) | (self._count & 0xFFF)
+
+    def skip_until(self, wanted: Callable[[int], bool]) -> None:
+        """Skip ids until the next one is ``wanted`` (e.g. a guild id on a given shard)."""
+        while not wanted(((self._base_ms + self._count + 1) << 22) | ((self._count + 1) & 0xFFF)):
+            self._count += 1
 
     @staticmethod
     def time_of(snowflake: int) -> dt.datetime:

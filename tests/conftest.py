@@ -13,6 +13,9 @@ from digests.ingest import ingest_targets
 from storage import db
 from testing.fixtures import fake_discord  # noqa: F401  (a fixture)
 from tests.world import world  # noqa: F401  (a fixture)
+from tests.services import (  # noqa: F401  (markers redis/postgres: skipped where absent, required in CI)
+    postgres_url, pytest_configure, pytest_runtest_setup, redis_url,
+)
 
 DATA = Path(__file__).parent / "data"
 CORPUS = DATA / "corpus"

@@ -16,7 +16,7 @@ creating one.
 Discord refusing the channel (403/404) marks it broken and the server is told once; anything
 else (5xx, network, timeouts) leaves the delivery pending for the next run. Per-channel rate
 limits are discord.py's business (it follows the bucket headers); the global one is paced here,
-see `RequestPacer`.
+see `bot.posting.pacing`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
@@ -33,6 +32,7 @@ import aiohttp
 import discord
 
 from bot import render
+from bot.posting.pacing import Pacer, RequestPacer
 from settings import DeliverySettings
 from storage import channels, deliveries
 from storage.channels import DigestChannel
@@ -124,45 +124,20 @@ class _DigestRemoved(Exception):
     """A moderator deleted the digest's thread or header message: the rest cannot be posted."""
 
 
-class RequestPacer:
-    """Spaces requests `1 / per_second` apart, so a fan-out stays just under Discord's global limit.
-
-    discord.py learns of the global limit only from a 429, and each 429 is an "invalid request"
-    (10,000 in 10 minutes get the bot's address banned). Worse, the requests it then holds back
-    are released together when the limit resets, into a window the paced ones need too, so one
-    429 breeds the next. Slots follow a schedule, so a caller woken a little late does not slow
-    the rate, but slots missed in a stall (a busy event loop) are lost, never made up in a burst.
-    Callers go in turn (the lock is FIFO), so waiting is fair across channels.
-    """
-
-    def __init__(self, per_second: float, clock=time.monotonic) -> None:
-        self.interval = 1.0 / per_second
-        self.clock = clock
-        self._next_slot = float("-inf")
-        self._turn = asyncio.Lock()
-
-    async def wait(self) -> None:
-        """Return at this caller's slot."""
-        async with self._turn:
-            now = self.clock()
-            self._next_slot = max(self._next_slot, now)
-            if self._next_slot > now:
-                await asyncio.sleep(self._next_slot - now)
-            self._next_slot += self.interval
-
-
 class DigestPoster:
     """Delivers digests for one bot (a `discord.Client` with `.db`). Use one per bot.
 
     Deliveries of one channel are serialised (a scheduled run and a resume cannot interleave);
     different channels proceed concurrently up to `deliver_many`'s bound, and every message,
-    thread and forum post they create waits for the poster's `RequestPacer`.
+    thread and forum post they create waits for the poster's pacer (`bot.posting.pacing`).
     """
 
-    def __init__(self, bot: discord.Client, *, requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND) -> None:
+    def __init__(self, bot: discord.Client, *, requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
+                 pacer: Pacer | None = None, owns_guild=lambda guild_id: True) -> None:
         self.bot = bot
         self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.pacer = RequestPacer(requests_per_second)
+        self.pacer = pacer or RequestPacer(requests_per_second)
+        self.owns_guild = owns_guild  # another process's shards' channels are its to post
 
     @property
     def db(self):
@@ -224,7 +199,7 @@ class DigestPoster:
         items: list[tuple[DigestChannel, dt.date, bool]] = []
         for delivery in await deliveries.unfinished_deliveries(self.db):
             channel = await channels.get_channel(self.db, delivery.channel_id)
-            if channel is not None:
+            if channel is not None and self.owns_guild(channel.guild_id):
                 items.append((channel, delivery.day, delivery.late))
         return await self.deliver_many(items, concurrency=concurrency)
 
