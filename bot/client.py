@@ -15,9 +15,10 @@ from pydantic import SecretStr
 from bot import errors, render
 from settings import DiscordSettings, Settings
 from bot.posting.daily import DigestPoster
+from bot.posting.dms import SubscriptionPoster
+from bot.posting.poster import Poster
 from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
-from bot.posting.dms import SubscriptionPoster
 from bot.votes import VoteClick
 from storage import db
 
@@ -54,16 +55,19 @@ class Paperbot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
-        self.subscription_poster = SubscriptionPoster(self)
-        poster = DigestPoster(self, requests_per_second=self.settings.delivery.requests_per_second)
+        poster = Poster(self, requests_per_second=self.settings.delivery.requests_per_second)  # one pacer for all
+        self.subscription_poster = SubscriptionPoster(self, poster=poster)
         self.daily = DailyScheduler(
-            self.db, poster, self.settings, dm=self.subscription_poster, roundups=RoundupPoster(self)
+            self.db, DigestPoster(self, poster=poster), self.settings, dm=self.subscription_poster,
+            roundups=RoundupPoster(self, poster=poster),
         )
         self.tree.on_error = errors.on_app_command_error
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands()
+        # Before the gateway connects: commands served before on_ready find the scheduler running.
+        await self.daily.prepare()
 
     async def sync_commands(self) -> None:
         """Globally, or instantly to the development guilds when config lists them."""
@@ -80,7 +84,7 @@ class Paperbot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
-        if self.daily is not None and not self.daily.scheduler.running:
+        if self.daily is not None and not self.daily.ready.is_set():
             await self.daily.start()  # resume interrupted posts and catch up on missed days
 
     async def close(self) -> None:

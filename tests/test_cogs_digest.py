@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from storage import channels, deliveries
+from storage import channels, outbox
 from storage.channels import DigestChannel
 from testing import Perm
-from tests.world import EPHEMERAL, World, assert_private_error
+from tests.world import EPHEMERAL, World, assert_private_error, seen
 
 
 def utc(*args: int) -> datetime:
@@ -24,7 +24,8 @@ async def setup_channel(world: World, **options) -> dict:
 
 
 def posted(world: World, channel_id: int | None = None) -> list[dict]:
-    return [m for m in world.fake.messages_in(channel_id or world.channel.id) if m["author"]["id"] == str(world.bot.user.id)]
+    return seen([m for m in world.fake.messages_in(channel_id or world.channel.id)
+                 if m["author"]["id"] == str(world.bot.user.id)])
 
 
 async def test_admin_sets_up_a_channel_and_it_is_scheduled(world: World) -> None:
@@ -126,7 +127,7 @@ async def test_two_zones_each_get_the_digest_at_their_local_time(world: World) -
     berlin_count = len(posted(world, berlin.id))
     await world.bot.daily.post_due(now=utc(2025, 3, 18, 23, 0))  # later the same day: nothing new
     assert len(posted(world, berlin.id)) == berlin_count
-    assert await deliveries.last_delivered_day(world.bot.db, berlin.id) == date(2025, 3, 18)
+    assert await outbox.last_done(world.bot.db, "digest", berlin.id) == date(2025, 3, 18)
 
 
 # ----- scheduled posting with a controlled clock --------------------------------------------
@@ -187,8 +188,8 @@ async def test_fan_out_under_rate_limits_posts_every_message_exactly_once(world:
     world.fake.fail_next("POST", f"/channels/{targets[0]}/messages", status=429, retry_after=0.05)
     await world.bot.daily.post_due(now=utc(2025, 3, 18, 9))
     for target in targets:
-        stored = await deliveries.get_delivery(world.bot.db, target, date(2025, 3, 18))
-        assert stored.status == "delivered"
+        stored = await outbox.get(world.bot.db, "digest", target, date(2025, 3, 18))
+        assert stored.status == "done"
         assert [int(m["id"]) for m in posted(world, target)] == [m.message_id for m in stored.messages]
         assert len(stored.messages) > 1
     assert sum(r.status == 429 for r in world.fake.requests) >= 1  # retried by discord.py, not duplicated

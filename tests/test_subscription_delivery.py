@@ -11,8 +11,9 @@ import datetime as dt
 
 from bot import render
 from tests.limits import check_message_limits
+from storage import outbox
 from storage import subscriptions as subs
-from tests.world import World
+from tests.world import World, every_try, seen
 
 DAY = dt.date(2025, 3, 21)  # Robotics: Cosmos-Reason1 and JARVIS-VLA
 MESSAGES = "/channels/{channel_id}/messages"
@@ -27,7 +28,7 @@ async def follow(world: World, user, *items: tuple[str, str], guild_id: int | No
 
 
 def dms(world: World, user) -> list[dict]:
-    return world.fake.messages_in(world.fake.state.dm_channel(user))
+    return seen(world.fake.messages_in(world.fake.state.dm_channel(user)))
 
 
 def dm_posts(world: World, user) -> list:
@@ -77,7 +78,7 @@ async def test_a_failed_second_message_resumes_exactly_once(world: World) -> Non
     poster = world.bot.subscription_poster
     channel_id = world.fake.state.dm_channel(world.alice).id
     world.fake.fail_next("POST", MESSAGES, status=503, when=lambda r: len(dm_posts(world, world.alice)) >= 2,
-                         channel_id=channel_id)
+                         channel_id=channel_id, times=every_try())
 
     first = await poster.deliver(world.alice.id, DAY)
     assert (first.status, first.sent) == ("retry_later", 1)
@@ -88,12 +89,12 @@ async def test_a_failed_second_message_resumes_exactly_once(world: World) -> Non
     got = dms(world, world.alice)
     assert [(m.get("content") or None, m["embeds"]) for m in got] == [(p["content"], p["embeds"]) for p in planned]
     assert all(r.json["allowed_mentions"] == {"parse": []} for r in dm_posts(world, world.alice))
-    assert (await subs.get_dm_delivery(world.bot.db, world.alice.id, DAY)).status == "delivered"
+    assert (await outbox.get(world.bot.db, "dm", world.alice.id, DAY)).status == "done"
 
 
 async def test_a_crash_after_discord_accepted_a_message_sends_it_once(world: World, monkeypatch) -> None:
     planned = await many_messages(world)
-    real_mark = subs.mark_dm_sent
+    real_mark = outbox.mark_sent
     calls = {"n": 0}
 
     async def crash_once(*args):
@@ -102,7 +103,7 @@ async def test_a_crash_after_discord_accepted_a_message_sends_it_once(world: Wor
             raise RuntimeError("killed before the ledger recorded the message")
         await real_mark(*args)
 
-    monkeypatch.setattr(subs, "mark_dm_sent", crash_once)
+    monkeypatch.setattr(outbox, "mark_sent", crash_once)
     outcomes = await world.bot.subscription_poster.deliver_day(DAY)
     assert [o.status for o in outcomes] == ["failed"]
     assert len(dms(world, world.alice)) == 2  # Discord has the 2nd message; the ledger does not
@@ -110,7 +111,7 @@ async def test_a_crash_after_discord_accepted_a_message_sends_it_once(world: Wor
     resumed = await world.bot.subscription_poster.resume_unfinished()
     assert [o.status for o in resumed] == ["delivered"]
     got = dms(world, world.alice)
-    assert len(got) == len(planned)  # the resent 2nd message was dropped by Discord for its nonce
+    assert len(got) == len(planned)  # the 2nd message was found in the DM channel by its marker, not resent
     assert [(m.get("content") or None, m["embeds"]) for m in got] == [(p["content"], p["embeds"]) for p in planned]
 
 
@@ -123,7 +124,7 @@ async def test_closed_dms_mark_the_user_and_stop_delivery(world: World) -> None:
 
     assert outcome.status == "dm_closed"
     assert (await subs.get_subscriber(world.bot.db, world.alice.id)).dm_closed
-    assert (await subs.get_dm_delivery(world.bot.db, world.alice.id, DAY)).status == "skipped"
+    assert (await outbox.get(world.bot.db, "dm", world.alice.id, DAY)).status == "skipped"
     tries = len(dm_posts(world, world.alice))
     assert await poster.deliver_day(dt.date(2025, 3, 20)) == []  # not retried forever
     assert len(dm_posts(world, world.alice)) == tries == 1
@@ -162,6 +163,6 @@ async def test_the_scheduler_sends_the_latest_day_within_the_catch_up_window(wor
     await world.bot.daily.post_due(now=dt.datetime(2025, 4, 1, 12, tzinfo=dt.UTC))
     await world.bot.daily.post_due(now=dt.datetime(2025, 4, 1, 13, tzinfo=dt.UTC))
     got = dms(world, world.alice)
-    delivery = await subs.get_dm_delivery(world.bot.db, world.alice.id, dt.date(2025, 3, 31))
-    assert delivery.status == "delivered" and len(got) == len(delivery.messages) >= 1
+    delivery = await outbox.get(world.bot.db, "dm", world.alice.id, dt.date(2025, 3, 31))
+    assert delivery.status == "done" and len(got) == len(delivery.messages) >= 1
     assert "2025-03-31" in got[0]["content"]

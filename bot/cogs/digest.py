@@ -19,7 +19,7 @@ from discord.ext import commands
 from bot import render
 from bot.cogs.options import MAX_CHOICES, known_tag, parse_date, quoted, tag_choices
 from bot.errors import UserError
-from storage import channels, deliveries, papers
+from storage import channels, outbox, papers
 from storage.channels import DigestChannel
 
 DEFAULT_TIME = time(9, 0)
@@ -33,6 +33,8 @@ NEEDED = {  # permission attribute -> how Discord's UI names it
     "view_channel": "View Channel",
     "send_messages": "Send Messages",
     "embed_links": "Embed Links",
+    # to look for a message whose answer Discord lost before sending it again (never twice)
+    "read_message_history": "Read Message History",
 }
 NEEDED_FOR_THREADS = {
     "create_public_threads": "Create Public Threads",
@@ -43,6 +45,7 @@ NEEDED_IN_FORUMS = {  # in a forum, Send Messages is what Discord's UI calls Cre
     "send_messages": "Create Posts",
     "send_messages_in_threads": "Send Messages in Threads",
     "embed_links": "Embed Links",
+    "read_message_history": "Read Message History",
 }
 NEEDED_FOR_FORUM_TAGS = {"manage_channels": "Manage Channels"}
 DigestTarget = discord.TextChannel | discord.ForumChannel
@@ -198,7 +201,7 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
             raise UserError("No channel gets the daily digest yet: use `/digest setup`.")
         embed = discord.Embed(title="Daily digest", colour=render.BRAND_COLOUR)
         for row in configured[: render.MAX_FIELDS]:
-            last = await deliveries.last_delivered_day(self.db, row.channel_id)
+            last = await outbox.last_done(self.db, "digest", row.channel_id)
             lines = [
                 f"Next post: {discord_time(self.daily.next_post_time(row.channel_id), row.timezone)}",
                 f"Daily at {row.post_time:%H:%M} {row.timezone} · {row.style}"
@@ -213,8 +216,20 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
                 lines.append(f"⛔ Not posting: {row.broken_reason}. Fix it, then run `/digest setup` again.")
             elif row.last_error:
                 lines.append(f"⚠️ Last error: {row.last_error}")
+            if not row.broken_reason and not self._can_read_history(row.channel_id):
+                lines.append("⚠️ Paperbot cannot read the message history here (Read Message History): after a "
+                             "lost answer from Discord it cannot check whether a post went through, so it may "
+                             "post it twice. Grant the permission.")
             embed.add_field(name=f"#{self._channel_name(row.channel_id)}", value=render.truncate("\n".join(lines), 1024), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True, allowed_mentions=render.NO_MENTIONS)
+
+    def _can_read_history(self, channel_id: int) -> bool:
+        """True unless the channel is known and Paperbot lacks Read Message History there."""
+        channel = self.bot.get_channel(channel_id)
+        me = getattr(getattr(channel, "guild", None), "me", None)
+        if channel is None or me is None:
+            return True
+        return channel.permissions_for(me).read_message_history
 
     def _channel_name(self, channel_id: int) -> str:
         channel = self.bot.get_channel(channel_id)
@@ -276,8 +291,8 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         wanted: date | None = parse_date(day, "day") or await papers.latest_day(self.db)
         if wanted is None or not await papers.papers_on_day(self.db, wanted):
             raise UserError(f"There is no digest for {wanted or 'any day'} in the library.")
-        done = await deliveries.get_delivery(self.db, row.channel_id, wanted)
-        if done is not None and done.status == "delivered":
+        done = await outbox.get(self.db, "digest", row.channel_id, wanted)
+        if done is not None and done.status == "done":
             raise UserError(f"The digest for {wanted} was already posted in {target.mention}.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         outcome = await self.daily.poster.deliver(row, wanted, late=False)
