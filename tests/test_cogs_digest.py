@@ -158,6 +158,51 @@ async def test_catch_up_after_downtime_posts_missed_days_once_oldest_first_marke
     assert len(posted(world, target)) == before
 
 
+async def test_after_two_days_down_every_day_posted_after_its_time_is_marked_late(world: World) -> None:
+    """The README's promise: days missed while the bot was down are marked late, yesterday's and today's too."""
+    target = await digest_channel(world, "two-days-down", created=utc(2025, 3, 11, 5))
+    await world.bot.daily.post_due(now=utc(2025, 3, 11, 8, 30))  # on time on Tuesday 09:30 Berlin
+    on_time = len(headers(world, target))
+    # down from Tuesday until Thursday 14:00 Berlin: Wednesday's and Thursday's digests are posted now
+    await world.bot.daily.post_due(now=utc(2025, 3, 13, 13, 0))
+    caught_up = headers(world, target)[on_time:]
+    assert [re.search(r"\d{4}-\d{2}-\d{2}", h).group() for h in caught_up] == ["2025-03-12", "2025-03-13"]
+    assert all(h.endswith("· posted late") for h in caught_up), caught_up
+    assert not any("late" in h for h in headers(world, target)[:on_time])
+
+
+async def test_remove_then_setup_again_the_same_day_does_not_post_the_day_again(world: World) -> None:
+    await setup_channel(world)
+    row = await channels.get_channel(world.bot.db, world.channel.id)
+    await channels.save_channel(world.bot.db, row.model_copy(update={"created_at": utc(2025, 3, 18, 5)}))
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 9))
+    got = len(posted(world))
+    assert got and "2025-03-18" in posted(world)[0]["content"]
+
+    _, removed = await world.command("digest", "remove", user=world.owner, channel=world.channel.id)
+    assert "no longer" in removed["data"]["content"]
+    await setup_channel(world)  # the same morning, set up again
+    row = await channels.get_channel(world.bot.db, world.channel.id)
+    await channels.save_channel(world.bot.db, row.model_copy(update={"created_at": utc(2025, 3, 18, 10)}))
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 11))
+
+    assert len(posted(world)) == got
+    _, status = await world.command("digest", "status", user=world.owner)
+    assert "Last day delivered: 2025-03-18" in status["data"]["embeds"][0]["fields"][0]["value"]
+
+
+async def test_status_says_when_paperbot_cannot_read_the_message_history(world: World) -> None:
+    await setup_channel(world)
+    await world.fake.change_channel_permissions(world.channel, world.guild.id, deny=Perm.READ_MESSAGE_HISTORY)
+    await world.fake.wait_for(
+        lambda: not world.bot.get_channel(world.channel.id).permissions_for(world.bot.get_guild(world.guild.id).me)
+        .read_message_history, what="the overwrite to reach the bot")
+    _, status = await world.command("digest", "status", user=world.owner)
+    assert "cannot read the message history" in status["data"]["embeds"][0]["fields"][0]["value"]
+    response = await setup_channel(world)
+    assert_private_error(response, "Read Message History")
+
+
 async def test_a_dst_change_keeps_the_local_post_time(world: World) -> None:
     target = await digest_channel(world, "dst", created=utc(2025, 3, 27))
     await world.bot.daily.post_due(now=utc(2025, 3, 28, 7, 59))  # 08:59 CET: not yet

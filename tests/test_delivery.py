@@ -485,3 +485,41 @@ async def test_deliver_many_keeps_each_channels_days_in_order(town: Town) -> Non
     for channel in (town.papers, town.robotics):
         headers = [m["content"] for m in town.posted(channel) if m["content"]]
         assert [h.split()[3] for h in headers] == ["2024-11-07", "2025-03-21", "2025-02-20"]
+
+
+# ----- exactly once beyond Discord's nonce window ------------------------------------------------
+
+
+async def test_a_message_created_but_answered_503_is_not_posted_twice_after_the_nonce_window(town: Town) -> None:
+    row = await town.digest_in(town.papers)
+    # The 2nd message is created, but every answer (the send and its immediate retries) is a 503.
+    town.fake.answer_lost("POST", MESSAGES, status=503, channel_id=town.papers.id, times=every_try(),
+                          when=lambda req: len(town.posted(town.papers)) >= 1)
+
+    first = await town.poster.deliver(row, BIG_DAY)
+
+    assert (first.status, first.sent) == ("retry_later", 1)
+    assert len(town.posted(town.papers)) == 2  # Discord has the 2nd message; the ledger does not
+    retries = town.posts_to(town.papers)[1:]
+    assert len(retries) == every_try() and len({r.json["nonce"] for r in retries}) == 1  # same nonce: one copy
+    town.fake.forget_nonces()  # hours later: Discord no longer remembers the nonce
+
+    [resumed] = await DigestPoster(town.bot).resume_unfinished()
+
+    assert resumed.status == "delivered"
+    posted = town.posted(town.papers)
+    assert [content_and_embeds(m) for m in posted] == [planned_view(p) for p in await town.expected(BIG_DAY)]
+    stored = await outbox.get(town.bot.db, "digest", town.papers.id, BIG_DAY)
+    assert [m.message_id for m in stored.messages] == [int(m["id"]) for m in posted]
+
+
+async def test_a_channel_whose_history_cannot_be_read_still_gets_its_digest(town: Town) -> None:
+    """Without Read Message History the look before resending fails: the message is sent (logged), not lost."""
+    row = await town.digest_in(town.papers)
+    town.fake.answer_lost("POST", MESSAGES, status=503, channel_id=town.papers.id, times=every_try())
+    assert (await town.poster.deliver(row, SMALL_DAY)).status == "retry_later"
+    town.fake.set_channel_permissions(town.papers, town.guild.id, deny=Perm.READ_MESSAGE_HISTORY)
+    town.fake.forget_nonces()
+
+    assert (await DigestPoster(town.bot).deliver(row, SMALL_DAY)).status == "delivered"
+    assert town.fake.requests_to("GET", MESSAGES)[-1].status == 403

@@ -317,3 +317,24 @@ async def test_create_forum_tags_is_refused_for_a_text_channel(world: World) -> 
     _, response = await world.command("digest", "setup", user=world.owner, channel=world.channel.id,
                                       create_forum_tags=True)
     assert_private_error(response, "only for forum")
+
+
+async def test_a_post_created_with_a_lost_answer_then_archived_is_found_not_posted_again(forums: Forums) -> None:
+    row = await forums.digest_in(forums.tagged)
+    forums.fake.answer_lost("POST", FORUM_POSTS, status=503)  # the post is created; the answer is a 503
+    forums.fake.fail_next("GET", ACTIVE_THREADS, status=503)  # and the look right after fails too
+
+    first = await forums.poster.deliver(row, DAY)
+
+    assert first.status == "retry_later"
+    [post] = forums.posts_in(forums.tagged)
+    post.archived = True  # archived before the next run (a moderator, or Discord's auto-archive)
+
+    [outcome] = await DigestPoster(forums.bot).resume_unfinished()
+
+    assert outcome.status == "delivered"
+    assert forums.posts_in(forums.tagged) == [post]
+    assert len(forums.fake.requests_to("POST", FORUM_POSTS)) == 1
+    assert forums.fake.requests_to("GET", "/channels/{channel_id}/threads/archived/public")
+    posted = seen(forums.fake.messages_in(post))
+    assert [view(m) for m in posted] == [planned_view(p) for p in await forums.expected(DAY)]

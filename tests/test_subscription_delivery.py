@@ -10,9 +10,13 @@ from __future__ import annotations
 import datetime as dt
 
 from bot import render
-from tests.limits import check_message_limits
-from storage import outbox
+from digests.ingest import ingest_bytes
+from digests.sources import Location
+from settings import SourceSettings
+from storage import fetches, outbox
 from storage import subscriptions as subs
+from tests.chaos.source import corpus_days, redated
+from tests.limits import check_message_limits
 from tests.world import World, every_try, seen
 
 DAY = dt.date(2025, 3, 21)  # Robotics: Cosmos-Reason1 and JARVIS-VLA
@@ -166,3 +170,86 @@ async def test_the_scheduler_sends_the_latest_day_within_the_catch_up_window(wor
     delivery = await outbox.get(world.bot.db, "dm", world.alice.id, dt.date(2025, 3, 31))
     assert delivery.status == "done" and len(got) == len(delivery.messages) >= 1
     assert "2025-03-31" in got[0]["content"]
+
+
+# ----- what the one ledger fixed ------------------------------------------------------------------
+
+
+async def test_a_dm_discord_rejects_with_400_is_skipped_with_the_reason_never_retried(world: World) -> None:
+    await follow(world, world.alice, ("tag", "Robotics"))
+    channel_id = world.fake.state.dm_channel(world.alice).id
+    world.fake.fail_next("POST", MESSAGES, status=400, code=50035, channel_id=channel_id)
+    poster = world.bot.subscription_poster
+
+    [outcome] = await poster.deliver_day(DAY)
+
+    assert outcome.status == "rejected" and "400" in outcome.detail
+    item = await outbox.get(world.bot.db, "dm", world.alice.id, DAY)
+    assert item.status == "skipped" and "rejected" in item.reason
+    assert await poster.resume_unfinished() == []
+    await world.bot.daily.post_due(now=dt.datetime.combine(DAY, dt.time(12), dt.UTC))
+    assert len(dm_posts(world, world.alice)) == 1 and dms(world, world.alice) == []  # tried once, never again
+    assert not (await subs.get_subscriber(world.bot.db, world.alice.id)).dm_closed  # the user did nothing wrong
+
+
+async def test_a_dm_left_planned_by_a_server_error_is_sent_by_the_next_run_not_only_after_a_restart(
+    world: World,
+) -> None:
+    """The seed-11 chaos finding: a DM of an older day, pending after a 5xx, waited for a restart."""
+    await follow(world, world.alice, ("tag", "Robotics"))
+    channel_id = world.fake.state.dm_channel(world.alice).id
+    world.fake.fail_next("POST", MESSAGES, status=503, channel_id=channel_id, times=every_try())
+    assert [o.status for o in await world.bot.subscription_poster.deliver_day(DAY)] == ["retry_later"]
+
+    await world.bot.daily.post_due(now=dt.datetime.combine(DAY + dt.timedelta(days=3), dt.time(12), dt.UTC))
+
+    assert (await outbox.get(world.bot.db, "dm", world.alice.id, DAY)).status == "done"
+    assert any(str(DAY) in text(m) for m in dms(world, world.alice))
+
+
+RACE_DAY = dt.date(2031, 4, 28)
+QUASAR_DIGEST = f"""## Papers for {RACE_DAY}
+
+| Title | Authors | Summary | Classification | GitHub URLs | HuggingFace URLs |
+|-------|---------|---------|----------------|-------------|-----------------|
+| [Quasar Spectra at Scale](https://arxiv.org/abs/3104.00001) | Ada Lovelace | A survey of quasar spectra. | ['Astronomy'] | N/A | N/A |
+""".encode()
+
+
+async def test_a_days_dm_waits_until_every_file_of_the_day_is_in(world: World) -> None:
+    """The restart race: the start-up pass planned the day's DMs while its second file was still being
+    fetched, found no match for the subscriber (final), and the fetch's own pass then skipped them."""
+    daily, db = world.bot.daily, world.bot.db
+    daily.settings = daily.settings.model_copy(update={"sources": [
+        SourceSettings(name="first", markdown_url="https://digests.invalid/a/{yyyy}-{mm}-{dd}.md"),
+        SourceSettings(name="second", markdown_url="https://digests.invalid/b/{yyyy}-{mm}-{dd}.md"),
+    ]})
+    await follow(world, world.alice, ("keyword", "quasar"))
+    at = dt.datetime.combine(RACE_DAY, dt.time(7), dt.UTC)
+    await ingest_bytes(db, redated(corpus_days()[0], RACE_DAY), Location(target=f"a/{RACE_DAY}.md", producer="first"))
+    await fetches.record_attempt(db, "first", RACE_DAY, "markdown", "ingested", "7 new", at=at)
+    await fetches.record_attempt(db, "second", RACE_DAY, "markdown", "waiting", "not published yet", at=at)
+
+    await daily.post_due(now=at)  # the start-up pass, the second file still on its way
+    assert await outbox.get(db, "dm", world.alice.id, RACE_DAY) is None  # not judged on half a day
+
+    await ingest_bytes(db, QUASAR_DIGEST, Location(target=f"b/{RACE_DAY}.md", producer="second"))
+    await fetches.record_attempt(db, "second", RACE_DAY, "markdown", "ingested", "1 new", at=at)
+    await daily.post_due(now=at)  # the resumed fetch's pass
+
+    assert any("Quasar Spectra" in text(m) for m in dms(world, world.alice))
+
+
+async def test_a_member_who_left_every_server_where_they_subscribed_is_paused_and_told_why(world: World) -> None:
+    await follow(world, world.alice, ("tag", "Robotics"))
+    await follow(world, world.bob, ("tag", "Robotics"))
+    del world.fake.state.guild(world.guild).members[world.alice.id]  # alice left the server
+
+    outcomes = {o.user_id: o for o in await world.bot.subscription_poster.deliver_day(DAY)}
+
+    assert outcomes[world.alice.id].status == "not_reachable" and dms(world, world.alice) == []
+    assert outcomes[world.bob.id].status == "delivered"
+    assert (await subs.get_subscriber(world.bot.db, world.alice.id)).left_servers
+    handle = await world.fake.send_slash_command(None, None, world.alice, "subscriptions", subcommand="list")
+    listed = (await handle.response())["data"]["content"]
+    assert "no longer in any server where you subscribed" in listed

@@ -153,7 +153,13 @@ class Subscriptions(commands.Cog):
         subscriber = await subs.get_subscriber(self.db, interaction.user.id)
         cap = self.settings.subscriptions.max_per_user
         lines = [f"• {_label(s.kind, s.value)}" for s in found]
-        state = "⏸️ paused (`/subscriptions resume`)" if subscriber and subscriber.paused else "▶️ active"
+        if subscriber and subscriber.paused:
+            state = "⏸️ paused (`/subscriptions resume`)"
+        elif subscriber and subscriber.left_servers:
+            state = ("⏸️ paused: you are no longer in any server where you subscribed (they resume when you are "
+                     "back in one, or subscribe from a server)")
+        else:
+            state = "▶️ active"
         header = f"🔔 Your subscriptions ({len(found)} of {cap}) · DMs {state}"
         body = header + "\n" + "\n".join(lines)
         await self._reply(interaction, render.truncate(body, render.MAX_CONTENT - 700))
