@@ -264,8 +264,10 @@ class Poster:
             after = await outbox.last_recorded_message(self.db, item.kind, item.target_id)
         me = self.bot.user.id if self.bot.user is not None else None
         try:
+            # After the last recorded message, oldest first; with none recorded, the newest ones.
             async for message in target.history(
-                limit=HISTORY_LOOKUP_LIMIT, after=discord.Object(id=after) if after else None, oldest_first=True,
+                limit=HISTORY_LOOKUP_LIMIT, after=discord.Object(id=after) if after else None,
+                oldest_first=after is not None,
             ):
                 if message.author.id == me and marker_in(message.content) == planned.nonce:
                     log.info("found message %s of %s %s/%s already posted; recorded",
