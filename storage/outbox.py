@@ -57,6 +57,7 @@ class PlannedMessage(BaseModel):
     nonce: str
     in_thread: bool = False
     tried: bool = False  # a send was attempted: look for it before sending again
+    look_after: int | None = None  # ... among the messages after this one (the newest when first tried)
     message_id: int | None = None  # None until Discord accepted it
 
 
@@ -97,14 +98,15 @@ async def _load(conn: aiosqlite.Connection, rows: list) -> list[Item]:
     messages: dict[int, list[PlannedMessage]] = {item_id: [] for item_id in ids}
     for row in await fetch_all(
         conn,
-        """SELECT item_id, position, payload, nonce, in_thread, tried_at, message_id FROM outbox_messages
+        """SELECT item_id, position, payload, nonce, in_thread, tried_at, look_after, message_id FROM outbox_messages
            WHERE item_id IN (SELECT value FROM json_each(?)) ORDER BY item_id, position""",
         (id_list(ids),),
     ):
         messages[row["item_id"]].append(
             PlannedMessage(
                 position=row["position"], payload=json.loads(row["payload"]), nonce=row["nonce"],
-                in_thread=bool(row["in_thread"]), tried=row["tried_at"] is not None, message_id=row["message_id"],
+                in_thread=bool(row["in_thread"]), tried=row["tried_at"] is not None, look_after=row["look_after"],
+                message_id=row["message_id"],
             )
         )
     return [
@@ -174,12 +176,14 @@ async def plan(
     return item
 
 
-async def mark_tried(conn: aiosqlite.Connection, item_id: int, position: int) -> None:
-    """About to send: from now on a resume looks for the message before sending it again."""
+async def mark_tried(conn: aiosqlite.Connection, item_id: int, position: int, look_after: int | None) -> None:
+    """About to send: from now on a resume looks for the message before sending it again, among the
+    messages after `look_after` (the newest message known in its channel now)."""
     await write(
         conn,
-        "UPDATE outbox_messages SET tried_at = ? WHERE item_id = ? AND position = ? AND tried_at IS NULL",
-        (utc_now_text(), item_id, position),
+        "UPDATE outbox_messages SET tried_at = ?, look_after = ? "
+        "WHERE item_id = ? AND position = ? AND tried_at IS NULL",
+        (utc_now_text(), look_after, item_id, position),
     )
 
 

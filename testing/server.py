@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import datetime as dt
 import logging
 from contextlib import contextmanager
@@ -189,9 +190,11 @@ class FakeDiscord:
         """The next ``times`` matching requests are carried out, but answered ``status`` (lost answer)."""
         return self.fail_next(method, path, status=status, times=times, after_handling=True, **kwargs)
 
-    def forget_nonces(self) -> None:
-        """Discord's nonce window has passed: a repeated nonce creates a second message again."""
-        self.nonces.clear()
+    def forget_nonces(self, *, older_than: float = 0.0) -> None:
+        """Discord's nonce window has passed for nonces seen more than `older_than` seconds ago:
+        repeating one creates a second message again."""
+        now = time.monotonic()
+        self.nonces = {key: seen for key, seen in self.nonces.items() if now - seen[1] < older_than}
 
     def set_channel_forbidden(self, channel: Channel | int, *, code: int = 50013) -> Fault:
         """Every request touching this channel gets 403 (50013 Missing Permissions)."""

@@ -523,3 +523,19 @@ async def test_a_channel_whose_history_cannot_be_read_still_gets_its_digest(town
 
     assert (await DigestPoster(town.bot).deliver(row, SMALL_DAY)).status == "delivered"
     assert town.fake.requests_to("GET", MESSAGES)[-1].status == 403
+
+
+async def test_a_lost_message_is_found_after_later_messages_were_posted_in_the_channel(town: Town) -> None:
+    """The seed-7 chaos finding: the look started after the newest recorded message, so a later day's
+    digest (or a roundup) posted in between hid the lost one, and it was posted twice."""
+    row = await town.digest_in(town.papers)
+    town.fake.answer_lost("POST", MESSAGES, status=503, channel_id=town.papers.id, times=every_try())
+    assert (await town.poster.deliver(row, SMALL_DAY)).status == "retry_later"  # created, answer lost
+    assert (await town.poster.deliver(row, DAY)).status == "delivered"  # the next day goes out meanwhile
+    town.fake.forget_nonces()
+
+    assert (await DigestPoster(town.bot).deliver(row, SMALL_DAY)).status == "delivered"
+
+    posted = town.posted(town.papers)
+    assert len(posted) == 1 + 2  # SMALL_DAY's one message, once, and DAY's two
+    assert [content_and_embeds(m) for m in posted[:1]] == [planned_view(p) for p in await town.expected(SMALL_DAY)]

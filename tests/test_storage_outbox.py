@@ -218,9 +218,9 @@ async def test_the_last_recorded_message_of_a_target_starts_the_look_for_a_lost_
     await outbox.mark_sent(conn, item.id, 0, 500)
     await outbox.mark_sent(conn, item.id, 1, 900)  # in the thread: not the channel's
     assert await outbox.last_recorded_message(conn, "digest", 100) == 500
-    await outbox.mark_tried(conn, item.id, 2)
+    await outbox.mark_tried(conn, item.id, 2, 900)
     stored = await outbox.get(conn, "digest", 100, DAY)
-    assert [m.tried for m in stored.messages] == [True, True, True]
+    assert [m.tried for m in stored.messages] == [True, True, True] and stored.messages[2].look_after == 900
 
 
 async def test_migration_10_moves_the_three_old_ledgers_into_one(tmp_path, monkeypatch) -> None:

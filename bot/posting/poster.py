@@ -216,17 +216,22 @@ class Poster:
     ) -> discord.Message | None:
         """Send one planned message unless already accepted, and record it. None if it was already sent.
 
-        `after`: the newest message id known in `target` before this one (where to start looking
-        for a copy an earlier run created); None: the newest recorded for the item's target.
+        `after`: the newest message id known in `target` before this one, remembered as where to
+        look for a copy if the answer is lost; None: the newest recorded for the item's target.
         """
         if planned.message_id is not None:
             return None
         if planned.tried:
-            found = await self.find(item, planned, target, after=after)
+            found = await self.find(item, planned, target, after=planned.look_after)
             if found is not None:
                 return found
         else:
-            await outbox.mark_tried(self.db, item.id, planned.position)
+            if after is None:
+                after = await outbox.last_recorded_message(self.db, item.kind, item.target_id)
+            # Where to look later: a message sent meanwhile (the next day's digest, a roundup)
+            # must not hide this one if its answer is lost.
+            await outbox.mark_tried(self.db, item.id, planned.position, after)
+            planned.tried, planned.look_after = True, after
         kwargs = with_marker(render.payload_from_dict(planned.payload).as_kwargs(), planned.nonce)
         message = await self.attempt(lambda: target.send(**kwargs, nonce=planned.nonce))
         await outbox.mark_sent(self.db, item.id, planned.position, message.id)
@@ -256,12 +261,10 @@ class Poster:
     ) -> discord.Message | None:
         """The copy of `planned` an earlier run created in `target` (recorded now), if any.
 
-        Reads the bot's messages after the last recorded one and matches the hidden marker. A
-        channel whose history Paperbot may not read is logged (and shown by `/digest status`);
-        the message is then sent again, which may duplicate it.
+        Reads the bot's messages after `after` (None: the newest ones) and matches the hidden
+        marker. A channel whose history Paperbot may not read is logged (and shown by `/digest
+        status`); the message is then sent again, which may duplicate it.
         """
-        if after is None:
-            after = await outbox.last_recorded_message(self.db, item.kind, item.target_id)
         me = self.bot.user.id if self.bot.user is not None else None
         try:
             # After the last recorded message, oldest first; with none recorded, the newest ones.

@@ -9,7 +9,9 @@
 -- Discord accepted it, its message id. Item status: 'planned' -> 'done' (every message accepted)
 -- or 'skipped' (with the reason: nothing to post, Discord rejected it, the target refused it).
 -- `tried_at` on a message: a send was attempted, so a later run looks in the channel's history
--- for it (by the invisible marker every ledgered message carries) before sending it again.
+-- for it (by the invisible marker every ledgered message carries) before sending it again,
+-- reading from `look_after`: the newest message recorded in that channel when it was first tried
+-- (a later message, say the next day's digest, must not hide it).
 --
 -- Channel items cascade from digest_channels and DM items from subscribers, as before, so
 -- `/digest remove` and `/subscriptions clear` still delete what belongs to them. What a channel
@@ -54,6 +56,7 @@ CREATE TABLE outbox_messages (
     nonce      TEXT NOT NULL UNIQUE CHECK (length(nonce) BETWEEN 1 AND 25),
     in_thread  INTEGER NOT NULL DEFAULT 0 CHECK (in_thread IN (0, 1)),
     tried_at   TEXT,                                      -- first send attempt
+    look_after INTEGER,                                   -- the newest message id in its channel then
     message_id INTEGER,                                   -- set once Discord accepted the message
     sent_at    TEXT,
     PRIMARY KEY (item_id, position)

@@ -48,6 +48,9 @@ ZONES = ["UTC", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asi
          "Australia/Perth", "America/Sao_Paulo"]
 KEYWORDS = ["diffusion", '"language model"', "robot*", "video -generation", "reasoning OR planning", "agent"]
 FETCH_HOUR, DEADLINE_HOURS = 6, 12
+#: Real seconds a nonce is kept across simulated hours: longer than any retry sequence (discord.py's
+#: own retries of a 500/502, then the poster's immediate ones).
+NONCE_GRACE = 40.0
 SEED_DAYS = 3  # real corpus days ingested before the run, so tags exist to subscribe to
 RESULT = Path(__file__).parent / "last-result.md"
 #: A fixed calendar, so a seed replays the same weekdays; March has the US and EU daylight-saving changes.
@@ -313,8 +316,9 @@ class Chaos:
         for hour in range(24):
             moment = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=hour)
             # A simulated hour is far longer than Discord's nonce window (a few minutes): a message
-            # whose answer was lost an hour ago is not deduplicated by its nonce any more.
-            fake.forget_nonces()
+            # whose answer was lost an hour ago is not deduplicated by its nonce any more. Nonces
+            # of the last real seconds stay: a request still being retried is not an hour old.
+            fake.forget_nonces(older_than=NONCE_GRACE)
             written = self.producer.publish(day, hour)
             events = self.events.get((day, hour), [])
             for kind, detail in events:
@@ -345,7 +349,7 @@ class Chaos:
         """No faults and no digest: every channel's daily job runs once more and retries what it owes."""
         for hour in range(24):
             self.now = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=hour)
-            fake.forget_nonces()
+            fake.forget_nonces(older_than=NONCE_GRACE)
             await bot.advance(self.now)
 
     # -- faults ---------------------------------------------------------------------------------
