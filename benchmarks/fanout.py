@@ -37,7 +37,7 @@ from typing import Any
 from bot.client import Paperbot
 from settings import DatabaseSettings, DeliverySettings, Settings
 from digests.ingest import ingest_targets
-from storage import channels, db, deliveries
+from storage import channels, db, outbox
 from storage.channels import DigestChannel
 from testing import FakeDiscord, running_bot
 
@@ -93,7 +93,7 @@ def memory_mb(field: str = "VmHWM") -> float | None:
     return None
 
 
-def _read_back(fake: FakeDiscord, ledger: dict[int, deliveries.Delivery | None]) -> dict[str, Any]:
+def _read_back(fake: FakeDiscord, ledger: dict[int, outbox.Item | None]) -> dict[str, Any]:
     """Duplicates and misses, comparing every channel's messages on the fake with its planned ones."""
     posted: dict[str, list[dict]] = defaultdict(list)
     for message in fake.state.messages.values():
@@ -138,7 +138,7 @@ async def measure(channels_count: int = 1000, *, day: dt.date = DAY, concurrency
             settings = Settings(database=DatabaseSettings(path=library), delivery=delivery)
             async with running_bot(fake, lambda: Paperbot(settings, guild_ready_timeout=0.01),
                                    ready_timeout=60 + channels_count / 20) as bot:
-                await fake.wait_for(lambda: bot.daily is not None and bot.daily.scheduler.running, timeout=30,
+                await fake.wait_for(lambda: bot.daily is not None and bot.daily.ready.is_set(), timeout=30,
                                     what="the scheduler to start")
                 first_request = len(fake.requests)
                 now = dt.datetime.combine(day, POST_TIME, dt.UTC) + dt.timedelta(hours=1)
@@ -153,7 +153,7 @@ async def measure(channels_count: int = 1000, *, day: dt.date = DAY, concurrency
                     first_post.cancel()
                     head = wall
                 traffic = fake.requests[first_request:]
-                ledger = {cid: await deliveries.get_delivery(bot.db, cid, day) for _, cid in digest_channels}
+                ledger = {cid: await outbox.get(bot.db, "digest", cid, day) for _, cid in digest_channels}
                 errors = [c.last_error for c in await channels.list_channels(bot.db) if c.last_error]
     figures = _figures(channels_count, day, delivery, latency, wall, traffic, ledger, errors, fake)
     sending = wall - head

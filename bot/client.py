@@ -19,9 +19,10 @@ from pydantic import SecretStr
 from bot import errors, health, logs, render
 from settings import DiscordSettings, Settings
 from bot.posting.daily import DigestPoster
+from bot.posting.dms import SubscriptionPoster
+from bot.posting.poster import Poster
 from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
-from bot.posting.dms import SubscriptionPoster
 from bot.posting.pacing import NO_PACING, make_pacer, pace_every_request
 from bot.shards import ShardSet
 from bot.votes import VoteClick
@@ -81,19 +82,23 @@ class Paperbot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.db = await db.connect(self.settings.database.path)
-        self.subscription_poster = SubscriptionPoster(self)
         self.pacer = self._make_pacer()
         # With the shared limit every REST request is paced on the wire (see `pace_every_request`).
         on_the_wire = self.settings.discord.rate_limit_redis_url is not None
-        poster = DigestPoster(self, pacer=NO_PACING if on_the_wire else self.pacer,
-                              owns_guild=self.shard_set.owns_guild)
+        poster = Poster(self, requests_per_second=self.settings.delivery.requests_per_second,
+                        pacer=NO_PACING if on_the_wire else self.pacer)  # one pacer for every kind
+        cap = self.settings.delivery.max_papers_per_post
+        self.subscription_poster = SubscriptionPoster(self, poster=poster, max_papers=cap)
         dm = self.subscription_poster if self.shard_set.sends_dms else None  # DMs: the process holding shard 0
-        self.daily = DailyScheduler(self.db, poster, self.settings, dm=dm, roundups=RoundupPoster(self))
+        digests = DigestPoster(self, poster=poster, owns_guild=self.shard_set.owns_guild, max_papers=cap)
+        self.daily = DailyScheduler(self.db, digests, self.settings, dm=dm, roundups=RoundupPoster(self, poster=poster))
         self.tree.on_error = errors.on_app_command_error
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands_if_changed()
+        # Before the gateway connects: commands served before on_ready find the scheduler running.
+        await self.daily.prepare()
 
     def command_fingerprint(self) -> str:
         """A hash of exactly what a sync would send, and where: it changes when any command does."""
@@ -146,7 +151,7 @@ class Paperbot(commands.Bot):
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
         if self.heartbeat is None:
             self.heartbeat = asyncio.create_task(self._beat_forever(), name="paperbot-heartbeat")
-        if self.daily is not None and not self.daily.scheduler.running:
+        if self.daily is not None and not self.daily.ready.is_set():
             # resume interrupted posts and catch up on missed days; close() may cancel it (SIGTERM)
             self.startup = asyncio.create_task(self.daily.start(), name="paperbot-startup")
             try:

@@ -8,6 +8,7 @@ digest all end in the same place: every due day posted once, oldest first.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,20 +17,23 @@ import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from settings import FetchSettings, Settings
 from bot.posting.daily import DigestPoster
-from digests import fetcher
-from digests.fetcher import Clock, utc_now
-from bot.posting.roundups import RoundupPoster
 from bot.posting.dms import SubscriptionPoster
+from bot.posting.roundups import RoundupPoster
+from digests import fetcher
+from digests.fetcher import Clock, source_kinds, utc_now
 from bot.shards import ShardSet
-from storage import channels, deliveries, fetches, papers
+from settings import FetchSettings, Settings
+from storage import channels, fetches, outbox, papers
 from storage.channels import DigestChannel
 
 log = logging.getLogger(__name__)
 
 FETCH_JOB = "fetch"
 MISFIRE_GRACE = timedelta(hours=1)  # a job missed by less than this (busy loop, short pause) still runs
+#: A day posted later than this after its post time (the bot was down, or the digest came late)
+#: says so in its header: members expect the digest at the channel's time.
+LATE_AFTER = MISFIRE_GRACE
 
 
 def job_id(channel_id: int) -> str:
@@ -87,21 +91,36 @@ def first_day_for(channel: DigestChannel, last_due: date, catch_up_days: int) ->
     return max(set_up_on, last_due - timedelta(days=catch_up_days))
 
 
+def post_moment(channel: DigestChannel, day: date) -> datetime:
+    """When `day`'s digest is due in the channel: its post time, that day, in its zone."""
+    return datetime.combine(day, channel.post_time, tzinfo=ZoneInfo(channel.timezone))
+
+
+def is_late(channel: DigestChannel, day: date, now: datetime) -> bool:
+    """Posted more than LATE_AFTER after its post time: every day the bot was down for, the newest too."""
+    return now - post_moment(channel, day) > LATE_AFTER
+
+
 async def due_days(conn, channel: DigestChannel, now: datetime, catch_up_days: int) -> list[tuple[date, bool]]:
-    """(day, late) pairs still owed to `channel`, oldest first; days before the newest are late."""
+    """(day, late) pairs still owed to `channel`, oldest first (see `is_late`).
+
+    A day the channel id already got is never owed again, also after `/digest remove` and a new
+    `/digest setup` (the ledger's channel history outlives the channel row).
+    """
     last_due = last_due_day(channel, now)
     first = first_day_for(channel, last_due, catch_up_days)
     if first > last_due:
         return []
-    done = await deliveries.delivered_days(conn, channel.channel_id, since=first)
+    done = await outbox.periods(conn, "digest", channel.channel_id, first, ("done", "skipped"))
+    done |= await outbox.history(conn, "digest", channel.channel_id, since=first)
     owed = {d for d in await papers.digest_days(conn, since=first, until=last_due) if d not in done}
     # Planned but unfinished (a transient failure): an empty-day note is owed again even though
     # the day has no digest, and so is any day a crash interrupted.
-    owed |= {d for d in await deliveries.pending_days(conn, channel.channel_id, since=first) if d <= last_due}
+    owed |= {d for d in await outbox.periods(conn, "digest", channel.channel_id, first, ("planned",)) if d <= last_due}
     if channel.empty_day_note and last_due not in done and last_due not in owed:
         if await fetches.day_is_missing(conn, last_due):
             owed.add(last_due)  # the "no digest today" note, once the fetch gave up
-    return [(day, day != last_due) for day in sorted(owed)]
+    return [(day, is_late(channel, day, now)) for day in sorted(owed)]
 
 
 def opened_fetch_days(now: datetime, fetch: FetchSettings, catch_up_days: int) -> list[date]:
@@ -126,12 +145,32 @@ class DailyScheduler:
         self.clock = clock  # what "now" is; tests replace it to move through days and zones
         self.shards = ShardSet.from_settings(settings.discord)  # a cluster posts for its own servers only
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # Jobs wait for this: set by `start` (the bot is connected); never cleared. Without
+        # `prepare` (tests driving the jobs directly) there is nothing to wait for.
+        self.ready = asyncio.Event()
+        self.ready.set()
 
-    async def start(self, now: datetime | None = None) -> None:
-        """Schedule every channel and the fetch job, then resume and catch up what was missed."""
+    async def prepare(self) -> None:
+        """Start APScheduler and schedule every channel, before the bot connects.
+
+        Commands may arrive as soon as the gateway connects, before `on_ready`: `/digest setup`
+        and `/digest status` then find a running scheduler with real next run times. Jobs that
+        fire early wait for `start` (guilds are known only once the bot is ready).
+        """
+        if self.scheduler.running:
+            return
+        self.ready.clear()
         self.scheduler.start()
         for channel in await self._own_channels():
             self.schedule(channel)
+
+    async def start(self, now: datetime | None = None) -> None:
+        """Schedule every channel and the fetch job (if `prepare` did not), then resume and catch up."""
+        if not self.scheduler.running:
+            self.scheduler.start()
+            for channel in await self._own_channels():
+                self.schedule(channel)
+        self.ready.set()
         if any(s.markdown_url or s.json_url or s.folder for s in self.settings.sources):
             fetch = self.settings.fetch
             trigger = CronTrigger(
@@ -188,6 +227,7 @@ class DailyScheduler:
 
     async def post_roundup(self, channel_id: int, now: datetime | None = None) -> None:
         """The channel's weekly roundup job: post the roundup owed, if any."""
+        await self.ready.wait()
         channel = await channels.get_channel(self.conn, channel_id)
         if channel is None or channel.roundup_weekday is None:
             self._remove(roundup_job_id(channel_id))
@@ -208,6 +248,7 @@ class DailyScheduler:
 
     async def post_channel(self, channel_id: int, now: datetime | None = None) -> None:
         """The channel's daily job: post whatever is due to it."""
+        await self.ready.wait()
         channel = await channels.get_channel(self.conn, channel_id)
         if channel is None:
             self.unschedule(channel_id)
@@ -226,7 +267,7 @@ class DailyScheduler:
         if work:
             await self.poster.deliver_many(work, concurrency=self.settings.delivery.concurrency)
         if self.dm is not None:  # subscribers: the latest day, once, within the catch-up window
-            await self.dm.deliver_latest(now, self.catch_up_days)
+            await self.dm.deliver_latest(now, self.catch_up_days, day_ready=self.day_fetched)
         await self.post_roundups_due(now)
 
     async def resume_fetches(self, now: datetime) -> None:
@@ -242,8 +283,23 @@ class DailyScheduler:
                 self.scheduler.add_job(self.fetch_and_post, kwargs={"day": day}, id=f"{FETCH_JOB}:{day}",
                                        replace_existing=True)
 
+    async def day_fetched(self, day: date) -> bool:
+        """False while some configured file of `day` is still being fetched (logged, not final yet).
+
+        A day this bot never fetched (imported another way) counts as fetched. Subscriber DMs wait
+        for this: a day matched while its JSON twin was still on the way missed papers for good.
+        """
+        records = [
+            await fetches.get_fetch(self.conn, source.name, day, kind)
+            for source in self.settings.sources for kind in source_kinds(source)
+        ]
+        if all(record is None for record in records):
+            return True
+        return all(record is not None and record.status != "waiting" for record in records)
+
     async def fetch_and_post(self, now: datetime | None = None, day: date | None = None) -> None:
         """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due."""
+        await self.ready.wait()
         fetch = self.settings.fetch
         day = day or (now or self.clock()).astimezone(ZoneInfo(fetch.timezone)).date()
         async with aiohttp.ClientSession() as session:

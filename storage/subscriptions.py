@@ -1,10 +1,9 @@
-"""Personal subscriptions (tags and keywords) and the direct-message ledger that delivers them.
+"""Personal subscriptions (tags and keywords): who follows what, and which of a day's papers match.
 
 A subscriber follows tags (matched on their normalized identity, `storage.tags.normalize_tag`)
 and keywords (matched with the same full-text rules as search, `storage.search_query`). Each day
-a subscriber gets at most one DM delivery: planned once (its messages rendered by the caller and
-stored in one transaction), then replayed until every message has a Discord message id, each with
-a stable nonce, exactly like `storage.deliveries` does for channels.
+a subscriber gets at most one DM, which goes through the one delivery ledger (`storage.outbox`,
+kind 'dm'); its rows cascade from the subscriber row like everything else about the user.
 
 Knows nothing of Discord: user and guild ids are plain integers. Every write goes through
 `storage.db.transaction` or `storage.db.write`.
@@ -34,8 +33,6 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AlreadySubscribed",
     "DayMatch",
-    "DmDelivery",
-    "DmMessage",
     "Kind",
     "Subscriber",
     "Subscription",
@@ -44,22 +41,15 @@ __all__ = [
     "clear_dm_closed",
     "delete_user",
     "export_user",
-    "finish_dm_delivery",
-    "get_dm_delivery",
     "get_subscriber",
-    "handled_users",
     "keyword_norm",
-    "last_handled_days",
     "list_subscriptions",
+    "mark_left_servers",
     "mark_dm_closed",
-    "mark_dm_sent",
     "matches_on_day",
-    "plan_dm_delivery",
     "remove_subscription",
     "set_paused",
-    "skip_dm_day",
     "subscribers_to_deliver",
-    "unfinished_dm_deliveries",
 ]
 
 Kind = Literal["tag", "keyword"]
@@ -95,6 +85,7 @@ class Subscriber(BaseModel):
     user_id: int
     paused: bool
     dm_closed: bool
+    left_servers: bool = False  # found in none of the servers their subscriptions were made in
     guild_ids: list[int]  # servers the user's subscriptions were made in
     subscription_count: int
 
@@ -104,23 +95,6 @@ class DayMatch(BaseModel):
 
     paper: StoredPaper
     matched: list[str]
-
-
-class DmMessage(BaseModel):
-    position: int
-    payload: dict[str, Any]  # bot.render.payload_to_dict
-    nonce: str
-    message_id: int | None = None
-
-
-class DmDelivery(BaseModel):
-    id: int
-    user_id: int
-    day: dt.date
-    status: Literal["pending", "delivered", "skipped"]
-    reason: str | None = None
-    messages: list[DmMessage] = []
-
 
 
 def keyword_norm(keyword: str) -> str:
@@ -162,6 +136,8 @@ async def add_subscription(
             "INSERT INTO subscribers (user_id, created_at) VALUES (?, ?) ON CONFLICT (user_id) DO NOTHING",
             (user_id, now),
         )
+        if guild_id is not None:  # subscribing from a server: they are a member of it again
+            await conn.execute("UPDATE subscribers SET left_servers_at = NULL WHERE user_id = ?", (user_id,))
         rows = await fetch_all(
             conn, "SELECT 1 FROM subscriptions WHERE user_id = ? AND kind = ? AND norm = ?", (user_id, kind, norm)
         )
@@ -195,7 +171,7 @@ async def list_subscriptions(conn: aiosqlite.Connection, user_id: int) -> list[S
 
 
 async def get_subscriber(conn: aiosqlite.Connection, user_id: int) -> Subscriber | None:
-    rows = await fetch_all(conn, "SELECT user_id, paused, dm_closed_at FROM subscribers WHERE user_id = ?", (user_id,))
+    rows = await fetch_all(conn, "SELECT user_id, paused, dm_closed_at, left_servers_at FROM subscribers WHERE user_id = ?", (user_id,))
     if not rows:
         return None
     return (await _subscribers(conn, rows))[0]
@@ -216,6 +192,7 @@ async def _subscribers(conn: aiosqlite.Connection, rows: list) -> list[Subscribe
     return [
         Subscriber(
             user_id=row["user_id"], paused=bool(row["paused"]), dm_closed=row["dm_closed_at"] is not None,
+            left_servers=row["left_servers_at"] is not None,
             guild_ids=guilds[row["user_id"]], subscription_count=counts[row["user_id"]],
         )
         for row in rows
@@ -266,11 +243,23 @@ async def clear_dm_closed(conn: aiosqlite.Connection, user_id: int) -> bool:
     ) > 0
 
 
+async def mark_left_servers(conn: aiosqlite.Connection, user_id: int, left: bool) -> bool:
+    """Note (or clear) that the user is in none of their subscriptions' servers; True when it changed.
+
+    While set, their DMs pause: a member who left a server should stop hearing from it.
+    """
+    if left:
+        sql = "UPDATE subscribers SET left_servers_at = ? WHERE user_id = ? AND left_servers_at IS NULL"
+        return await write(conn, sql, (utc_now_text(), user_id)) > 0
+    sql = "UPDATE subscribers SET left_servers_at = NULL WHERE user_id = ? AND left_servers_at IS NOT NULL"
+    return await write(conn, sql, (user_id,)) > 0
+
+
 async def subscribers_to_deliver(conn: aiosqlite.Connection) -> list[Subscriber]:
     """Subscribers with at least one subscription, not paused and whose DMs are not marked closed."""
     rows = await fetch_all(
         conn,
-        """SELECT user_id, paused, dm_closed_at FROM subscribers s
+        """SELECT user_id, paused, dm_closed_at, left_servers_at FROM subscribers s
            WHERE paused = 0 AND dm_closed_at IS NULL
              AND EXISTS (SELECT 1 FROM subscriptions WHERE user_id = s.user_id) ORDER BY user_id""",
     )
@@ -355,125 +344,3 @@ async def _keyword_papers(conn: aiosqlite.Connection, keyword: str, paper_ids: l
     except sqlite3.OperationalError:
         return set()
     return {row[0] for row in rows}
-
-
-# -- the DM ledger ------------------------------------------------------------------------------
-
-
-def dm_nonce(delivery_id: int, position: int) -> str:
-    """Deterministic and unique (ids are never reused); distinct from channel nonces (`pb…`)."""
-    return f"pd{delivery_id}.{position}"
-
-
-async def get_dm_delivery(conn: aiosqlite.Connection, user_id: int, day: dt.date) -> DmDelivery | None:
-    rows = await fetch_all(
-        conn, "SELECT id, user_id, day, status, reason FROM dm_deliveries WHERE user_id = ? AND day = ?",
-        (user_id, day.isoformat()),
-    )
-    found = await _load(conn, rows)
-    return found[0] if found else None
-
-
-async def _load(conn: aiosqlite.Connection, rows: list) -> list[DmDelivery]:
-    if not rows:
-        return []
-    ids = [row["id"] for row in rows]
-    messages: dict[int, list[DmMessage]] = {delivery_id: [] for delivery_id in ids}
-    for row in await fetch_all(
-        conn,
-        """SELECT delivery_id, position, payload, nonce, message_id FROM dm_messages
-           WHERE delivery_id IN (SELECT value FROM json_each(?)) ORDER BY delivery_id, position""",
-        (id_list(ids),),
-    ):
-        messages[row["delivery_id"]].append(
-            DmMessage(position=row["position"], payload=json.loads(row["payload"]), nonce=row["nonce"],
-                      message_id=row["message_id"])
-        )
-    return [
-        DmDelivery(id=row["id"], user_id=row["user_id"], day=to_day(row["day"]), status=row["status"],
-                   reason=row["reason"], messages=messages[row["id"]])
-        for row in rows
-    ]
-
-
-async def plan_dm_delivery(
-    conn: aiosqlite.Connection, user_id: int, day: dt.date, payload_dicts: list[dict[str, Any]]
-) -> DmDelivery:
-    """The user's DM delivery for `day`: the stored one if any (unchanged), else a new pending one (one transaction)."""
-    async with transaction(conn):
-        rows = await fetch_all(
-            conn, "SELECT id FROM dm_deliveries WHERE user_id = ? AND day = ?", (user_id, day.isoformat())
-        )
-        if not rows:
-            cursor = await conn.execute(
-                "INSERT INTO dm_deliveries (user_id, day, status, planned_at) VALUES (?, ?, 'pending', ?)",
-                (user_id, day.isoformat(), utc_now_text()),
-            )
-            delivery_id = cursor.lastrowid
-            await conn.executemany(
-                "INSERT INTO dm_messages (delivery_id, position, payload, nonce) VALUES (?, ?, ?, ?)",
-                [
-                    (delivery_id, position, json.dumps(payload, ensure_ascii=False), dm_nonce(delivery_id, position))
-                    for position, payload in enumerate(payload_dicts)
-                ],
-            )
-    delivery = await get_dm_delivery(conn, user_id, day)
-    assert delivery is not None
-    return delivery
-
-
-async def mark_dm_sent(conn: aiosqlite.Connection, delivery_id: int, position: int, message_id: int) -> None:
-    """Discord accepted this DM: never send it again. The first recorded id wins."""
-    await write(
-        conn,
-        "UPDATE dm_messages SET message_id = ?, sent_at = ? WHERE delivery_id = ? AND position = ? AND message_id IS NULL",
-        (message_id, utc_now_text(), delivery_id, position),
-    )
-
-
-async def finish_dm_delivery(conn: aiosqlite.Connection, delivery_id: int) -> bool:
-    """Mark a pending delivery delivered; False (nothing changed) while a message is unsent."""
-    return await write(
-        conn,
-        """UPDATE dm_deliveries SET status = 'delivered', finished_at = ?
-           WHERE id = ? AND status = 'pending'
-             AND NOT EXISTS (SELECT 1 FROM dm_messages WHERE delivery_id = ? AND message_id IS NULL)""",
-        (utc_now_text(), delivery_id, delivery_id),
-    ) > 0
-
-
-async def skip_dm_day(conn: aiosqlite.Connection, user_id: int, day: dt.date, reason: str) -> None:
-    """Record that the user gets nothing (more) for `day`; a pending delivery's unsent messages are abandoned.
-
-    Needs the user's subscriber row (a user without one has nothing to skip).
-    """
-    now = utc_now_text()
-    await write(
-        conn,
-        """INSERT INTO dm_deliveries (user_id, day, status, reason, planned_at, finished_at)
-           SELECT ?, ?, 'skipped', ?, ?, ? WHERE EXISTS (SELECT 1 FROM subscribers WHERE user_id = ?)
-           ON CONFLICT (user_id, day) DO UPDATE SET
-               status = 'skipped', reason = excluded.reason, finished_at = excluded.finished_at
-           WHERE status = 'pending'""",
-        (user_id, day.isoformat(), reason, now, now, user_id),
-    )
-
-
-async def handled_users(conn: aiosqlite.Connection, day: dt.date) -> set[int]:
-    """Users who already have a DM delivery (of any status) for `day`."""
-    rows = await fetch_all(conn, "SELECT user_id FROM dm_deliveries WHERE day = ?", (day.isoformat(),))
-    return {row[0] for row in rows}
-
-
-async def last_handled_days(conn: aiosqlite.Connection) -> dict[int, dt.date]:
-    """Each user's newest day with a DM delivery (of any status): where their DMs stand."""
-    rows = await fetch_all(conn, "SELECT user_id, max(day) FROM dm_deliveries GROUP BY user_id")
-    return {row[0]: to_day(row[1]) for row in rows}
-
-
-async def unfinished_dm_deliveries(conn: aiosqlite.Connection) -> list[DmDelivery]:
-    """Pending DM deliveries, oldest day first: what to resume at start-up."""
-    rows = await fetch_all(
-        conn, "SELECT id, user_id, day, status, reason FROM dm_deliveries WHERE status = 'pending' ORDER BY day, id"
-    )
-    return await _load(conn, rows)

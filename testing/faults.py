@@ -125,6 +125,9 @@ class Fault:
     delay: float = 0.0
     times: int | None = 1
     when: Callable[[RecordedRequest], bool] | None = None
+    #: Let the request go through (the message is created) and answer with the fault instead:
+    #: Discord did the work but the answer was a 5xx, or was lost.
+    after_handling: bool = False
     hits: int = 0
 
     def matches(self, req: RecordedRequest) -> bool:

@@ -351,12 +351,20 @@ async def list_messages(fake: FakeDiscord, req: RecordedRequest) -> Any:
     _require(fake, channel, Perm.VIEW_CHANNEL | Perm.READ_MESSAGE_HISTORY)
     before, after = int(req.query.get("before", 1 << 63)), int(req.query.get("after", 0))
     found = [m for m in fake.messages_in(channel) if after < int(m["id"]) < before]
-    return list(reversed(found))[: int(req.query.get("limit", 50))]  # newest first, like Discord
+    limit = int(req.query.get("limit", 50))
+    if "after" in req.query and "before" not in req.query:
+        found = found[:limit]  # the oldest `limit` after it, returned newest first, like Discord
+    return [_as_read(m) for m in reversed(found)][:limit]  # newest first, like Discord
+
+
+def _as_read(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as Discord returns it when read back: the nonce is only echoed on creation."""
+    return {k: v for k, v in message.items() if k != "nonce"}
 
 
 @routes.add("GET", "/channels/{channel_id}/messages/{message_id}")
 async def get_message(fake: FakeDiscord, req: RecordedRequest) -> Any:
-    return _message(fake, _channel(fake, req), req.params["message_id"])
+    return _as_read(_message(fake, _channel(fake, req), req.params["message_id"]))
 
 
 @routes.add("PATCH", "/channels/{channel_id}/messages/{message_id}")
@@ -461,6 +469,17 @@ async def get_active_threads(fake: FakeDiscord, req: RecordedRequest) -> Any:
     threads = [t for t in fake.state.threads_of(guild) if not t.archived
                and fake.state.permissions_in(t, fake.bot_user.id) & Perm.VIEW_CHANNEL]
     return {"threads": [t.to_dict() for t in threads], "members": []}
+
+
+@routes.add("GET", "/channels/{channel_id}/threads/archived/public")
+async def get_archived_public_threads(fake: FakeDiscord, req: RecordedRequest) -> Any:
+    """A channel's (or forum's) archived public threads, newest archived first (here: newest first)."""
+    channel = _channel(fake, req)
+    _require(fake, channel, Perm.VIEW_CHANNEL | Perm.READ_MESSAGE_HISTORY)
+    threads = [t for t in fake.state.channels.values()
+               if t.is_thread and t.parent_id == channel.id and t.archived and t.type != ChannelType.PRIVATE_THREAD]
+    threads.sort(key=lambda t: t.id, reverse=True)
+    return {"threads": [t.to_dict() for t in threads], "members": [], "has_more": False}  # one page is enough here
 
 
 @routes.add("GET", "/guilds/{guild_id}/roles")

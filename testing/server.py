@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import datetime as dt
 import logging
 from contextlib import contextmanager
@@ -197,6 +198,17 @@ class FakeDiscord:
     def fail_always(self, method: str | None = None, path: str | None = None, *, status: int = 500,
                     **kwargs: Any) -> Fault:
         return self.fail_next(method, path, status=status, times=None, **kwargs)
+
+    def answer_lost(self, method: str | None = None, path: str | None = None, *, status: int = 503,
+                    times: int | None = 1, **kwargs: Any) -> Fault:
+        """The next ``times`` matching requests are carried out, but answered ``status`` (lost answer)."""
+        return self.fail_next(method, path, status=status, times=times, after_handling=True, **kwargs)
+
+    def forget_nonces(self, *, older_than: float = 0.0) -> None:
+        """Discord's nonce window has passed for nonces seen more than `older_than` seconds ago:
+        repeating one creates a second message again."""
+        now = time.monotonic()
+        self.nonces = {key: seen for key, seen in self.nonces.items() if now - seen[1] < older_than}
 
     def set_channel_forbidden(self, channel: Channel | int, *, code: int = 50013) -> Fault:
         """Every request touching this channel gets 403 (50013 Missing Permissions)."""
@@ -402,11 +414,23 @@ class FakeDiscord:
         return reply.to_web()
 
     async def _reply(self, req: RecordedRequest, route: Any, path_known: bool) -> Reply:
+        late_fault: Fault | None = None
         for fault in self.faults:
             if fault.matches(req):
+                if fault.after_handling:
+                    late_fault = late_fault or fault
+                    continue
                 injected = await fault.apply(req)
                 if injected is not None:
                     return injected
+        reply = await self._route_reply(req, route, path_known)
+        if late_fault is not None and reply.status < 300:
+            injected = await late_fault.apply(req)
+            if injected is not None:
+                return injected
+        return reply
+
+    async def _route_reply(self, req: RecordedRequest, route: Any, path_known: bool) -> Reply:
         if route is None:
             status = 405 if path_known else 404
             return ApiError(status, 0, f"{status}: {'Method Not Allowed' if path_known else 'Not Found'}").reply()

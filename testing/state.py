@@ -343,8 +343,11 @@ class State:
         return thread
 
     def remove_channel(self, channel: Channel | int) -> Channel:
+        """The channel and, as on Discord, its threads (a forum's posts)."""
         channel = self.channel(channel)
         del self.channels[channel.id]
+        for thread in [c for c in self.channels.values() if c.is_thread and c.parent_id == channel.id]:
+            del self.channels[thread.id]
         guild = self.guild_of(channel)
         if guild is not None and channel.id in guild.channel_ids:
             guild.channel_ids.remove(channel.id)

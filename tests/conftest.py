@@ -59,3 +59,11 @@ async def library(library_path: Path):
     connection = await db.connect(library_path)
     yield connection
     await connection.close()
+
+
+@pytest.fixture(autouse=True)
+def quick_ambiguous_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The poster's immediate retries of an ambiguous send, without the seconds of waiting between them."""
+    import bot.posting.poster
+
+    monkeypatch.setattr(bot.posting.poster, "RETRY_DELAYS", (0.01, 0.01, 0.01))

@@ -129,3 +129,32 @@ async def test_the_heartbeat_says_connected_while_running_and_not_after(
         await asyncio.sleep(0.2)
         assert health.problem(beat) == "the bot's scheduler is not running: no digests will be posted"
     assert health.problem(beat) == "the bot is not connected to Discord"
+
+
+async def test_digest_setup_and_status_answer_in_the_seconds_before_on_ready(fake_discord: FakeDiscord,
+                                                                            library_path: Path) -> None:
+    """Connected, guilds arriving, on_ready not yet called: commands are served, so they must work."""
+    from testing.server import point_discordpy_at
+    from tests.world import QuickBot, settings_for
+
+    guild = fake_discord.add_guild("Research", channels=("papers",))
+    channel = fake_discord.state.channel(guild.channel_ids[0])
+    owner = fake_discord.state.user(guild.owner_id)
+    bot = QuickBot(settings_for(library_path), guild_ready_timeout=60)  # on_ready only after a quiet minute
+    with point_discordpy_at(fake_discord):
+        task = asyncio.create_task(bot.start(fake_discord.token))
+        try:
+            await fake_discord.wait_for(lambda: bot.get_guild(guild.id) is not None or task.done(), timeout=10,
+                                        what="the server to reach the bot")
+            assert not bot.is_ready()
+            setup = await fake_discord.send_slash_command(guild, channel, owner, "digest", subcommand="setup",
+                                                          options={"channel": channel.id})
+            answer = (await setup.response())["data"]["content"]
+            assert answer.startswith("Set up") and "Next post: 20" in answer, answer
+            status = await fake_discord.send_slash_command(guild, channel, owner, "digest", subcommand="status")
+            field = (await status.response())["data"]["embeds"][0]["fields"][0]["value"]
+            assert "Next post: 20" in field and "not scheduled" not in field, field
+            assert not bot.is_ready()  # all of it before on_ready
+        finally:
+            await bot.close()
+            await asyncio.wait_for(task, 10)

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
-from storage import channels, deliveries
+from storage import channels, outbox
 from storage.channels import DigestChannel
 from testing import Perm
-from tests.world import EPHEMERAL, World, assert_private_error
+from tests.world import EPHEMERAL, World, assert_private_error, seen
 
 
 def utc(*args: int) -> datetime:
@@ -24,7 +24,8 @@ async def setup_channel(world: World, **options) -> dict:
 
 
 def posted(world: World, channel_id: int | None = None) -> list[dict]:
-    return [m for m in world.fake.messages_in(channel_id or world.channel.id) if m["author"]["id"] == str(world.bot.user.id)]
+    return seen([m for m in world.fake.messages_in(channel_id or world.channel.id)
+                 if m["author"]["id"] == str(world.bot.user.id)])
 
 
 async def test_admin_sets_up_a_channel_and_it_is_scheduled(world: World) -> None:
@@ -127,7 +128,7 @@ async def test_two_zones_each_get_the_digest_at_their_local_time(world: World) -
     berlin_count = len(posted(world, berlin.id))
     await world.bot.daily.post_due(now=utc(2025, 3, 18, 23, 0))  # later the same day: nothing new
     assert len(posted(world, berlin.id)) == berlin_count
-    assert await deliveries.last_delivered_day(world.bot.db, berlin.id) == date(2025, 3, 18)
+    assert await outbox.last_done(world.bot.db, "digest", berlin.id) == date(2025, 3, 18)
 
 
 # ----- scheduled posting with a controlled clock --------------------------------------------
@@ -156,6 +157,51 @@ async def test_catch_up_after_downtime_posts_missed_days_once_oldest_first_marke
     before = len(posted(world, target))
     await world.bot.daily.post_due(now=utc(2025, 3, 14, 8, 31))  # a restart a minute later
     assert len(posted(world, target)) == before
+
+
+async def test_after_two_days_down_every_day_posted_after_its_time_is_marked_late(world: World) -> None:
+    """The README's promise: days missed while the bot was down are marked late, yesterday's and today's too."""
+    target = await digest_channel(world, "two-days-down", created=utc(2025, 3, 11, 5))
+    await world.bot.daily.post_due(now=utc(2025, 3, 11, 8, 30))  # on time on Tuesday 09:30 Berlin
+    on_time = len(headers(world, target))
+    # down from Tuesday until Thursday 14:00 Berlin: Wednesday's and Thursday's digests are posted now
+    await world.bot.daily.post_due(now=utc(2025, 3, 13, 13, 0))
+    caught_up = headers(world, target)[on_time:]
+    assert [re.search(r"\d{4}-\d{2}-\d{2}", h).group() for h in caught_up] == ["2025-03-12", "2025-03-13"]
+    assert all(h.endswith("· posted late") for h in caught_up), caught_up
+    assert not any("late" in h for h in headers(world, target)[:on_time])
+
+
+async def test_remove_then_setup_again_the_same_day_does_not_post_the_day_again(world: World) -> None:
+    await setup_channel(world)
+    row = await channels.get_channel(world.bot.db, world.channel.id)
+    await channels.save_channel(world.bot.db, row.model_copy(update={"created_at": utc(2025, 3, 18, 5)}))
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 9))
+    got = len(posted(world))
+    assert got and "2025-03-18" in posted(world)[0]["content"]
+
+    _, removed = await world.command("digest", "remove", user=world.owner, channel=world.channel.id)
+    assert "no longer" in removed["data"]["content"]
+    await setup_channel(world)  # the same morning, set up again
+    row = await channels.get_channel(world.bot.db, world.channel.id)
+    await channels.save_channel(world.bot.db, row.model_copy(update={"created_at": utc(2025, 3, 18, 10)}))
+    await world.bot.daily.post_due(now=utc(2025, 3, 18, 11))
+
+    assert len(posted(world)) == got
+    _, status = await world.command("digest", "status", user=world.owner)
+    assert "Last day delivered: 2025-03-18" in status["data"]["embeds"][0]["fields"][0]["value"]
+
+
+async def test_status_says_when_paperbot_cannot_read_the_message_history(world: World) -> None:
+    await setup_channel(world)
+    await world.fake.change_channel_permissions(world.channel, world.guild.id, deny=Perm.READ_MESSAGE_HISTORY)
+    await world.fake.wait_for(
+        lambda: not world.bot.get_channel(world.channel.id).permissions_for(world.bot.get_guild(world.guild.id).me)
+        .read_message_history, what="the overwrite to reach the bot")
+    _, status = await world.command("digest", "status", user=world.owner)
+    assert "cannot read the message history" in status["data"]["embeds"][0]["fields"][0]["value"]
+    response = await setup_channel(world)
+    assert_private_error(response, "Read Message History")
 
 
 async def test_a_dst_change_keeps_the_local_post_time(world: World) -> None:
@@ -188,8 +234,8 @@ async def test_fan_out_under_rate_limits_posts_every_message_exactly_once(world:
     world.fake.fail_next("POST", f"/channels/{targets[0]}/messages", status=429, retry_after=0.05)
     await world.bot.daily.post_due(now=utc(2025, 3, 18, 9))
     for target in targets:
-        stored = await deliveries.get_delivery(world.bot.db, target, date(2025, 3, 18))
-        assert stored.status == "delivered"
+        stored = await outbox.get(world.bot.db, "digest", target, date(2025, 3, 18))
+        assert stored.status == "done"
         assert [int(m["id"]) for m in posted(world, target)] == [m.message_id for m in stored.messages]
         assert len(stored.messages) > 1
     assert sum(r.status == 429 for r in world.fake.requests) >= 1  # retried by discord.py, not duplicated

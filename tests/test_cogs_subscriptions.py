@@ -97,7 +97,7 @@ async def test_pause_resume_clear_and_export_in_dms(world: World) -> None:
     await world.command("subscribe", "tag", tag="Robotics", user=world.bob)
     _, response = await in_dm(world, "subscriptions", "clear")
     assert "Deleted 2 subscriptions" in content(response)
-    for table in ("subscribers", "subscriptions", "dm_deliveries"):
+    for table in ("subscribers", "subscriptions", "outbox"):
         rows = await fetch_all(world.bot.db, f"SELECT count(*) FROM {table} WHERE user_id = ?", (world.alice.id,))
         assert rows[0][0] == 0
     assert len(await subs.list_subscriptions(world.bot.db, world.bob.id)) == 1

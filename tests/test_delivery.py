@@ -21,12 +21,12 @@ import pytest_asyncio
 
 from bot import render
 from bot.posting.daily import DigestPoster
-from storage import channels, deliveries
+from storage import channels, outbox
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
 from testing import FakeDiscord, Perm, running_bot
 from testing.state import Channel, Guild, User
-from tests.world import QuickBot, settings_for
+from tests.world import QuickBot, every_try, seen, settings_for
 
 BIG_DAY = dt.date(2025, 3, 21)  # 38 papers: three compact messages
 DAY = dt.date(2025, 2, 20)  # 20 papers: two compact messages
@@ -54,7 +54,7 @@ class Town:
         return await channels.get_channel(self.bot.db, channel.id)
 
     def posted(self, channel: Channel | int) -> list[dict]:
-        return self.fake.messages_in(channel)
+        return seen(self.fake.messages_in(channel))
 
     def posts_to(self, channel: Channel | int) -> list:
         channel_id = str(getattr(channel, "id", channel))
@@ -112,8 +112,8 @@ async def test_compact_digest_is_posted_as_planned_without_pings(town: Town) -> 
     assert all(r.json["enforce_nonce"] is True and r.json["nonce"] for r in requests)
     assert len({r.json["nonce"] for r in requests}) == 3
 
-    delivery = await deliveries.get_delivery(town.bot.db, town.papers.id, BIG_DAY)
-    assert delivery.status == "delivered"
+    delivery = await outbox.get(town.bot.db, "digest", town.papers.id, BIG_DAY)
+    assert delivery.status == "done"
     assert [m.message_id for m in delivery.messages] == [int(m["id"]) for m in posted]
     assert outcome.describe() == "posted the digest for 2025-03-21 (3 messages)."
 
@@ -147,7 +147,7 @@ async def test_thread_style_posts_a_header_and_one_message_per_paper_in_a_thread
     assert len(in_thread) == 20 and all(len(m["embeds"]) == 1 for m in in_thread)
     assert [content_and_embeds(m) for m in [header, *in_thread]] == [planned_view(p) for p in expected]
     assert in_thread[-1]["embeds"][0]["footer"]["text"].startswith("20/20")
-    assert (await deliveries.get_delivery(town.bot.db, town.papers.id, DAY)).thread_id == thread.id
+    assert (await outbox.get(town.bot.db, "digest", town.papers.id, DAY)).thread_id == thread.id
 
     assert (await town.poster.deliver(row, DAY)).status == "already_done"
     assert len(town.posted(thread)) == 20 and len(town.fake.state.threads_of(town.guild)) == 1
@@ -195,7 +195,7 @@ async def test_a_day_without_papers_is_skipped_silently_by_default(town: Town) -
     row = await town.digest_in(town.papers)
     outcome = await town.poster.deliver(row, NO_PAPERS)
     assert (outcome.status, outcome.detail) == ("skipped", "no papers")
-    skipped = await deliveries.get_delivery(town.bot.db, town.papers.id, NO_PAPERS)
+    skipped = await outbox.get(town.bot.db, "digest", town.papers.id, NO_PAPERS)
     assert (skipped.status, skipped.reason) == ("skipped", "no papers")
     assert (await town.poster.deliver(row, NO_PAPERS)).status == "already_done"
     assert town.posts_to(town.papers) == [] and town.posted(town.papers) == []
@@ -207,7 +207,7 @@ async def test_a_day_without_papers_is_skipped_silently_by_default(town: Town) -
 async def test_a_server_error_between_messages_resumes_at_the_first_unaccepted_one(town: Town) -> None:
     row = await town.digest_in(town.papers)
     expected = await town.expected(BIG_DAY)
-    town.fake.fail_next("POST", MESSAGES, status=503, channel_id=town.papers.id,
+    town.fake.fail_next("POST", MESSAGES, status=503, channel_id=town.papers.id, times=every_try(),
                         when=lambda req: len(town.posted(town.papers)) == 1)
 
     first = await town.poster.deliver(row, BIG_DAY)
@@ -216,7 +216,7 @@ async def test_a_server_error_between_messages_resumes_at_the_first_unaccepted_o
     assert len(town.posted(town.papers)) == 1
     failing = await channels.get_channel(town.bot.db, town.papers.id)
     assert "503" in failing.last_error and failing.broken_reason is None
-    pending, = await deliveries.unfinished_deliveries(town.bot.db)
+    pending, = await outbox.unfinished(town.bot.db, "digest")
     assert [m.message_id is not None for m in pending.messages] == [True, False, False]
 
     resumed = await DigestPoster(town.bot).resume_unfinished()  # as after a restart
@@ -224,7 +224,7 @@ async def test_a_server_error_between_messages_resumes_at_the_first_unaccepted_o
     assert [(o.status, o.sent) for o in resumed] == [("delivered", 2)]
     assert [content_and_embeds(m) for m in town.posted(town.papers)] == [planned_view(p) for p in expected]
     assert (await channels.get_channel(town.bot.db, town.papers.id)).last_error is None
-    assert await deliveries.unfinished_deliveries(town.bot.db) == []
+    assert await outbox.unfinished(town.bot.db, "digest") == []
 
 
 async def test_a_message_discord_rejects_skips_the_day_instead_of_retrying_forever(town: Town) -> None:
@@ -234,19 +234,20 @@ async def test_a_message_discord_rejects_skips_the_day_instead_of_retrying_forev
     outcome = await town.poster.deliver(row, BIG_DAY)
 
     assert outcome.status == "skipped" and "400" in outcome.detail
-    stored = await deliveries.get_delivery(town.bot.db, town.papers.id, BIG_DAY)
+    stored = await outbox.get(town.bot.db, "digest", town.papers.id, BIG_DAY)
     assert stored.status == "skipped" and "rejected" in stored.reason
     channel = await channels.get_channel(town.bot.db, town.papers.id)
     assert channel.broken_reason is None and "400" in channel.last_error  # /digest status shows why
-    assert await deliveries.unfinished_deliveries(town.bot.db) == []
+    assert await outbox.unfinished(town.bot.db, "digest") == []
     assert (await town.poster.deliver(row, BIG_DAY)).status == "already_done"
 
 
 async def test_a_restart_replays_the_plan_even_if_the_library_changed(town: Town) -> None:
     row = await town.digest_in(town.papers)
-    town.fake.fail_next("POST", MESSAGES, status=503, when=lambda req: len(town.posted(town.papers)) == 1)
+    town.fake.fail_next("POST", MESSAGES, status=503, times=every_try(),
+                        when=lambda req: len(town.posted(town.papers)) == 1)
     await town.poster.deliver(row, DAY)
-    planned = await deliveries.get_delivery(town.bot.db, town.papers.id, DAY)
+    planned = await outbox.get(town.bot.db, "digest", town.papers.id, DAY)
     await town.bot.db.execute("DELETE FROM appearances WHERE day = ?", (DAY.isoformat(),))  # a re-ingest, say
 
     assert (await town.poster.deliver(row, DAY)).status == "delivered"
@@ -256,9 +257,9 @@ async def test_a_restart_replays_the_plan_even_if_the_library_changed(town: Town
 
 
 async def test_a_message_accepted_but_not_recorded_is_not_posted_twice(town: Town, monkeypatch) -> None:
-    """A crash right after Discord accepted message 2: the resend carries its nonce, Discord drops it."""
+    """A crash right after Discord accepted message 2: the resume finds it in the channel by its marker."""
     row = await town.digest_in(town.papers)
-    real_mark_sent = deliveries.mark_sent
+    real_mark_sent = outbox.mark_sent
     crashed = []
 
     async def crash_once_on_the_second(conn, delivery_id, position, message_id):
@@ -267,7 +268,7 @@ async def test_a_message_accepted_but_not_recorded_is_not_posted_twice(town: Tow
             raise RuntimeError("killed before the ledger was written")
         await real_mark_sent(conn, delivery_id, position, message_id)
 
-    monkeypatch.setattr(deliveries, "mark_sent", crash_once_on_the_second)
+    monkeypatch.setattr(outbox, "mark_sent", crash_once_on_the_second)
     with pytest.raises(RuntimeError, match="killed"):
         await town.poster.deliver(row, BIG_DAY)
     assert len(town.posted(town.papers)) == 2
@@ -277,10 +278,9 @@ async def test_a_message_accepted_but_not_recorded_is_not_posted_twice(town: Tow
     posted = town.posted(town.papers)
     assert [content_and_embeds(m) for m in posted] == [planned_view(p) for p in await town.expected(BIG_DAY)]
     requests = town.posts_to(town.papers)
-    assert len(requests) == 4  # message 2 was sent twice ...
-    assert requests[1].json["nonce"] == requests[2].json["nonce"]
-    assert int(requests[2].response["id"]) == crashed[0]  # ... and Discord answered with the first one
-    stored = await deliveries.get_delivery(town.bot.db, town.papers.id, BIG_DAY)
+    assert len(requests) == 3  # message 2 was sent once: the resume read the channel and found it
+    assert town.fake.requests_to("GET", MESSAGES) and int(posted[1]["id"]) == crashed[0]
+    stored = await outbox.get(town.bot.db, "digest", town.papers.id, BIG_DAY)
     assert [m.message_id for m in stored.messages] == [int(m["id"]) for m in posted]
 
 
@@ -327,7 +327,7 @@ async def test_kill_9_between_two_messages_then_restart_posts_each_message_once(
     assert [o.status for o in resumed] == ["delivered"]
     posted = town.posted(town.papers)
     assert [content_and_embeds(m) for m in posted] == [planned_view(p) for p in await town.expected(BIG_DAY)]
-    stored = await deliveries.get_delivery(town.bot.db, town.papers.id, BIG_DAY)
+    stored = await outbox.get(town.bot.db, "digest", town.papers.id, BIG_DAY)
     assert [m.message_id for m in stored.messages] == [int(m["id"]) for m in posted]
     # The dead process's second message was accepted (or not): either way it was resent with its nonce.
     nonces = [r.json["nonce"] for r in town.posts_to(town.papers)]
@@ -336,7 +336,7 @@ async def test_kill_9_between_two_messages_then_restart_posts_each_message_once(
 
 async def test_a_thread_whose_creation_failed_is_started_on_resume(town: Town) -> None:
     row = await town.digest_in(town.papers, style="thread")
-    town.fake.fail_next("POST", THREADS, status=503)
+    town.fake.fail_next("POST", THREADS, status=503, times=every_try())
 
     assert (await town.poster.deliver(row, SMALL_DAY)).status == "retry_later"
     assert len(town.posted(town.papers)) == 1 and town.fake.state.threads_of(town.guild) == []
@@ -349,13 +349,13 @@ async def test_a_thread_whose_creation_failed_is_started_on_resume(town: Town) -
 
 async def test_a_thread_created_but_not_recorded_is_reused(town: Town, monkeypatch) -> None:
     row = await town.digest_in(town.papers, style="thread")
-    real_set_thread = deliveries.set_thread
+    real_set_thread = outbox.set_thread
 
     async def crash(conn, delivery_id, thread_id):
-        monkeypatch.setattr(deliveries, "set_thread", real_set_thread)
+        monkeypatch.setattr(outbox, "set_thread", real_set_thread)
         raise RuntimeError("killed before the thread was recorded")
 
-    monkeypatch.setattr(deliveries, "set_thread", crash)
+    monkeypatch.setattr(outbox, "set_thread", crash)
     with pytest.raises(RuntimeError):
         await town.poster.deliver(row, SMALL_DAY)
 
@@ -363,7 +363,7 @@ async def test_a_thread_created_but_not_recorded_is_reused(town: Town, monkeypat
     header, = town.posted(town.papers)
     thread, = town.fake.state.threads_of(town.guild)
     assert len(town.posted(thread)) == 2
-    assert (await deliveries.get_delivery(town.bot.db, town.papers.id, SMALL_DAY)).thread_id == thread.id
+    assert (await outbox.get(town.bot.db, "digest", town.papers.id, SMALL_DAY)).thread_id == thread.id
     retried = town.fake.requests_to("POST", THREADS)[-1]
     assert (retried.status, retried.response["code"]) == (400, 160004)  # "already created": reused, not duplicated
 
@@ -485,3 +485,57 @@ async def test_deliver_many_keeps_each_channels_days_in_order(town: Town) -> Non
     for channel in (town.papers, town.robotics):
         headers = [m["content"] for m in town.posted(channel) if m["content"]]
         assert [h.split()[3] for h in headers] == ["2024-11-07", "2025-03-21", "2025-02-20"]
+
+
+# ----- exactly once beyond Discord's nonce window ------------------------------------------------
+
+
+async def test_a_message_created_but_answered_503_is_not_posted_twice_after_the_nonce_window(town: Town) -> None:
+    row = await town.digest_in(town.papers)
+    # The 2nd message is created, but every answer (the send and its immediate retries) is a 503.
+    town.fake.answer_lost("POST", MESSAGES, status=503, channel_id=town.papers.id, times=every_try(),
+                          when=lambda req: len(town.posted(town.papers)) >= 1)
+
+    first = await town.poster.deliver(row, BIG_DAY)
+
+    assert (first.status, first.sent) == ("retry_later", 1)
+    assert len(town.posted(town.papers)) == 2  # Discord has the 2nd message; the ledger does not
+    retries = town.posts_to(town.papers)[1:]
+    assert len(retries) == every_try() and len({r.json["nonce"] for r in retries}) == 1  # same nonce: one copy
+    town.fake.forget_nonces()  # hours later: Discord no longer remembers the nonce
+
+    [resumed] = await DigestPoster(town.bot).resume_unfinished()
+
+    assert resumed.status == "delivered"
+    posted = town.posted(town.papers)
+    assert [content_and_embeds(m) for m in posted] == [planned_view(p) for p in await town.expected(BIG_DAY)]
+    stored = await outbox.get(town.bot.db, "digest", town.papers.id, BIG_DAY)
+    assert [m.message_id for m in stored.messages] == [int(m["id"]) for m in posted]
+
+
+async def test_a_channel_whose_history_cannot_be_read_still_gets_its_digest(town: Town) -> None:
+    """Without Read Message History the look before resending fails: the message is sent (logged), not lost."""
+    row = await town.digest_in(town.papers)
+    town.fake.answer_lost("POST", MESSAGES, status=503, channel_id=town.papers.id, times=every_try())
+    assert (await town.poster.deliver(row, SMALL_DAY)).status == "retry_later"
+    town.fake.set_channel_permissions(town.papers, town.guild.id, deny=Perm.READ_MESSAGE_HISTORY)
+    town.fake.forget_nonces()
+
+    assert (await DigestPoster(town.bot).deliver(row, SMALL_DAY)).status == "delivered"
+    assert town.fake.requests_to("GET", MESSAGES)[-1].status == 403
+
+
+async def test_a_lost_message_is_found_after_later_messages_were_posted_in_the_channel(town: Town) -> None:
+    """The seed-7 chaos finding: the look started after the newest recorded message, so a later day's
+    digest (or a roundup) posted in between hid the lost one, and it was posted twice."""
+    row = await town.digest_in(town.papers)
+    town.fake.answer_lost("POST", MESSAGES, status=503, channel_id=town.papers.id, times=every_try())
+    assert (await town.poster.deliver(row, SMALL_DAY)).status == "retry_later"  # created, answer lost
+    assert (await town.poster.deliver(row, DAY)).status == "delivered"  # the next day goes out meanwhile
+    town.fake.forget_nonces()
+
+    assert (await DigestPoster(town.bot).deliver(row, SMALL_DAY)).status == "delivered"
+
+    posted = town.posted(town.papers)
+    assert len(posted) == 1 + 2  # SMALL_DAY's one message, once, and DAY's two
+    assert [content_and_embeds(m) for m in posted[:1]] == [planned_view(p) for p in await town.expected(SMALL_DAY)]

@@ -439,6 +439,25 @@ async def test_latency_and_global_rate_limit(fake: FakeDiscord, world: SimpleNam
     assert any(r.status == 429 and r.response["global"] for r in fake.requests_to("GET", "/channels/{channel_id}"))
 
 
+async def test_archived_posts_are_listed_apart_and_a_deleted_forum_takes_its_posts(
+    fake: FakeDiscord, world: SimpleNamespace, bot: commands.Bot
+) -> None:
+    forum = bot.get_channel(world.forum.id)
+    kept = await forum.create_thread(name="kept", content="a")
+    archived = await forum.create_thread(name="archived", content="b")
+    fake.state.channels[archived.thread.id].archived = True
+    assert [t.id for t in await forum.guild.active_threads()] == [kept.thread.id]
+    assert [t.id async for t in forum.archived_threads()] == [archived.thread.id]
+    sent = await bot.get_channel(world.channel.id).send("x", nonce="n1")
+    await bot.get_channel(world.channel.id).fetch_message(sent.id)
+    assert fake.last_request("POST", "/channels/{channel_id}/messages").response["nonce"] == "n1"
+    assert "nonce" not in fake.last_request("GET", "/channels/{channel_id}/messages/{message_id}").response
+
+    await fake.delete_channel(world.forum)
+
+    assert await bot.get_guild(world.guild.id).active_threads() == []
+
+
 async def test_deleted_channel_is_unknown(fake: FakeDiscord, world: SimpleNamespace, bot: commands.Bot) -> None:
     channel = bot.get_channel(world.channel.id)
 

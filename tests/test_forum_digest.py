@@ -16,13 +16,13 @@ import pytest_asyncio
 
 from bot import render
 from bot.posting.daily import MAX_APPLIED_TAGS, MAX_FORUM_TAGS, DigestPoster
-from storage import channels, deliveries
+from storage import channels, outbox
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
 from storage.tags import normalize_tag
 from testing import FakeDiscord, Perm, running_bot
 from testing.state import Channel, ChannelType, Guild, User
-from tests.world import QuickBot, World, assert_private_error, settings_for
+from tests.world import QuickBot, World, assert_private_error, every_try, seen, settings_for
 
 DAY = dt.date(2025, 2, 20)  # 20 papers; most frequent tags: Natural Language Processing, Question Answering, ...
 SMALL_DAY = dt.date(2024, 11, 7)  # 2 papers
@@ -99,7 +99,7 @@ async def test_a_forum_gets_one_post_per_day_with_a_message_per_paper_and_matchi
     [post] = forums.posts_in(forums.tagged)
     assert post.name == render.digest_thread_name(DAY) == "Papers for 2025-02-20"
     assert post.owner_id == forums.bot.user.id
-    posted = forums.fake.messages_in(post)
+    posted = seen(forums.fake.messages_in(post))
     assert [view(m) for m in posted] == [planned_view(p) for p in expected]
     assert posted[0]["content"] == "📄 Papers for 2025-02-20 (20 papers)"
     assert int(posted[0]["id"]) == post.id  # the header is the post's first message
@@ -109,8 +109,8 @@ async def test_a_forum_gets_one_post_per_day_with_a_message_per_paper_and_matchi
     paper_sends = forums.fake.requests_to("POST", MESSAGES)
     assert len(paper_sends) == 20 and all(r.json["enforce_nonce"] and r.json["nonce"] for r in paper_sends)
 
-    delivery = await deliveries.get_delivery(forums.bot.db, forums.tagged.id, DAY)
-    assert delivery.status == "delivered" and delivery.thread_id == post.id
+    delivery = await outbox.get(forums.bot.db, "digest", forums.tagged.id, DAY)
+    assert delivery.status == "done" and delivery.thread_id == post.id
     assert [m.message_id for m in delivery.messages] == [int(m["id"]) for m in posted]
 
     assert (await forums.poster.deliver(row, DAY)).status == "already_done"
@@ -165,7 +165,7 @@ async def test_no_forum_tags_are_created_unless_allowed(forums: Forums) -> None:
 
 async def test_a_post_created_but_not_recorded_is_found_not_created_again(forums: Forums, monkeypatch) -> None:
     row = await forums.digest_in(forums.tagged)
-    real_record = deliveries.record_forum_post
+    real_record = outbox.record_forum_post
     crashed = []
 
     async def crash_once(conn, delivery_id, thread_id, position, message_id):
@@ -174,7 +174,7 @@ async def test_a_post_created_but_not_recorded_is_found_not_created_again(forums
             raise RuntimeError("killed before the ledger was written")
         await real_record(conn, delivery_id, thread_id, position, message_id)
 
-    monkeypatch.setattr(deliveries, "record_forum_post", crash_once)
+    monkeypatch.setattr(outbox, "record_forum_post", crash_once)
     with pytest.raises(RuntimeError, match="killed"):
         await forums.poster.deliver(row, DAY)
     assert len(forums.posts_in(forums.tagged)) == 1
@@ -187,9 +187,9 @@ async def test_a_post_created_but_not_recorded_is_found_not_created_again(forums
     assert post.id == crashed[0]
     assert len(forums.fake.requests_to("POST", FORUM_POSTS)) == 1
     assert len(forums.fake.requests_to("GET", ACTIVE_THREADS)) == 1
-    posted = forums.fake.messages_in(post)
+    posted = seen(forums.fake.messages_in(post))
     assert [view(m) for m in posted] == [planned_view(p) for p in await forums.expected(DAY)]
-    delivery = await deliveries.get_delivery(forums.bot.db, forums.tagged.id, DAY)
+    delivery = await outbox.get(forums.bot.db, "digest", forums.tagged.id, DAY)
     assert delivery.thread_id == post.id and delivery.messages[0].message_id == post.id
 
 
@@ -202,7 +202,7 @@ async def test_a_members_post_named_for_the_day_is_not_taken_for_paperbots(forum
 
     assert (await forums.poster.deliver(row, DAY)).status == "delivered"
 
-    assert len(forums.fake.requests_to("GET", ACTIVE_THREADS)) == 1
+    assert len(forums.fake.requests_to("GET", ACTIVE_THREADS)) == 2  # right after the lost answer, and on resume
     [post] = [p for p in forums.posts_in(forums.tagged) if p.id != member_post.id]
     assert post.owner_id == forums.bot.user.id and len(forums.fake.messages_in(post)) == 21
     assert forums.fake.messages_in(member_post) == []
@@ -224,7 +224,7 @@ async def test_a_failed_post_creation_is_retried_and_creates_one_post(forums: Fo
 async def test_a_server_error_on_a_paper_message_resumes_in_the_same_post(forums: Forums) -> None:
     row = await forums.digest_in(forums.tagged)
     forums.fake.fail_next(
-        "POST", MESSAGES, status=503,
+        "POST", MESSAGES, status=503, times=every_try(),
         when=lambda req: sum(len(forums.fake.messages_in(p)) for p in forums.posts_in(forums.tagged)) == 4,
     )
 
@@ -236,7 +236,7 @@ async def test_a_server_error_on_a_paper_message_resumes_in_the_same_post(forums
 
     assert (second.status, second.sent) == ("delivered", 17)
     assert forums.posts_in(forums.tagged) == [post]
-    posted = forums.fake.messages_in(post)
+    posted = seen(forums.fake.messages_in(post))
     assert [view(m) for m in posted] == [planned_view(p) for p in await forums.expected(DAY)]
     assert len(forums.fake.requests_to("POST", FORUM_POSTS)) == 1
 
@@ -317,3 +317,24 @@ async def test_create_forum_tags_is_refused_for_a_text_channel(world: World) -> 
     _, response = await world.command("digest", "setup", user=world.owner, channel=world.channel.id,
                                       create_forum_tags=True)
     assert_private_error(response, "only for forum")
+
+
+async def test_a_post_created_with_a_lost_answer_then_archived_is_found_not_posted_again(forums: Forums) -> None:
+    row = await forums.digest_in(forums.tagged)
+    forums.fake.answer_lost("POST", FORUM_POSTS, status=503)  # the post is created; the answer is a 503
+    forums.fake.fail_next("GET", ACTIVE_THREADS, status=503)  # and the look right after fails too
+
+    first = await forums.poster.deliver(row, DAY)
+
+    assert first.status == "retry_later"
+    [post] = forums.posts_in(forums.tagged)
+    post.archived = True  # archived before the next run (a moderator, or Discord's auto-archive)
+
+    [outcome] = await DigestPoster(forums.bot).resume_unfinished()
+
+    assert outcome.status == "delivered"
+    assert forums.posts_in(forums.tagged) == [post]
+    assert len(forums.fake.requests_to("POST", FORUM_POSTS)) == 1
+    assert forums.fake.requests_to("GET", "/channels/{channel_id}/threads/archived/public")
+    posted = seen(forums.fake.messages_in(post))
+    assert [view(m) for m in posted] == [planned_view(p) for p in await forums.expected(DAY)]

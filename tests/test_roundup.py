@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from bot import render
+from bot.posting.poster import RETRY_DELAYS
 from bot.posting.roundups import RoundupPoster
 from bot.scheduler import last_roundup_day, roundup_trigger
-from storage import channels, roundups, votes
+from storage import channels, outbox, votes
 from storage.channels import DigestChannel
-from tests.world import EPHEMERAL, World, assert_private_error, buttons
+from tests.world import EPHEMERAL, World, assert_private_error, buttons, seen
 
 FRIDAY = date(2025, 3, 21)  # 38 papers that day; the week before it has more
 SET_UP = datetime(2025, 1, 1, tzinfo=UTC)
@@ -34,7 +35,7 @@ async def with_roundup(world: World, weekday: int = 4, at: time = time(18, 0), *
 
 
 def posted(world: World) -> list[dict]:
-    return world.fake.messages_in(world.channel)
+    return seen(world.fake.messages_in(world.channel))
 
 
 # ----- when ------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ async def test_the_roundup_shows_the_weeks_top_papers_and_busiest_tags(world: Wo
     assert embed["footer"]["text"].startswith(f"{week.total} papers this week")
     assert list(buttons(message))[:2] == ["#1 ▲ 2", "#2 ▲ 0"]
     request = [r for r in world.fake.requests_to("POST", "/channels/{channel_id}/messages")][-1]
-    assert request.json["allowed_mentions"] == {"parse": []} and request.json["nonce"].startswith("pbr")
+    assert request.json["allowed_mentions"] == {"parse": []} and request.json["nonce"].startswith("po")
 
     await world.fake.click_button(message, buttons(message)["#2 ▲ 0"]["custom_id"], world.alice)
     await world.fake.wait_for(lambda: "#2 ▲ 1" in buttons(world.fake.state.messages[int(message["id"])]),
@@ -147,15 +148,16 @@ async def test_each_weeks_roundup_is_posted_once_and_a_missed_one_is_caught_up(w
     await daily.post_roundups_due(utc(2025, 3, 29, 9, 0))  # the bot was down at Friday 18:00: caught up Saturday
     assert len(posted(world)) == 2
     assert "2025-03-22 – 2025-03-28" in posted(world)[1]["embeds"][0]["title"]
-    ledger = await roundups.get_roundup(world.bot.db, world.channel.id, date(2025, 3, 28))
-    assert ledger.message_id == int(posted(world)[1]["id"])
+    ledger = await outbox.get(world.bot.db, "roundup", world.channel.id, date(2025, 3, 28))
+    assert ledger.messages[0].message_id == int(posted(world)[1]["id"])
 
 
 async def test_a_planned_roundup_is_sent_as_planned_after_a_crash(world: World) -> None:
     row = await with_roundup(world)
     poster = RoundupPoster(world.bot)
     planned = await poster.render(row, FRIDAY)
-    stored = await roundups.plan_roundup(world.bot.db, row.channel_id, FRIDAY, render.payload_to_dict(planned))
+    stored = (await outbox.plan(world.bot.db, "roundup", row.channel_id, FRIDAY,
+                                [(render.payload_to_dict(planned), False)])).messages[0]
     # a vote after planning changes nothing
     await votes.toggle_vote(world.bot.db, planned.votes[4].arxiv_id, 1, guild_id=world.guild.id)
 
@@ -173,10 +175,11 @@ async def test_a_roundup_discord_rejects_is_skipped_for_its_week_with_the_reason
     assert await poster.post(row, FRIDAY) == "refused"
     assert await poster.post(row, FRIDAY) == "already_done"  # not sent again: it would be refused again
     assert posted(world) == []
-    ledger = await roundups.get_roundup(world.bot.db, world.channel.id, FRIDAY)
-    assert ledger.message_id is None and "Discord rejected it" in ledger.skipped_reason
+    ledger = await outbox.get(world.bot.db, "roundup", world.channel.id, FRIDAY)
+    assert ledger.messages[0].message_id is None and "Discord rejected it" in ledger.reason
 
-    world.fake.fail_next("POST", "/channels/{channel_id}/messages", status=503, channel_id=world.channel.id)
+    world.fake.fail_next("POST", "/channels/{channel_id}/messages", status=503, channel_id=world.channel.id,
+                         times=1 + len(RETRY_DELAYS))  # the immediate retries fail too
     next_friday = FRIDAY + timedelta(days=7)
     assert await poster.post(row, next_friday) == "retry_later"  # a server error is retried, not skipped
     assert await poster.post(row, next_friday) == "posted"

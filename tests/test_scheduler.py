@@ -11,7 +11,7 @@ import pytest
 
 from settings import FetchSettings, SourceSettings
 from bot.scheduler import due_days, last_due_day, opened_fetch_days, post_trigger
-from storage import channels, deliveries, fetches
+from storage import channels, fetches, outbox
 from storage.channels import DigestChannel
 from tests.conftest import CORPUS
 from tests.world import World
@@ -86,7 +86,7 @@ async def test_delivered_and_skipped_days_are_not_owed_again(library) -> None:
     row = channel(created=utc(2025, 3, 1))
     await channels.save_channel(library, row)
     owed = await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=3)
-    await deliveries.skip_day(library, row.channel_id, owed[0][0], "no papers")
+    await outbox.skip(library, "digest", row.channel_id, owed[0][0], "no papers")
     assert owed[0] not in await due_days(library, row, utc(2025, 3, 18, 9), catch_up_days=3)
 
 
@@ -114,7 +114,7 @@ async def test_a_planned_but_unfinished_day_is_owed_again_even_without_a_digest(
     row = channel(created=utc(2025, 3, 20), empty_day_note=True)
     await channels.save_channel(library, row)
     note = {"content": "No digest today.", "embeds": []}
-    await deliveries.plan_delivery(library, row.channel_id, weekend, [(note, False)], late=False)
+    await outbox.plan(library, "digest", row.channel_id, weekend, [(note, False)], late=False)
 
     assert (weekend, False) in await due_days(library, row, utc(2025, 3, 22, 9), catch_up_days=3)
     assert (weekend, True) in await due_days(library, row, utc(2025, 3, 23, 9), catch_up_days=3)

@@ -1,4 +1,4 @@
-"""Subscriptions and the DM ledger in SQLite: no Discord."""
+"""Subscriptions in SQLite: no Discord."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import datetime as dt
 
 import pytest
 
+from storage import outbox
 from storage import subscriptions as subs
 from storage._rows import fetch_all
 from storage.search_query import QueryError
 
 DAY = dt.date(2025, 3, 21)
 ALICE, BOB = 11, 22
-USER_TABLES = ("subscribers", "subscriptions", "dm_deliveries")
+USER_TABLES = ("subscribers", "subscriptions", "outbox")
 
 
 async def add(conn, user, kind, value, cap=25, guild=1):
@@ -68,33 +69,25 @@ async def test_pause_closed_mark_and_who_gets_dms(conn) -> None:
 async def test_delete_user_removes_every_row_about_them(conn) -> None:
     await add(conn, ALICE, "tag", "Robotics")
     await add(conn, BOB, "tag", "Robotics")
-    delivery = await subs.plan_dm_delivery(conn, ALICE, DAY, [{"content": "x"}])
-    await subs.mark_dm_sent(conn, delivery.id, 0, 99)
+    delivery = await outbox.plan(conn, "dm", ALICE, DAY, [({"content": "x"}, False)])
+    await outbox.mark_sent(conn, delivery.id, 0, 99)
     assert await subs.delete_user(conn, ALICE) == 1
     for table in USER_TABLES:
         assert (await fetch_all(conn, f"SELECT count(*) FROM {table} WHERE user_id = ?", (ALICE,)))[0][0] == 0
-    assert (await fetch_all(conn, "SELECT count(*) FROM dm_messages"))[0][0] == 0
+    assert (await fetch_all(conn, "SELECT count(*) FROM outbox_messages"))[0][0] == 0
     assert len(await subs.list_subscriptions(conn, BOB)) == 1
     assert await subs.export_user(conn, ALICE) == {"user_id": str(ALICE), "paused": False, "subscriptions": []}
 
 
-async def test_the_dm_ledger_plans_once_and_records_sends(conn) -> None:
-    await add(conn, ALICE, "tag", "Robotics")
-    first = await subs.plan_dm_delivery(conn, ALICE, DAY, [{"content": "a"}, {"content": "b"}])
-    again = await subs.plan_dm_delivery(conn, ALICE, DAY, [{"content": "other"}])
-    assert again == first and [m.payload["content"] for m in again.messages] == ["a", "b"]
-    assert len({m.nonce for m in first.messages}) == 2 and all(len(m.nonce) <= 25 for m in first.messages)
-    await subs.mark_dm_sent(conn, first.id, 0, 100)
-    assert not await subs.finish_dm_delivery(conn, first.id)
-    assert [d.id for d in await subs.unfinished_dm_deliveries(conn)] == [first.id]
-    await subs.mark_dm_sent(conn, first.id, 1, 101)
-    await subs.mark_dm_sent(conn, first.id, 1, 555)  # the first id wins
-    assert await subs.finish_dm_delivery(conn, first.id)
-    done = await subs.get_dm_delivery(conn, ALICE, DAY)
-    assert done.status == "delivered" and [m.message_id for m in done.messages] == [100, 101]
-    await subs.skip_dm_day(conn, ALICE, DAY, "late skip")  # a finished day is left alone
-    assert (await subs.get_dm_delivery(conn, ALICE, DAY)).status == "delivered"
-    assert await subs.unfinished_dm_deliveries(conn) == []
+async def test_a_member_who_left_every_server_is_marked_until_they_subscribe_from_one_again(conn) -> None:
+    await add(conn, ALICE, "tag", "Robotics", guild=5)
+    assert await subs.mark_left_servers(conn, ALICE, True)
+    assert not await subs.mark_left_servers(conn, ALICE, True)  # already marked
+    assert (await subs.get_subscriber(conn, ALICE)).left_servers
+    await add(conn, ALICE, "tag", "Vision", guild=None)  # from a DM: proves nothing about servers
+    assert (await subs.get_subscriber(conn, ALICE)).left_servers
+    await add(conn, ALICE, "tag", "Audio", guild=6)
+    assert not (await subs.get_subscriber(conn, ALICE)).left_servers
 
 
 async def test_matches_list_each_paper_once_with_every_matching_subscription(library) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from storage import channels, roundups, votes
+from storage import channels, outbox, votes
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
 
@@ -79,16 +79,18 @@ async def test_roundup_settings_are_kept_apart_from_the_digest_settings(library)
 
 async def test_a_roundup_is_planned_once_and_sent_once(library) -> None:
     await channels.save_channel(library, DigestChannel(channel_id=5, guild_id=1, post_time=dt.time(9), timezone="UTC"))
-    planned = await roundups.plan_roundup(library, 5, DAY, {"v": 1, "content": "first"})
-    again = await roundups.plan_roundup(library, 5, DAY, {"v": 1, "content": "second"})
-    assert again == planned and again.payload["content"] == "first" and again.message_id is None
-    other = await roundups.plan_roundup(library, 5, DAY + dt.timedelta(days=7), {"v": 1, "content": "next"})
-    assert other.nonce != planned.nonce and len(planned.nonce) <= 25
-    await roundups.mark_roundup_sent(library, planned.id, 111)
-    await roundups.mark_roundup_sent(library, planned.id, 222)
-    assert (await roundups.get_roundup(library, 5, DAY)).message_id == 111
+    planned = await outbox.plan(library, "roundup", 5, DAY, [({"v": 1, "content": "first"}, False)])
+    again = await outbox.plan(library, "roundup", 5, DAY, [({"v": 1, "content": "second"}, False)])
+    assert again == planned and again.messages[0].payload["content"] == "first" and again.messages[0].message_id is None
+    other = await outbox.plan(library, "roundup", 5, DAY + dt.timedelta(days=7), [({"v": 1, "content": "next"}, False)])
+    assert other.messages[0].nonce != planned.messages[0].nonce and len(planned.messages[0].nonce) <= 25
+    await outbox.mark_sent(library, planned.id, 0, 111)
+    await outbox.mark_sent(library, planned.id, 0, 222)
+    assert (await outbox.get(library, "roundup", 5, DAY)).messages[0].message_id == 111
+    assert await outbox.finish(library, planned.id)
     await channels.remove_channel(library, 5)
-    assert await roundups.get_roundup(library, 5, DAY) is None
+    assert await outbox.get(library, "roundup", 5, DAY) is None
+    assert await outbox.history(library, "roundup", 5, since=DAY) == {DAY}  # kept for a new setup
 
 
 # ----- votes belong to their server (issue #12) --------------------------------------------------

@@ -14,7 +14,7 @@ from storage import channels
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
 from testing import FakeDiscord, running_bot
-from tests.world import EPHEMERAL, QuickBot, World, assert_private_error, buttons, first_embed, settings_for
+from tests.world import EPHEMERAL, QuickBot, World, assert_private_error, buttons, first_embed, seen, settings_for
 
 BIG_DAY = dt.date(2025, 3, 21)  # 38 papers: several compact messages
 SMALL_DAY = dt.date(2024, 11, 7)  # 2 papers
@@ -26,7 +26,7 @@ async def post_digest(world: World, day: dt.date, style: str = "compact") -> lis
     await channels.save_channel(world.bot.db, row)
     outcome = await DigestPoster(world.bot).deliver(await channels.get_channel(world.bot.db, row.channel_id), day)
     assert outcome.status == "delivered"
-    return world.fake.messages_in(world.channel)
+    return seen(world.fake.messages_in(world.channel))
 
 
 async def click(world: World, message: dict, label: str, user) -> dict:
@@ -54,7 +54,7 @@ async def test_a_click_counts_a_vote_and_a_second_click_takes_it_back(world: Wor
     assert voted["type"] == 7  # the message itself is updated: nothing new in the channel
     updated = world.fake.state.messages[int(header["id"])]
     assert list(buttons(updated)) == ["#1 ▲ 0", "#2 ▲ 1"]
-    assert updated["embeds"] == header["embeds"] and updated["content"] == header["content"]
+    assert updated["embeds"] == header["embeds"] and seen([updated])[0]["content"] == header["content"]
 
     await click(world, updated, "#2 ▲ 1", world.bob)
     assert list(buttons(updated)) == ["#1 ▲ 0", "#2 ▲ 2"]

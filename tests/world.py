@@ -90,3 +90,18 @@ def buttons(message: dict) -> dict[str, dict]:
     return {b["label"]: b for row in message["components"] for b in row["components"]}
 
 
+
+
+def seen(messages: list[dict]) -> list[dict]:
+    """Messages as members see them: without the invisible ledger marker (`bot.posting.poster.with_marker`)."""
+    from bot.posting.poster import without_marker
+
+    return [{**m, "content": without_marker(m.get("content"))} for m in messages]
+
+
+def every_try() -> int:
+    """A send and all its immediate retries (`bot.posting.poster.RETRY_DELAYS`): a fault lasting this
+    many requests leaves the message planned for the next run."""
+    import bot.posting.poster
+
+    return 1 + len(bot.posting.poster.RETRY_DELAYS)

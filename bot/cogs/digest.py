@@ -20,7 +20,7 @@ from bot import render
 from bot.cogs.options import MAX_CHOICES, known_tag, parse_date, quoted, shown_tag, tag_choices
 from bot.errors import UserError
 from bot.views import Pager
-from storage import channels, deliveries, papers
+from storage import channels, outbox, papers
 from storage.channels import DigestChannel
 
 DEFAULT_TIME = time(9, 0)
@@ -35,6 +35,8 @@ NEEDED = {  # permission attribute -> how Discord's UI names it
     "view_channel": "View Channel",
     "send_messages": "Send Messages",
     "embed_links": "Embed Links",
+    # to look for a message whose answer Discord lost before sending it again (never twice)
+    "read_message_history": "Read Message History",
 }
 NEEDED_FOR_THREADS = {
     "create_public_threads": "Create Public Threads",
@@ -45,6 +47,7 @@ NEEDED_IN_FORUMS = {  # in a forum, Send Messages is what Discord's UI calls Cre
     "send_messages": "Create Posts",
     "send_messages_in_threads": "Send Messages in Threads",
     "embed_links": "Embed Links",
+    "read_message_history": "Read Message History",
 }
 NEEDED_FOR_FORUM_TAGS = {"manage_channels": "Manage Channels"}
 DigestTarget = discord.TextChannel | discord.ForumChannel
@@ -225,7 +228,7 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
 
     async def _status_lines(self, row: DigestChannel) -> str:
         """One channel's schedule, filters and last outcome; every part fits, tags cut first."""
-        last = await deliveries.last_delivered_day(self.db, row.channel_id)
+        last = await outbox.last_done(self.db, "digest", row.channel_id)
         lines = [
             f"Next post: {discord_time(self.daily.next_post_time(row.channel_id), row.timezone)}",
             f"Daily at {row.post_time:%H:%M} {row.timezone} · {row.style}",
@@ -239,11 +242,23 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
             lines.append(f"⛔ Not posting: {render.escape_text(row.broken_reason)}. Fix it, then run `/digest setup` again.")
         elif row.last_error:
             lines.append(f"⚠️ Last error: {render.escape_text(row.last_error)}")
+        if not row.broken_reason and not self._can_read_history(row.channel_id):
+            lines.append("⚠️ Paperbot cannot read the message history here (Read Message History): after a "
+                         "lost answer from Discord it cannot check whether a post went through, so it may "
+                         "post it twice. Grant the permission.")
         lines = [render.truncate(line, 300) for line in lines]
         if row.tags:
             room = render.MAX_FIELD_VALUE - sum(len(line) + 1 for line in lines) - len("Tags: ")
             lines.insert(2, "Tags: " + _tag_list(row.tags, room))
         return "\n".join(lines)
+
+    def _can_read_history(self, channel_id: int) -> bool:
+        """True unless the channel is known and Paperbot lacks Read Message History there."""
+        channel = self.bot.get_channel(channel_id)
+        me = getattr(getattr(channel, "guild", None), "me", None)
+        if channel is None or me is None:
+            return True
+        return channel.permissions_for(me).read_message_history
 
     def _channel_name(self, channel_id: int) -> str:
         channel = self.bot.get_channel(channel_id)
@@ -305,8 +320,8 @@ class Digest(commands.GroupCog, group_name="digest", group_description="Daily di
         wanted: date | None = parse_date(day, "day") or await papers.latest_day(self.db)
         if wanted is None or not await papers.papers_on_day(self.db, wanted):
             raise UserError(f"There is no digest for {wanted or 'any day'} in the library.")
-        done = await deliveries.get_delivery(self.db, row.channel_id, wanted)
-        if done is not None and done.status == "delivered":
+        done = await outbox.get(self.db, "digest", row.channel_id, wanted)
+        if done is not None and done.status == "done":
             raise UserError(f"The digest for {wanted} was already posted in {target.mention}.")
         await interaction.response.defer(ephemeral=True, thinking=True)
         outcome = await self.daily.poster.deliver(row, wanted, late=False)

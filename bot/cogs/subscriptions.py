@@ -175,7 +175,13 @@ class Subscriptions(commands.Cog):
         subscriber = await subs.get_subscriber(self.db, interaction.user.id)
         cap = self.settings.subscriptions.max_per_user
         lines = [f"• {_label(s.kind, s.value)}" for s in found]
-        state = "⏸️ paused (`/subscriptions resume`)" if subscriber and subscriber.paused else "▶️ active"
+        if subscriber and subscriber.paused:
+            state = "⏸️ paused (`/subscriptions resume`)"
+        elif subscriber and subscriber.left_servers:
+            state = ("⏸️ paused: you are no longer in any server where you subscribed (they resume when you are "
+                     "back in one, or subscribe from a server)")
+        else:
+            state = "▶️ active"
         header = f"🔔 Your subscriptions ({len(found)} of {cap}) · DMs {state}"
         await self._reply(interaction, _fitting_list(header, lines, render.MAX_CONTENT - len(DMS_CLOSED_HELP) - 2))
 

@@ -1,22 +1,22 @@
-"""Posting each day's digest to the channels that asked for it, exactly once, driven by the ledger.
+"""Each day's digest in the channels that asked for it: how it renders and where it goes.
 
-`storage.deliveries` decides *what* a channel gets for a day (planned once, replayed on resume);
-this module only talks to Discord: it sends the planned messages that have no message id yet, in
-order, each with its stored nonce, and records every accepted message before sending the next.
-So a crash (even between two messages) resumes at the first message Discord did not accept, and
-a message Discord accepted but the ledger missed is de-duplicated by Discord through its nonce.
+`storage.outbox` (kind 'digest') decides *what* a channel gets for a day (planned once, replayed
+on resume); `bot.posting.poster.Poster` sends each planned message exactly once. This module only
+renders the day (in a worker thread: a large day must not stall the event loop) and says where
+each message goes: the channel, the thread started from the header ('thread' style), or a forum
+post. An empty-day note is a one-message digest.
 
 A forum channel gets one post per day: the post (a thread) is created with the header as its
 first message and the day's matching forum tags, then each paper is a message in it. Creating a
 forum post takes no nonce, so the ledger notes the request before it is made and records the
-post's thread and first message right after; a resume after a crash in between looks the post up
-among the server's active threads (named for the day, in the forum, started by Paperbot) before
-creating one.
+post's thread and first message right after; a resume after a lost answer looks the post up among
+the forum's active and archived posts (named for the day, started by Paperbot) before creating one.
 
-Discord refusing the channel (403/404) marks it broken and the server is told once; anything
-else (5xx, network, timeouts) leaves the delivery pending for the next run. Per-channel rate
-limits are discord.py's business (it follows the bucket headers); the global one is paced here,
-see `bot.posting.pacing`.
+Failures are sorted once, by the poster: *refused* (403/404) marks the channel broken and the
+server is told once; *rejected* (any other 4xx) skips the day with the reason; *ambiguous* (5xx,
+network, timeouts) leaves the delivery planned for the next run, which looks before it sends. Per-channel rate
+limits are discord.py's business (it follows the bucket headers); the global one is paced by the
+poster's pacer, see `bot.posting.pacing`.
 """
 
 from __future__ import annotations
@@ -28,15 +28,27 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
-import aiohttp
 import discord
 
 from bot import render
-from bot.posting.pacing import Pacer, RequestPacer
-from settings import DeliverySettings
-from storage import channels, deliveries
+from bot.posting.poster import (
+    DEFAULT_REQUESTS_PER_SECOND,
+    Ambiguous,
+    Failure,
+    NETWORK_ERRORS,
+    Poster,
+    Refused,
+    Rejected,
+    RequestPacer,
+    describe_error,
+    sort_failure,
+    with_marker,
+)
+from bot.posting.pacing import Pacer
+from storage import channels, outbox
 from storage.channels import DigestChannel
-from storage.deliveries import Delivery, PlannedMessage
+from storage.outbox import Item as Delivery
+from storage.outbox import PlannedMessage
 from storage.papers import papers_on_day
 from storage.tags import normalize_tag
 
@@ -44,12 +56,10 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_REQUESTS_PER_SECOND",
-    "TRANSIENT_ERRORS",
     "DeliveryOutcome",
     "DigestPoster",
     "RequestPacer",
     "describe_error",
-    "rejects_the_message",
 ]
 
 #: Discord's JSON error code for "A thread has already been created for this message".
@@ -61,13 +71,7 @@ MAX_FORUM_TAGS = 20
 MAX_APPLIED_TAGS = 5
 MAX_FORUM_TAG_NAME = 20
 
-#: The `[delivery] requests_per_second` default, for posters made without settings.
-DEFAULT_REQUESTS_PER_SECOND = DeliverySettings().requests_per_second
-
 OutcomeStatus = Literal["delivered", "already_done", "skipped", "broken", "retry_later", "removed", "failed"]
-
-#: Failures worth retrying later: Discord's own errors other than 403/404, and the network.
-TRANSIENT_ERRORS = (discord.HTTPException, discord.RateLimited, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ class _Progress:
 class _ChannelRefused(Exception):
     """Discord answered 403/404 for the digest channel itself."""
 
-    def __init__(self, error: discord.HTTPException) -> None:
+    def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -132,12 +136,20 @@ class DigestPoster:
     thread and forum post they create waits for the poster's pacer (`bot.posting.pacing`).
     """
 
-    def __init__(self, bot: discord.Client, *, requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
-                 pacer: Pacer | None = None, owns_guild=lambda guild_id: True) -> None:
+    def __init__(
+        self, bot: discord.Client, *, requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
+        poster: Poster | None = None, pacer: Pacer | None = None, owns_guild=lambda guild_id: True,
+        max_papers: int = render.DEFAULT_MAX_PAPERS_PER_POST,
+    ) -> None:
         self.bot = bot
+        self.max_papers = max_papers  # `[delivery] max_papers_per_post`: a huge day is posted capped
         self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self.pacer = pacer or RequestPacer(requests_per_second)
+        self.poster = poster or Poster(bot, requests_per_second=requests_per_second, pacer=pacer)
         self.owns_guild = owns_guild  # another process's shards' channels are its to post
+
+    @property
+    def pacer(self) -> Pacer:
+        return self.poster.pacer
 
     @property
     def db(self):
@@ -156,15 +168,15 @@ class DigestPoster:
             channel = await channels.get_channel(self.db, channel_id)
             if channel is None:
                 return DeliveryOutcome(channel_id, day, "removed")
-            delivery = await deliveries.get_delivery(self.db, channel_id, day)
-            if delivery is not None and delivery.status != "pending":
+            delivery = await outbox.get(self.db, "digest", channel_id, day)
+            if delivery is not None and delivery.finished:
                 return DeliveryOutcome(channel_id, day, "already_done", detail=delivery.reason)
             if channel.broken_reason:
                 return DeliveryOutcome(channel_id, day, "broken", detail=channel.broken_reason)
             if delivery is None:
                 planned = await self._plan(channel, day, late)
                 if planned is None:
-                    await deliveries.skip_day(self.db, channel_id, day, "no papers")
+                    await outbox.skip(self.db, "digest", channel_id, day, "no papers")
                     return DeliveryOutcome(channel_id, day, "skipped", detail="no papers")
                 delivery = planned
             return await self._send(channel, delivery)
@@ -197,8 +209,8 @@ class DigestPoster:
     async def resume_unfinished(self, *, concurrency: int = 50) -> list[DeliveryOutcome]:
         """Finish every delivery a crash or an error left pending (call once the bot is ready)."""
         items: list[tuple[DigestChannel, dt.date, bool]] = []
-        for delivery in await deliveries.unfinished_deliveries(self.db):
-            channel = await channels.get_channel(self.db, delivery.channel_id)
+        for delivery in await outbox.unfinished(self.db, "digest"):
+            channel = await channels.get_channel(self.db, delivery.target_id)
             if channel is not None and self.owns_guild(channel.guild_id):
                 items.append((channel, delivery.day, delivery.late))
         return await self.deliver_many(items, concurrency=concurrency)
@@ -208,21 +220,14 @@ class DigestPoster:
     async def _plan(self, channel: DigestChannel, day: dt.date, late: bool) -> Delivery | None:
         """Render the day for the channel and store it in the ledger; None when there is nothing to post."""
         papers = await papers_on_day(self.db, day, tags=channel.tags or None)
-        post_tags = None
-        if papers:
-            roles = await self._roles_to_mention(channel, papers)
-            style = "thread" if channel.style == "forum" else channel.style  # a forum post is a thread
-            payloads = render.digest_messages(day, papers, style=style, late=late, mention_role_ids=roles)
-            in_thread = [style == "thread" and position > 0 for position in range(len(payloads))]
-            if channel.style == "forum":
-                post_tags = render.day_tags_by_frequency(papers)
-        elif channel.empty_day_note:
-            payloads, in_thread = [render.empty_day_message(day)], [False]
-            post_tags = [] if channel.style == "forum" else None
-        else:
+        if not papers and not channel.empty_day_note:
             return None
-        planned = [(render.payload_to_dict(p), t) for p, t in zip(payloads, in_thread, strict=True)]
-        return await deliveries.plan_delivery(self.db, channel.channel_id, day, planned, late=late, post_tags=post_tags)
+        roles = await self._roles_to_mention(channel, papers) if papers else []
+        # Rendering a large day takes a while: off the event loop, so commands and heartbeats go on.
+        planned, post_tags = await asyncio.to_thread(
+            _render_day, channel.style, day, papers, late, roles, self.max_papers
+        )
+        return await outbox.plan(self.db, "digest", channel.channel_id, day, planned, late=late, post_tags=post_tags)
 
     async def _roles_to_mention(self, channel: DigestChannel, papers: list) -> list[int]:
         """The server's roles mapped to a tag that one of the day's papers carries."""
@@ -238,24 +243,26 @@ class DigestPoster:
         try:
             await self._send_unsent(channel, delivery, progress)
         except _DigestRemoved as removed:
-            await deliveries.skip_day(self.db, channel_id, day, str(removed))
+            await outbox.skip(self.db, "digest", channel_id, day, str(removed))
             return DeliveryOutcome(channel_id, day, "skipped", progress.sent, str(removed))
-        except _ChannelRefused as refused:
+        except (_ChannelRefused, Refused) as refused:
             reason = self._broken_reason(channel, refused.error)
             log.warning("digest channel %s is broken: %s", channel_id, reason)
             if await channels.mark_broken(self.db, channel_id, reason):
                 await self._tell_server(channel, reason)
             return DeliveryOutcome(channel_id, day, "broken", progress.sent, reason)
-        except TRANSIENT_ERRORS as error:
-            problem = describe_error(error)
+        except Rejected as rejected:  # sending the same message again can only fail again
+            problem = str(rejected)
             await channels.record_error(self.db, channel_id, problem)
-            if rejects_the_message(error):  # sending the same message again can only fail again
-                log.error("Discord rejected the digest for %s in channel %s: %s", day, channel_id, problem)
-                await deliveries.skip_day(self.db, channel_id, day, f"Discord rejected it: {problem}")
-                return DeliveryOutcome(channel_id, day, "skipped", progress.sent, problem)
+            log.error("Discord rejected the digest for %s in channel %s: %s", day, channel_id, problem)
+            await outbox.skip(self.db, "digest", channel_id, day, f"Discord rejected it: {problem}")
+            return DeliveryOutcome(channel_id, day, "skipped", progress.sent, problem)
+        except Ambiguous as ambiguous:
+            problem = str(ambiguous)
+            await channels.record_error(self.db, channel_id, problem)
             log.warning("digest for %s in channel %s will be retried: %s", day, channel_id, problem)
             return DeliveryOutcome(channel_id, day, "retry_later", progress.sent, problem)
-        await deliveries.finish_delivery(self.db, delivery.id)
+        await outbox.finish(self.db, delivery.id)
         await channels.record_error(self.db, channel_id, None)
         return DeliveryOutcome(channel_id, day, "delivered", progress.sent)
 
@@ -281,29 +288,22 @@ class DigestPoster:
             thread = self.bot.get_partial_messageable(
                 thread_id, guild_id=channel.guild_id, type=discord.ChannelType.public_thread
             )
-            await self._send_one(delivery, planned, thread, in_thread=True)
-            progress.sent += 1
+            if await self._send_one(delivery, planned, thread, in_thread=True, after=thread_id) is not None:
+                progress.sent += 1
 
     async def _send_one(
-        self, delivery: Delivery, planned: PlannedMessage, target: discord.abc.Messageable, *, in_thread: bool
+        self, delivery: Delivery, planned: PlannedMessage, target: discord.abc.Messageable, *, in_thread: bool,
+        after: int | None = None,
     ) -> discord.Message | None:
-        """Send one planned message unless already accepted; record it at once. None if it was skipped."""
-        if planned.message_id is not None:
-            return None
-        payload = render.payload_from_dict(planned.payload)
+        """Send one planned message unless already accepted (None then); the poster records it."""
+        if in_thread and after is not None:  # in a thread: after the newest message recorded in it
+            after = max([after] + [m.message_id for m in delivery.messages if m.in_thread and m.message_id])
         try:
-            await self.pacer.wait()
-            # discord.py sends `enforce_nonce: true` with every nonce: Discord then answers a
-            # repeated nonce with the message it already created instead of posting a second one.
-            message = await target.send(**payload.as_kwargs(), nonce=planned.nonce)
-        except discord.NotFound as error:
-            if in_thread:
-                raise _DigestRemoved("the digest's thread was deleted") from error
-            raise _ChannelRefused(error) from error
-        except discord.Forbidden as error:
-            raise _ChannelRefused(error) from error
-        await deliveries.mark_sent(self.db, delivery.id, planned.position, message.id)
-        return message
+            return await self.poster.send(delivery, planned, target, after=after)
+        except Refused as refused:
+            if in_thread and isinstance(refused.error, discord.NotFound):
+                raise _DigestRemoved("the digest's thread was deleted") from refused
+            raise
 
     async def _open_thread(
         self, channel: DigestChannel, delivery: Delivery, header: PlannedMessage, header_message: discord.Message | None
@@ -316,20 +316,18 @@ class DigestPoster:
             if header_message is None or header_message.guild is None:  # sent in an earlier run
                 parent = self.bot.get_channel(channel.channel_id) or await self.bot.fetch_channel(channel.channel_id)
                 header_message = parent.get_partial_message(header_id)
-            await self.pacer.wait()
-            thread_id = (await header_message.create_thread(name=name)).id
-        except discord.NotFound as error:
-            if error.code == UNKNOWN_MESSAGE:
+            thread_id = (await self.poster.attempt(lambda: header_message.create_thread(name=name))).id
+        except Failure as failure:
+            error = failure.error
+            if isinstance(error, discord.NotFound) and error.code == UNKNOWN_MESSAGE:
                 raise _DigestRemoved("the digest's header message was deleted") from error
-            raise _ChannelRefused(error) from error
-        except discord.Forbidden as error:
-            raise _ChannelRefused(error) from error
-        except discord.HTTPException as error:
-            if error.code != THREAD_ALREADY_CREATED:
+            if not isinstance(error, discord.HTTPException) or error.code != THREAD_ALREADY_CREATED:
                 raise
-            # Created by a run that crashed before recording it; a message's thread has its id.
+            # Created by a run whose answer was lost; a message's thread has the message's id.
             thread_id = header_id
-        await deliveries.set_thread(self.db, delivery.id, thread_id)
+        except (discord.NotFound, discord.Forbidden) as error:  # fetching the channel
+            raise _ChannelRefused(error) from error
+        await outbox.set_thread(self.db, delivery.id, thread_id)
         return thread_id
 
     # -- forum channels ---------------------------------------------------------------------------
@@ -348,8 +346,8 @@ class DigestPoster:
         )
         for planned in rest:
             if planned.message_id is None:
-                await self._send_one(delivery, planned, thread, in_thread=True)
-                progress.sent += 1
+                if await self._send_one(delivery, planned, thread, in_thread=True, after=thread_id) is not None:
+                    progress.sent += 1
 
     async def _forum(self, channel: DigestChannel) -> discord.ForumChannel:
         try:
@@ -361,36 +359,50 @@ class DigestPoster:
         return forum
 
     async def _find_forum_post(self, channel: DigestChannel, delivery: Delivery) -> int | None:
-        """The day's post a crashed run created but did not record (recorded now), if any."""
+        """The day's post an earlier run created but did not record (recorded now), if any.
+
+        Searched among the server's active threads and the forum's archived posts: a post whose
+        answer was lost may have been archived (by a moderator, or by Discord) before this run.
+        """
         guild = self.bot.get_guild(channel.guild_id)
         if guild is None:
             raise RuntimeError(f"server {channel.guild_id} of digest channel {channel.channel_id} is not available yet")
         name = render.digest_thread_name(delivery.day)
         me = self.bot.user.id if self.bot.user is not None else None
-        found = [
-            thread for thread in await guild.active_threads()
-            if thread.parent_id == channel.channel_id and thread.name == name and thread.owner_id == me
-        ]
+
+        def ours(thread: discord.Thread) -> bool:
+            return thread.parent_id == channel.channel_id and thread.name == name and thread.owner_id == me
+
+        try:
+            found = [thread for thread in await guild.active_threads() if ours(thread)]
+            if not found:
+                forum = await self._forum(channel)
+                found = [thread async for thread in forum.archived_threads(limit=None) if ours(thread)]
+        except (discord.HTTPException, *NETWORK_ERRORS) as error:
+            raise sort_failure(error)(error) from error
         if not found:
             return None
         post = min(found, key=lambda thread: thread.id)
         # A forum post's first message has the post's id.
-        await deliveries.record_forum_post(self.db, delivery.id, post.id, delivery.messages[0].position, post.id)
+        await outbox.record_forum_post(self.db, delivery.id, post.id, delivery.messages[0].position, post.id)
         return post.id
 
     async def _create_forum_post(self, channel: DigestChannel, delivery: Delivery, header: PlannedMessage) -> int:
         forum = await self._forum(channel)
         applied = await self._post_tags(channel, forum, delivery.post_tags or [])
-        payload = render.payload_from_dict(header.payload)
-        await deliveries.request_forum_post(self.db, delivery.id)
+        kwargs = with_marker(render.payload_from_dict(header.payload).as_kwargs(), header.nonce)
+        await outbox.request_forum_post(self.db, delivery.id)
         try:
-            await self.pacer.wait()
-            created = await forum.create_thread(
-                name=render.digest_thread_name(delivery.day), **payload.as_kwargs(), applied_tags=applied
-            )
-        except (discord.NotFound, discord.Forbidden) as error:
-            raise _ChannelRefused(error) from error
-        await deliveries.record_forum_post(
+            created = await self.poster.attempt(lambda: forum.create_thread(
+                name=render.digest_thread_name(delivery.day), **kwargs, applied_tags=applied
+            ), retry=False)
+        except Ambiguous:
+            # A retry without a nonce could create a second post: look for the first one instead.
+            found = await self._find_forum_post(channel, delivery)
+            if found is None:
+                raise
+            return found
+        await outbox.record_forum_post(
             self.db, delivery.id, created.thread.id, header.position, created.message.id
         )
         return created.thread.id
@@ -475,16 +487,17 @@ class DigestPoster:
             return DeliveryOutcome(channel.channel_id, day, "failed", detail=describe_error(error))
 
 
-def rejects_the_message(error: BaseException) -> bool:
-    """A 4xx other than a rate limit or timeout: Discord refuses the message itself, not the channel."""
-    status = getattr(error, "status", None)
-    return isinstance(error, discord.HTTPException) and status is not None and 400 <= status < 500 \
-        and status not in (408, 429)
+def _render_day(
+    style: str, day: dt.date, papers: list, late: bool, roles: list[int], max_papers: int
+) -> tuple[list[tuple[dict, bool]], list[str] | None]:
+    """The day's planned messages as (payload dict, in_thread) and, for forums, the day's tags.
 
-
-def describe_error(error: BaseException) -> str:
-    """A short, log- and admin-friendly account of a failure."""
-    if isinstance(error, discord.HTTPException):
-        text = error.text or type(error).__name__
-        return text if text.startswith(str(error.status)) else f"Discord answered {error.status}: {text}"
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    Pure (no I/O, no event loop): run in a worker thread.
+    """
+    if not papers:
+        return [(render.payload_to_dict(render.empty_day_message(day)), False)], [] if style == "forum" else None
+    as_thread = "thread" if style == "forum" else style  # a forum post is a thread
+    payloads = render.digest_messages(day, papers, style=as_thread, late=late, mention_role_ids=roles,
+                                      max_papers=max_papers)
+    planned = [(render.payload_to_dict(p), as_thread == "thread" and i > 0) for i, p in enumerate(payloads)]
+    return planned, render.day_tags_by_frequency(papers) if style == "forum" else None

@@ -1,9 +1,9 @@
-"""Posting each channel's weekly roundup exactly once per week, driven by the roundup ledger.
+"""Each channel's weekly roundup: how it renders and where it goes.
 
-The roundup is rendered and stored (`storage.roundups`) before it is sent; a restart sends the
-stored message, with its stored nonce, so Discord drops a repeat of a send it had accepted; and
-the message id is recorded as soon as Discord accepts it. *When* a roundup is due is the
-scheduler's business (`bot.scheduler.last_roundup_day`).
+The roundup is one planned message in `storage.outbox` (kind 'roundup', period = the roundup's
+own local day), sent by the shared `Poster` (nonce, marker, immediate retries, look before
+sending again), so each week is posted once. *When* a roundup is due is the scheduler's business
+(`bot.scheduler.last_roundup_day`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Literal
 import discord
 
 from bot import render
-from bot.posting.daily import TRANSIENT_ERRORS, rejects_the_message
-from storage import roundups, votes
+from bot.posting.poster import Ambiguous, Poster, Refused, Rejected
+from storage import outbox, votes
 from storage.channels import DigestChannel
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,9 @@ def week_start(week_end: dt.date) -> dt.date:
 class RoundupPoster:
     """Posts roundups for one bot (a `discord.Client` with `.db`); one channel's posts never interleave."""
 
-    def __init__(self, bot: discord.Client) -> None:
+    def __init__(self, bot: discord.Client, *, poster: Poster | None = None) -> None:
         self.bot = bot
+        self.poster = poster or Poster(bot)
         self._channel_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
@@ -46,36 +47,32 @@ class RoundupPoster:
         return self.bot.db
 
     async def post(self, channel: DigestChannel, week_end: dt.date) -> RoundupStatus:
-        """The channel's roundup of the week ending `week_end`, unless the ledger says it was posted."""
+        """The channel's roundup of the week ending `week_end`, unless the ledger says it was handled."""
         async with self._channel_locks[channel.channel_id]:
-            roundup = await roundups.get_roundup(self.db, channel.channel_id, week_end)
+            roundup = await outbox.get(self.db, "roundup", channel.channel_id, week_end)
             if roundup is None:
+                if week_end in await outbox.history(self.db, "roundup", channel.channel_id, since=week_end):
+                    return "already_done"  # posted before the channel was removed and set up again
                 payload = await self.render(channel, week_end)
-                roundup = await roundups.plan_roundup(
-                    self.db, channel.channel_id, week_end, render.payload_to_dict(payload)
+                roundup = await outbox.plan(
+                    self.db, "roundup", channel.channel_id, week_end, [(render.payload_to_dict(payload), False)]
                 )
-            if roundup.done:
+            if roundup.finished:
                 return "already_done"
             target = self.bot.get_partial_messageable(channel.channel_id, guild_id=channel.guild_id)
             try:
-                payload = render.payload_from_dict(roundup.payload)
-                message = await target.send(**payload.as_kwargs(), nonce=roundup.nonce)
-            except discord.HTTPException as error:
-                if rejects_the_message(error):  # the same message would be refused again
-                    log.error("Discord rejected the roundup for %s in channel %s: %s",
-                              week_end, channel.channel_id, error)
-                    await roundups.skip_roundup(self.db, roundup.id, f"Discord rejected it: {error}")
-                    return "refused"
-                if error.status >= 500:
-                    log.warning("roundup for %s in channel %s will be retried: %s", week_end, channel.channel_id, error)
-                    return "retry_later"
-                # A lost channel is reported to the server by the daily digest; the roundup only waits.
-                log.warning("roundup for %s in channel %s refused: %s", week_end, channel.channel_id, error)
+                await self.poster.send(roundup, roundup.messages[0], target)
+            except Rejected as rejected:  # the same message would be refused again
+                log.error("Discord rejected the roundup for %s in channel %s: %s", week_end, channel.channel_id, rejected)
+                await outbox.skip(self.db, "roundup", channel.channel_id, week_end, f"Discord rejected it: {rejected}")
                 return "refused"
-            except TRANSIENT_ERRORS as error:
-                log.warning("roundup for %s in channel %s will be retried: %s", week_end, channel.channel_id, error)
+            except Ambiguous as ambiguous:
+                log.warning("roundup for %s in channel %s will be retried: %s", week_end, channel.channel_id, ambiguous)
                 return "retry_later"
-            await roundups.mark_roundup_sent(self.db, roundup.id, message.id)
+            except Refused as refused:  # the daily digest reports a lost channel; the roundup waits
+                log.warning("roundup for %s in channel %s refused: %s", week_end, channel.channel_id, refused)
+                return "refused"
+            await outbox.finish(self.db, roundup.id)
             return "posted"
 
     async def render(self, channel: DigestChannel, week_end: dt.date) -> render.MessagePayload:

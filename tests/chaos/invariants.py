@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from storage import channels, db, deliveries, fetches, roundups
+from storage import channels, db, fetches, outbox
 from storage import subscriptions as subs
 from storage.papers import papers_on_day
 from testing import FakeDiscord
@@ -146,10 +146,9 @@ async def _channel_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[
         ledger_ids, where = set(), {setup.channel.id}
         # The channel's own ledger may also hold a day just before the run: a channel set up early
         # on the first simulated day is, in a zone behind UTC, set up on the day before.
-        recorded = (await deliveries.delivered_days(conn, setup.channel.id, since=date.min)
-                    | await deliveries.pending_days(conn, setup.channel.id, since=date.min))
+        recorded = await outbox.periods(conn, "digest", setup.channel.id, date.min, ("planned", "done", "skipped"))
         for day in sorted(set(ledger_days) | recorded):
-            delivery = await deliveries.get_delivery(conn, setup.channel.id, day)
+            delivery = await outbox.get(conn, "digest", setup.channel.id, day)
             if delivery is not None:
                 ledger_ids |= {m.message_id for m in delivery.messages if m.message_id is not None}
                 where |= {delivery.thread_id} if delivery.thread_id else set()
@@ -164,23 +163,23 @@ async def _channel_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[
                     tally["no digest that day (fetch log says why)"] += 1
                 else:
                     problems.append(f"{name} {day}: nothing posted, and the day's fetch never came to an end")
-            elif delivery.status == "pending" and row.broken_reason:
+            elif delivery.status == "planned" and row.broken_reason:
                 tally["not posted: channel broken"] += 1  # kept pending: resumes once an admin fixes the channel
-            elif delivery.status == "pending":
+            elif delivery.status == "planned":
                 note = "" if in_library[day] else " (an empty-day note)"
                 problems.append(f"{name} {day}: still pending at the end{note} "
                                 f"({sum(m.message_id is None for m in delivery.messages)} messages unsent)")
             elif delivery.status == "skipped" and not delivery.reason:
                 problems.append(f"{name} {day}: skipped without a reason")
             else:
-                tally[delivery.status] += 1
-        # The weekly roundups have their own ledger. Channels are set up with the wall clock's time,
+                tally["delivered" if delivery.status == "done" else delivery.status] += 1
+        # The weekly roundups are in the same ledger. Channels are set up with the wall clock's time,
         # years before the simulated days, so the week before the first simulated day is owed too;
         # and in zones ahead of UTC the day after the last one has begun.
         for day in [chaos.days[0] - timedelta(days=n) for n in range(7, 0, -1)] + ledger_days:
-            roundup = await roundups.get_roundup(conn, setup.channel.id, day)
-            if roundup is not None and roundup.message_id is not None:
-                ledger_ids.add(roundup.message_id)
+            roundup = await outbox.get(conn, "roundup", setup.channel.id, day)
+            if roundup is not None and roundup.messages[0].message_id is not None:
+                ledger_ids.add(roundup.messages[0].message_id)
         posted = {int(m["id"]) for m in messages if int(m["channel_id"]) in where}
         duplicates += [f"{name}: message {i} is not in the ledger (a double post?)"
                        for i in sorted(posted - ledger_ids)]
@@ -203,10 +202,10 @@ async def _roundup_weeks(chaos: Chaos, conn, report: Report) -> None:
             moment = datetime.combine(day, time.fromisoformat(at), ZoneInfo(setup.zone))
             if day.weekday() != WEEKDAYS.index(weekday) or moment > chaos.now - timedelta(hours=1):
                 continue
-            roundup = await roundups.get_roundup(conn, setup.channel.id, day)
-            if roundup is not None and roundup.message_id is not None:
+            roundup = await outbox.get(conn, "roundup", setup.channel.id, day)
+            if roundup is not None and roundup.messages[0].message_id is not None:
                 tally["posted"] += 1
-            elif roundup is not None and roundup.skipped_reason:
+            elif roundup is not None and roundup.status == "skipped" and roundup.reason:
                 tally["skipped"] += 1
             elif setup.channel.id in chaos.faults.broken_channels:
                 tally["not posted: channel broken"] += 1
@@ -231,7 +230,7 @@ async def _dm_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[date,
         subscriber = await subs.get_subscriber(conn, user_id)
         ledger_ids = set()
         for day in ledger_days:
-            delivery = await subs.get_dm_delivery(conn, user_id, day)
+            delivery = await outbox.get(conn, "dm", user_id, day)
             if delivery is not None:
                 ledger_ids |= {m.message_id for m in delivery.messages if m.message_id is not None}
             if day not in in_library or not in_library[day] or user_id not in {u.id for u in chaos.town.subscribers}:
@@ -241,16 +240,18 @@ async def _dm_days(chaos: Chaos, fake: FakeDiscord, conn, in_library: dict[date,
                     tally["no subscription left"] += 1
                 elif subscriber.dm_closed:
                     tally["DMs closed"] += 1
+                elif subscriber.left_servers:
+                    tally["paused: left every server"] += 1
                 elif subscriber.paused:
                     tally["paused"] += 1
                 else:
                     problems.append(f"user {user_id} {day}: digest in the library, no DM sent or recorded")
-            elif delivery.status == "pending":
+            elif delivery.status == "planned":
                 problems.append(f"user {user_id} {day}: DM still pending at the end")
             elif delivery.status == "skipped" and not delivery.reason:
                 problems.append(f"user {user_id} {day}: skipped without a reason")
             else:
-                tally[delivery.status if delivery.status == "delivered" else f"skipped ({delivery.reason})"] += 1
+                tally["delivered" if delivery.status == "done" else f"skipped ({delivery.reason})"] += 1
         dm = fake.state.dm_channels.get(user_id)
         posted = {int(m["id"]) for m in fake.state.messages.values()
                   if dm is not None and int(m["channel_id"]) == dm and is_digest_message(m, bot_id)}

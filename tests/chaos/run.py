@@ -2,10 +2,11 @@
 
     python -m tests.chaos.run --seed 7 --days 60 --channels 50 --subscribers 200 [--write]
 
-Servers in several time zones set up digest channels and members subscribe, all through slash
-commands; then the simulated clock moves hour by hour while a seeded plan injects Discord faults
-(429 storms, 5xx, slow responses, gateway reconnects, resumes and invalid sessions, channels
-deleted or closed to the bot, DMs closed), source faults (late, missing, truncated, garbage, every
+Servers in several time zones set up digest channels (text channels and forums) and members
+subscribe, all through slash commands; then the simulated clock moves hour by hour while a seeded
+plan injects Discord faults (429 storms, 5xx, slow responses, messages and forum posts created but
+answered 5xx, DMs rejected with a 400, forum posts archived, gateway reconnects, resumes and
+invalid sessions, channels deleted or closed to the bot, DMs closed), source faults (late, missing, truncated, garbage, every
 row malformed) and process faults (SIGKILL mid-delivery, mid-fetch, mid-ingest and mid-start-up;
 a backup while the bot runs), and hostile members fuzz commands, try admin commands and flood
 autocomplete. At the end `tests.chaos.invariants` checks what reached Discord and the library.
@@ -41,10 +42,15 @@ from testing import FakeDiscord, Perm
 from testing.state import Channel, Guild, Role, User
 
 MESSAGES = "/channels/{channel_id}/messages"
+FORUM_POSTS = "/channels/{channel_id}/threads"
+ACTIVE_THREADS = "/guilds/{guild_id}/threads/active"
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Tokyo", "Asia/Kolkata",
          "Australia/Perth", "America/Sao_Paulo"]
 KEYWORDS = ["diffusion", '"language model"', "robot*", "video -generation", "reasoning OR planning", "agent"]
 FETCH_HOUR, DEADLINE_HOURS = 6, 12
+#: Real seconds a nonce is kept across simulated hours: longer than any retry sequence (discord.py's
+#: own retries of a 500/502, then the poster's immediate ones).
+NONCE_GRACE = 40.0
 SEED_DAYS = 3  # real corpus days ingested before the run, so tags exist to subscribe to
 RESULT = Path(__file__).parent / "last-result.md"
 #: A fixed calendar, so a seed replays the same weekdays; March has the US and EU daylight-saving changes.
@@ -80,6 +86,10 @@ class DigestSetup:
     tags: list[str]
     empty_day_note: bool
     roundup: tuple[str, str] | None = None  # (weekday, "HH:MM") of the weekly roundup, if asked for
+
+    @property
+    def forum(self) -> bool:
+        return self.style == "forum"
 
 
 @dataclass
@@ -166,7 +176,10 @@ class Chaos:
         for day in self.days:
             for _ in range(per_day):
                 at(day, rand.choice([FETCH_HOUR, rand.randint(0, 23)]), "rest",
-                   rand.choice(["429", "429", "500", "502", "503", "slow"]))
+                   rand.choice(["429", "429", "500", "502", "503", "slow", "lost", "lost", "dm_400"]))
+            if rand.random() < 0.3:  # a forum post created, its answer lost (and the look right after fails)
+                at(day, rand.choice([FETCH_HOUR, rand.randint(0, 23)]), "rest", "lost_post")
+            at(day, rand.randint(0, 23), "archive", "")  # forum posts archived (a moderator, or auto-archive)
             if rand.random() < 0.5:
                 at(day, rand.randint(0, 23), "gateway",
                    rand.choice(["reconnect", "drop", "invalid", "invalid_resumable"]))
@@ -195,13 +208,14 @@ class Chaos:
             fake.add_member(guild, town.mallory[guild.id], roles=[town.fans[guild.id]])
         for n in range(self.scale.channels):
             guild = town.guilds[n % servers]
-            channel = fake.add_text_channel(guild, f"papers-{n}")
+            forum = n % 6 == 5
+            channel = fake.add_forum_channel(guild, f"papers-{n}") if forum else fake.add_text_channel(guild, f"papers-{n}")
             zone = ZONES[guild.id % len(ZONES)] if n % 3 else rand.choice(ZONES)
             town.digests.append(DigestSetup(
                 channel=channel, guild=guild, post_time=f"{rand.randint(6, 20):02d}:{rand.choice(['00', '30'])}",
-                zone=zone, style="thread" if n % 4 == 3 else "compact", tags=[],
+                zone=zone, style="forum" if forum else "thread" if n % 4 == 3 else "compact", tags=[],
                 empty_day_note=n % 5 == 4,
-                roundup=(WEEKDAYS[n % 7], f"{(7 + n) % 24:02d}:15") if n % 2 == 0 else None,
+                roundup=(WEEKDAYS[n % 7], f"{(7 + n) % 24:02d}:15") if n % 2 == 0 and not forum else None,
             ))
         for n in range(self.scale.subscribers):
             guild = town.guilds[n % servers]
@@ -247,7 +261,7 @@ class Chaos:
                     self._check_time()
                     await self.simulate_day(fake, bot, day)
                 fake.clear_faults()
-                await self.quiet_day(bot, self.days[-1] + timedelta(days=1))
+                await self.quiet_day(fake, bot, self.days[-1] + timedelta(days=1))
                 await self.answered()
             finally:
                 exit_code = await bot.stop()
@@ -266,7 +280,9 @@ class Chaos:
             if setup.channel.id % 3 == 0:
                 setup.tags = rand.sample(popular[:6], 2)
             options = {"channel": setup.channel, "time": setup.post_time, "timezone": setup.zone,
-                       "style": setup.style, "empty_day_note": setup.empty_day_note}
+                       "empty_day_note": setup.empty_day_note}
+            if not setup.forum:
+                options["style"] = setup.style
             if setup.tags:
                 options["tags"] = ", ".join(setup.tags)
             await self._command(fake, "setup", setup.guild, town.general[setup.guild.id],
@@ -299,10 +315,14 @@ class Chaos:
         fetch_expected: int | None = None
         for hour in range(24):
             moment = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=hour)
+            # A simulated hour is far longer than Discord's nonce window (a few minutes): a message
+            # whose answer was lost an hour ago is not deduplicated by its nonce any more. Nonces
+            # of the last real seconds stay: a request still being retried is not an hour old.
+            fake.forget_nonces(older_than=NONCE_GRACE)
             written = self.producer.publish(day, hour)
             events = self.events.get((day, hour), [])
             for kind, detail in events:
-                if kind in ("rest", "gateway", "break", "dm_closed"):
+                if kind in ("rest", "gateway", "break", "dm_closed", "archive"):
                     await self.inject(fake, kind, detail)
             kill = next((detail for kind, detail in events if kind == "kill"), None)
             if hour == FETCH_HOUR:
@@ -325,10 +345,11 @@ class Chaos:
                 elif kind == "backup":
                     await self.backup()
 
-    async def quiet_day(self, bot: BotProcess, day: date) -> None:
+    async def quiet_day(self, fake: FakeDiscord, bot: BotProcess, day: date) -> None:
         """No faults and no digest: every channel's daily job runs once more and retries what it owes."""
         for hour in range(24):
             self.now = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=hour)
+            fake.forget_nonces(older_than=NONCE_GRACE)
             await bot.advance(self.now)
 
     # -- faults ---------------------------------------------------------------------------------
@@ -341,9 +362,21 @@ class Chaos:
                                retry_after=rand.choice([0.05, 0.1, 0.3]), is_global=rand.random() < 0.2)
             elif detail == "slow":
                 fake.add_latency(rand.choice([0.05, 0.2, 0.5]), times=rand.randint(3, 10))
+            elif detail == "lost":  # created, but answered 5xx: maybe past the immediate retries too
+                times = rand.randint(1, 6)  # discord.py itself retries a 500/502 for seconds: keep those short
+                fake.answer_lost("POST", MESSAGES, status=rand.choice([500, 502, 503]) if times <= 2 else 503,
+                                 times=times)
+            elif detail == "lost_post":
+                fake.answer_lost("POST", FORUM_POSTS, status=503, times=1)
+                fake.fail_next("GET", ACTIVE_THREADS, status=503, times=1)
+            elif detail == "dm_400":  # Discord rejects one subscriber's DM as a message
+                user = rand.choice(self.town.subscribers)
+                fake.fail_next("POST", MESSAGES, status=400, code=50035, times=1,
+                               channel_id=fake.state.dm_channel(user).id)
             else:  # discord.py retries a 500/502 itself, after 1 s, then 3 s: one or two are plenty
                 fake.fail_next("POST", MESSAGES, status=int(detail), times=rand.randint(1, 2))
-            faults.add(f"REST {detail}")
+            faults.add({"lost": "message created, answered 5xx", "lost_post": "forum post created, answer lost",
+                        "dm_400": "DM rejected with 400"}.get(detail, f"REST {detail}"))
         elif kind == "gateway":
             if fake.gateway.current is None or fake.gateway.current.connection is None:
                 return
@@ -369,6 +402,15 @@ class Chaos:
             faults.broken_channels[setup.channel.id] = detail
             faults.add(f"channel {detail}d" if detail == "delete" else "channel permissions revoked",
                        f"{self.now:%Y-%m-%d %H:%M}: #{setup.channel.name} {detail}")
+        elif kind == "archive":
+            forums = {s.channel.id for s in self.town.digests if s.forum}
+            posts = [t for t in fake.state.channels.values()
+                     if t.is_thread and t.parent_id in forums and not t.archived]
+            for post in posts:
+                post.archived = True
+            if posts:
+                faults.add("forum posts archived")
+            return
         elif kind == "dm_closed":
             open_ = [u for u in self.town.subscribers if u.id not in faults.dm_closed]
             if open_:

@@ -60,7 +60,9 @@ def test_the_run_injects_every_kind_of_fault(short_run: Report) -> None:
     injected = " ".join(short_run.injected)
     for fault in ("SIGKILL in_flight", "SIGKILL waiting_fetch", "SIGKILL mid_ingest", "REST 429", "channel deleted",
                   "channel permissions revoked", "DMs closed", "source day: garbage", "source day: truncated",
-                  "source day: all_malformed", "source day: missing", "source day: late"):
+                  "source day: all_malformed", "source day: missing", "source day: late",
+                  "message created, answered 5xx", "forum post created, answer lost", "DM rejected with 400",
+                  "forum posts archived"):
         assert fault in injected, f"the short run no longer injects {fault!r}"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from digests.fetcher import digest_problem
-from storage import papers
+from storage import outbox, papers
 from storage import subscriptions as subs
 from tests.chaos.source import all_malformed
 from tests.world import World
@@ -36,8 +36,8 @@ async def test_a_subscriber_gets_the_days_missed_since_their_last_dm_and_a_newco
 
     await world.bot.daily.post_due(now=dt.datetime.combine(LATEST, dt.time(12), dt.UTC))
 
-    alice = [await subs.get_dm_delivery(db, world.alice.id, day) for day in window]
-    assert all(d is not None and d.status in ("delivered", "skipped") for d in alice), alice
-    assert [d.day for d in alice if d.status == "delivered"][-1] == LATEST
-    bob = [await subs.get_dm_delivery(db, world.bob.id, day) for day in window]
+    alice = [await outbox.get(db, "dm", world.alice.id, day) for day in window]
+    assert all(d is not None and d.status in ("done", "skipped") for d in alice), alice
+    assert [d.day for d in alice if d.status == "done"][-1] == LATEST
+    bob = [await outbox.get(db, "dm", world.bob.id, day) for day in window]
     assert [d.day for d in bob if d is not None] == [LATEST]  # a new subscriber does not get a backlog
