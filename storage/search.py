@@ -1,21 +1,22 @@
 """Full-text search and tag browsing, returning pages of hits with Markdown snippets.
 
-How results are ordered, and why not by bm25: FTS5's bm25() first counts, for
-each phrase of the query, the papers holding it anywhere in the library (its
-IDF). For a common word in a million papers that alone takes 25–90 ms, however
-few papers the filters leave. So a search walks the index newest first (by
-paper id: the order papers were first stored, which daily ingest makes the
-order of their first digest), takes the newest RANKED_MATCHES matches (cheap),
-orders them by where the words are — all in the title first, then in title and
-tags, then title, tags and authors, then anywhere (the summary) — newest first
-within each group, and lists the older matches after them, newest first.
+How results are ordered, and why not by FTS5's bm25(): bm25() first counts, for each
+phrase of the query, the papers holding it anywhere in the library (its IDF). For a common
+word in a million papers that alone takes 25–90 ms, however few papers the filters leave,
+and ordering every match by it costs a row's work per match. So a search ranks a bounded
+set of candidates:
 
-The trade: recency, not how often a word occurs, decides within a group, which
-suits a library of daily digests; a title match older than the newest
-RANKED_MATCHES matches is not pulled forward (for a word in most papers that
-window is about a month of digests; for rarer words it reaches further back).
-The same walk counts the matches, so beyond RANKED_MATCHES the total is a lower
-bound (`SearchPage.total_is_exact`).
+- the newest RANKED_MATCHES matches (one cheap walk of the index, newest first, which also
+  counts them), and
+- the newest TITLE_MATCHES papers with every word in the title, however old: where a paper a
+  member remembers by a few title words or its short name is (benchmarks/relevance.py).
+
+Candidates are grouped by where the words are — all in the title, then in title and tags,
+then title, tags and authors, then anywhere — and ordered within each group by
+column-weighted BM25 (storage/ranking.py: FTS5's formula from cached term statistics), the
+first SCORED of them; the rest of a group follows newest first. The older matches outside
+the candidates come after them, newest first, so every match is reachable by paging.
+Beyond RANKED_MATCHES the total is a lower bound (`SearchPage.total_is_exact`).
 
 Snippets are plain text on one line with the matched words wrapped in `**`;
 the text's own asterisks are dropped so every `**` is a marker. Escaping for a
@@ -32,6 +33,7 @@ import aiosqlite
 
 from storage._rows import fetch_all, id_list, load_papers_in_order
 from storage.models import SearchHit, SearchPage
+from storage.ranking import bm25_scores
 from storage.search_query import QueryError, to_fts_query
 from storage.facets import CODE, date_range_tokens, tag_token
 from storage.tags import tag_id
@@ -39,6 +41,8 @@ from storage.tags import tag_id
 _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
 _SUMMARY_COLUMN = 2
 RANKED_MATCHES = 1_000  # see the module docstring
+TITLE_MATCHES = 1_000
+SCORED = 300  # candidates scored by BM25, best groups first, newest first within each; see _ranked
 # Where the words are, best first; a match in none of these has them in the summary.
 RANK_COLUMNS = (("title",), ("title", "tags"), ("title", "tags", "authors"))
 SNIPPET_TOKENS = 24
@@ -139,8 +143,9 @@ async def search(
         match = filters.match(words)
         newest = await _newest_matches(conn, match)
         window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
-        ranked = await _ranked(conn, words, filters, window)
-        ids = await _page(conn, match, ranked, total_is_exact, max(0, limit), max(0, offset))
+        in_title = [] if total_is_exact else await _newest_title_matches(conn, words, filters)
+        ranked = await _ranked(conn, query, words, filters, window, in_title)
+        ids = await _page(conn, match, ranked, window, total_is_exact, max(0, limit), max(0, offset))
         snippets = await _snippets(conn, words, ids)
     except sqlite3.OperationalError as error:
         if _is_query_syntax_error(error):
@@ -149,7 +154,7 @@ async def search(
     papers = await load_papers_in_order(conn, ids)
     return SearchPage(
         hits=[SearchHit(paper=p, snippet=snippets.get(i, "")) for i, p in zip(ids, papers)],
-        total=len(window),
+        total=len(ranked),
         total_is_exact=total_is_exact,
     )
 
@@ -160,35 +165,67 @@ async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
     return [row[0] for row in await fetch_all(conn, sql, [match])]
 
 
-async def _ranked(conn: aiosqlite.Connection, words: str, filters: _Filters, window: list[int]) -> list[int]:
-    """The window's ids, those with the words in the best columns (RANK_COLUMNS) first, newest first within each.
+async def _newest_title_matches(conn: aiosqlite.Connection, words: str, filters: _Filters) -> list[int]:
+    """The newest TITLE_MATCHES papers with every word in the title: where a remembered paper is, however old."""
+    sql = f"SELECT rowid {_MATCHES} ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"
+    return [row[0] for row in await fetch_all(conn, sql, [filters.match(f"{words} AND {{title}} : {words}")])]
 
-    Each column group is one FTS5 column-filter query kept to the window's rowid
-    span, so it costs about as much as the window, never the whole library.
+
+async def _ranked(
+    conn: aiosqlite.Connection, query: str, words: str, filters: _Filters, window: list[int], in_title: list[int]
+) -> list[int]:
+    """The candidates by where the words are (RANK_COLUMNS, best first), then by BM25 within each group.
+
+    Papers with every word in the title are `in_title` (however old) plus those the window
+    holds; the other groups are found by FTS5 column-filter queries kept to the window's rowid
+    span, so they cost about as much as the window, never the whole library. Within a group
+    every paper holds each word in the same columns, so BM25 comes down to the paper's length
+    (storage/ranking.py), newest first among equals.
     """
-    if len(window) < 2:
-        return window
-    parts = [
-        f"SELECT {level:d} AS level, rowid AS id {_MATCHES} AND rowid BETWEEN ? AND ?"
-        for level in range(len(RANK_COLUMNS))
-    ]
-    params = []
-    for columns in RANK_COLUMNS:
-        params += [filters.match(f"{{{' '.join(columns)}}} : {words}"), window[-1], window[0]]
-    level: dict[int, int] = {}
-    for found_level, paper_id in await fetch_all(conn, " UNION ALL ".join(parts), params):
-        level[paper_id] = min(found_level, level.get(paper_id, found_level))
-    return sorted(window, key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -paper_id))
+    candidates = list(dict.fromkeys(window + in_title))
+    if len(candidates) < 2:
+        return candidates
+    level = dict.fromkeys(in_title, 0)
+    if window:
+        parts = [
+            f"SELECT {level:d} AS level, rowid AS id {_MATCHES} AND rowid BETWEEN ? AND ?"
+            for level in range(len(RANK_COLUMNS))
+        ]
+        params = []
+        for columns in RANK_COLUMNS:
+            params += [filters.match(f"{{{' '.join(columns)}}} : {words}"), window[-1], window[0]]
+        for found_level, paper_id in await fetch_all(conn, " UNION ALL ".join(parts), params):
+            level[paper_id] = min(found_level, level.get(paper_id, found_level))
+    by_place = sorted(candidates, key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -paper_id))
+    scores = await bm25_scores(conn, query, by_place[:SCORED])
+    unscored = float("inf")  # after the scored papers of their group, newest first
+    return sorted(
+        by_place,
+        key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -scores.get(paper_id, -unscored), -paper_id),
+    )
 
 
 async def _page(
-    conn: aiosqlite.Connection, match: str, ranked: list[int], total_is_exact: bool, limit: int, offset: int
+    conn: aiosqlite.Connection,
+    match: str,
+    ranked: list[int],
+    window: list[int],
+    total_is_exact: bool,
+    limit: int,
+    offset: int,
 ) -> list[int]:
-    """One page: from the ranked window, then from the older matches beyond it (newest first), so every page is reachable."""
+    """One page: from the ranked candidates, then the older matches beyond them (newest first), so every page is reachable."""
     ids = ranked[offset : offset + limit]
-    if len(ids) < limit and not total_is_exact:
-        sql = f"SELECT rowid {_MATCHES} AND rowid < ? ORDER BY rowid DESC LIMIT ? OFFSET ?"
-        older = await fetch_all(conn, sql, [match, min(ranked), limit - len(ids), max(0, offset - len(ranked))])
+    if len(ids) < limit and not total_is_exact and window:
+        oldest_in_window = window[-1]
+        already_ranked = [paper_id for paper_id in ranked if paper_id < oldest_in_window]
+        sql = f"""SELECT rowid {_MATCHES} AND rowid < ? AND +rowid NOT IN (SELECT value FROM json_each(?))
+                  ORDER BY rowid DESC LIMIT ? OFFSET ?"""
+        older = await fetch_all(
+            conn,
+            sql,
+            [match, oldest_in_window, id_list(already_ranked), limit - len(ids), max(0, offset - len(ranked))],
+        )
         ids += [row[0] for row in older]
     return ids
 

@@ -1,0 +1,166 @@
+"""Scoring search candidates with column-weighted BM25 from cheap term statistics.
+
+FTS5's own bm25() walks every query term's whole posting list to count its papers, on every
+search: 25–90 ms for a common word at a million papers, before ranking a single row. Here
+the same formula (FTS5's, with the weights COLUMN_WEIGHTS) is computed in Python for a
+bounded set of candidates (see storage/search.py) from:
+
+- each term's paper count, estimated from its newest ESTIMATE_FROM matches (exact when it has
+  fewer; otherwise the rowid span they cover, scaled to the library) and cached per
+  connection until the library grows by REFRESH_GROWTH;
+- the candidates' lengths in index terms, from FTS5's own docsize table, and the average
+  length from its averages record;
+- term counts per column: how often a word starting with the term's index stem
+  (storage/tokens.py) occurs in the candidate's text, counted with bytes.count (the stem
+  "model" counts models and modelling; a phrase counts as its rarest word). Close to
+  FTS5's own counts at a fraction of the cost.
+
+Pure computation and a few SQL reads; no writes.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage._rows import fetch_all, id_list
+from storage.search_query import _group_terms, _lex, _stem_safe_prefix
+from storage.tokens import tokens
+
+K1, B = 1.2, 0.75
+# title, authors, summary, tags: where a member's remembered words count most.
+COLUMN_WEIGHTS = (10.0, 2.0, 1.0, 3.0)
+RANKED_COLUMNS = len(COLUMN_WEIGHTS)  # the facets column after them is filter tokens, not text
+ESTIMATE_FROM = 2_000
+REFRESH_GROWTH = 0.05
+
+
+@dataclass(frozen=True)
+class Term:
+    """One positive term of the query as FTS5 sees it: a word, a phrase or a prefix."""
+
+    fts: str  # the FTS5 expression that finds its papers
+    words: tuple[tuple[bytes, ...], ...]  # per word of the term, the word starts (b" stem") that count as it
+
+
+def query_terms(user_text: str) -> list[Term]:
+    """The query's positive terms (OR groups flattened); the terms to leave out do not score."""
+    groups, _ = _group_terms(_lex(user_text))
+    terms: list[Term] = []
+    for group in groups:
+        for term in group:
+            if term.prefix:
+                starts = [start for start in (term.text.lower().strip(), _stem_safe_prefix(term.text)) if start]
+                if starts:
+                    terms.append(Term(term.to_fts(), (tuple(b" " + start.encode() for start in starts),)))
+                continue
+            stems = tokens(term.text)
+            if stems:
+                terms.append(Term(term.to_fts(), tuple((b" " + stem.encode(),) for stem in stems)))
+    return terms
+
+
+def _fts_varints(blob: bytes) -> list[int]:
+    """The integers in an FTS5 record (docsize, averages): SQLite's big-endian varints."""
+    values, i = [], 0
+    while i < len(blob):
+        value = 0
+        for j in range(9):
+            byte = blob[i]
+            i += 1
+            if j == 8:
+                value = (value << 8) | byte
+                break
+            value = (value << 7) | (byte & 0x7F)
+            if not byte & 0x80:
+                break
+        values.append(value)
+    return values
+
+
+@dataclass
+class _Stats:
+    papers: int
+    average_length: float
+    paper_counts: dict[str, int]
+
+
+_stats: weakref.WeakKeyDictionary[aiosqlite.Connection, _Stats] = weakref.WeakKeyDictionary()
+
+
+async def _library_stats(conn: aiosqlite.Connection) -> _Stats:
+    """Rows and average text length from FTS5's averages record; cached until the library grows."""
+    rows = await fetch_all(conn, "SELECT block FROM papers_fts_data WHERE id = 1")
+    values = _fts_varints(rows[0][0]) if rows and rows[0][0] else [0]
+    papers = values[0]
+    totals = values[1 : 1 + RANKED_COLUMNS]
+    average = sum(totals) / papers if papers else 1.0
+    cached = _stats.get(conn)
+    if cached is None or abs(papers - cached.papers) > REFRESH_GROWTH * max(cached.papers, 1):
+        cached = _Stats(papers, average, {})
+        _stats[conn] = cached
+    return cached
+
+
+async def _paper_count(conn: aiosqlite.Connection, stats: _Stats, term: Term) -> int:
+    if term.fts not in stats.paper_counts:
+        rows = await fetch_all(
+            conn,
+            f"""SELECT count(*), min(rowid), (SELECT max(id) FROM papers) FROM
+                (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? ORDER BY rowid DESC LIMIT {ESTIMATE_FROM:d})""",
+            [term.fts],
+        )
+        found, oldest, newest = rows[0]
+        if found < ESTIMATE_FROM or not oldest:
+            estimate = found
+        else:
+            estimate = round(found * newest / max(1, newest - oldest + 1))
+        stats.paper_counts[term.fts] = min(estimate, stats.papers)
+    return stats.paper_counts[term.fts]
+
+
+def _idf(papers: int, with_term: int) -> float:
+    """FTS5's idf, floored as FTS5 floors it so a word in most papers still counts a little."""
+    return max(1e-6, math.log((papers - with_term + 0.5) / (with_term + 0.5)))
+
+
+# Every ASCII byte that is not a letter or digit becomes a space, so b" " + stem finds word starts
+# (bytes.translate: a table lookup per byte, far cheaper than str.translate).
+_WORD_STARTS = bytes(c if c >= 128 or chr(c).isalnum() else 32 for c in range(256))
+
+
+async def bm25_scores(conn: aiosqlite.Connection, user_text: str, ids: list[int]) -> dict[int, float]:
+    """Column-weighted BM25 (FTS5's formula and COLUMN_WEIGHTS) of each candidate for the query's positive terms.
+
+    Term counts are word starts (`_counts`): the stem "model" counts models and modelling,
+    a phrase counts as its rarest word. Close to FTS5's counts, at a fraction of the cost.
+    """
+    terms = query_terms(user_text)
+    if not ids or not terms:
+        return {}
+    stats = await _library_stats(conn)
+    idfs = [_idf(stats.papers, await _paper_count(conn, stats, term)) for term in terms]
+    rows = await fetch_all(
+        conn,
+        """SELECT p.id, p.title, p.authors, p.summary, p.tag_text, d.sz
+           FROM papers p JOIN papers_fts_docsize d ON d.id = p.id
+           WHERE p.id IN (SELECT value FROM json_each(?))""",
+        [id_list(ids)],
+    )
+    scores: dict[int, float] = {}
+    average = stats.average_length or 1.0
+    for paper_id, title, authors, summary, tags, sizes in rows:
+        spaced = [b" " + text.lower().encode().translate(_WORD_STARTS) for text in (title, authors, summary, tags)]
+        norm = K1 * (1 - B + B * sum(_fts_varints(sizes)[:RANKED_COLUMNS]) / average)
+        score = 0.0
+        for term, idf in zip(terms, idfs):
+            tf = 0.0
+            for weight, text in zip(COLUMN_WEIGHTS, spaced):
+                tf += weight * min(sum(text.count(start) for start in group) for group in term.words)
+            if tf:
+                score += idf * tf * (K1 + 1) / (tf + norm)
+        scores[paper_id] = score
+    return scores
