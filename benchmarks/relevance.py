@@ -186,7 +186,7 @@ async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> di
             found = baseline_search(base, q["query"])
             baseline_ms.append((time.perf_counter() - start) * 1000)
             q["baseline_rank"] = _rank(found, target)
-        related = await measure_related(conn, [ids_by_arxiv[q["target"]] for q in queries if q["kind"] == "words"])
+        related = await measure_related(conn, [(ids_by_arxiv[q["target"]], q["target"]) for q in queries if q["kind"] == "words"])
     finally:
         base.close()
         await conn.close()
@@ -214,7 +214,7 @@ async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> di
     }
 
 
-async def measure_related(conn, paper_ids: list[int]) -> dict[str, Any] | None:
+async def measure_related(conn, papers: list[tuple[int, str]]) -> dict[str, Any] | None:
     """Share of related papers that have a tag in common with the paper, beside random papers; latency."""
     try:
         from storage import related as storage_related
@@ -227,20 +227,23 @@ async def measure_related(conn, paper_ids: list[int]) -> dict[str, Any] | None:
         rows = await (await conn.execute("SELECT DISTINCT tag_id FROM paper_tags WHERE paper_id = ?", (paper_id,))).fetchall()
         return {row[0] for row in rows}
 
+    async def id_of(arxiv_id: str) -> int:
+        return (await (await conn.execute("SELECT id FROM papers WHERE arxiv_id = ?", (arxiv_id,))).fetchone())[0]
+
     shared = total = random_shared = random_total = 0
     times = []
-    for paper_id in paper_ids:
-        await storage_related.related_papers(conn, paper_id)  # warm-up
-    for paper_id in paper_ids:
+    for _, arxiv_id in papers:
+        await storage_related.related_papers(conn, arxiv_id)  # warm-up
+    for paper_id, arxiv_id in papers:
         own = await tags_of(paper_id)
         if not own:
             continue
         start = time.perf_counter()
-        found = await storage_related.related_papers(conn, paper_id)
+        found = await storage_related.related_papers(conn, arxiv_id)
         times.append((time.perf_counter() - start) * 1000)
         for other in found:
             total += 1
-            shared += bool(own & await tags_of(other.id))
+            shared += bool(own & await tags_of(await id_of(other.arxiv_id)))
         for _ in range(len(found) or 5):
             random_total += 1
             random_shared += bool(own & await tags_of(rng.randint(1, max_id)))

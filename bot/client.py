@@ -18,6 +18,7 @@ from bot.posting.daily import DigestPoster
 from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
 from bot.posting.dms import SubscriptionPoster
+from bot.related import RelatedClick
 from bot.votes import VoteClick
 from storage import db
 
@@ -61,6 +62,7 @@ class Paperbot(commands.Bot):
         )
         self.tree.on_error = errors.on_app_command_error
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
+        self.add_dynamic_items(RelatedClick)  # so do Related buttons
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands()

@@ -132,17 +132,30 @@ def _idf(papers: int, with_term: int) -> float:
 _WORD_STARTS = bytes(c if c >= 128 or chr(c).isalnum() else 32 for c in range(256))
 
 
-async def bm25_scores(conn: aiosqlite.Connection, user_text: str, ids: list[int]) -> dict[int, float]:
-    """Column-weighted BM25 (FTS5's formula and COLUMN_WEIGHTS) of each candidate for the query's positive terms.
+def word_term(word: str) -> Term | None:
+    """A single plain word as a Term (for queries built from a paper's own words)."""
+    stems = tokens(word)
+    if not stems or not word.isalnum():
+        return None
+    return Term(f'"{word}"', tuple((b" " + stem.encode(),) for stem in stems))
 
-    Term counts are word starts (`_counts`): the stem "model" counts models and modelling,
-    a phrase counts as its rarest word. Close to FTS5's counts, at a fraction of the cost.
+
+async def inverse_document_frequencies(conn: aiosqlite.Connection, terms: list[Term]) -> list[float]:
+    """Each term's IDF from its (estimated, cached) paper count."""
+    stats = await _library_stats(conn)
+    return [_idf(stats.papers, await _paper_count(conn, stats, term)) for term in terms]
+
+
+async def bm25_scores(conn: aiosqlite.Connection, terms: list[Term], ids: list[int]) -> dict[int, float]:
+    """Column-weighted BM25 (FTS5's formula and COLUMN_WEIGHTS) of each candidate for `terms`.
+
+    Term counts are word starts: the stem "model" counts models and modelling, a phrase
+    counts as its rarest word. Close to FTS5's counts, at a fraction of the cost.
     """
-    terms = query_terms(user_text)
     if not ids or not terms:
         return {}
     stats = await _library_stats(conn)
-    idfs = [_idf(stats.papers, await _paper_count(conn, stats, term)) for term in terms]
+    idfs = await inverse_document_frequencies(conn, terms)
     rows = await fetch_all(
         conn,
         """SELECT p.id, p.title, p.authors, p.summary, p.tag_text, d.sz

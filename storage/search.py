@@ -33,7 +33,7 @@ import aiosqlite
 
 from storage._rows import fetch_all, id_list, load_papers_in_order
 from storage.models import SearchHit, SearchPage
-from storage.ranking import bm25_scores
+from storage.ranking import bm25_scores, query_terms
 from storage.search_query import QueryError, to_fts_query
 from storage.facets import CODE, date_range_tokens, tag_token
 from storage.tags import tag_id
@@ -197,7 +197,7 @@ async def _ranked(
         for found_level, paper_id in await fetch_all(conn, " UNION ALL ".join(parts), params):
             level[paper_id] = min(found_level, level.get(paper_id, found_level))
     by_place = sorted(candidates, key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -paper_id))
-    scores = await bm25_scores(conn, query, by_place[:SCORED])
+    scores = await bm25_scores(conn, query_terms(query), by_place[:SCORED])
     unscored = float("inf")  # after the scored papers of their group, newest first
     return sorted(
         by_place,

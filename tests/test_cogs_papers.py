@@ -170,6 +170,15 @@ async def test_paper_from_an_id_or_a_link(world: World, given: str) -> None:
     assert "2025-02-20" in text_of(embed)
 
 
+async def test_paper_lists_related_papers_linked_to_arxiv(world: World) -> None:
+    _, response = await world.command("paper", id="2502.13923")
+    fields = {f["name"]: f["value"] for f in first_embed(response).get("fields", [])}
+    lines = fields["Related"].splitlines()
+    assert 1 <= len(lines) <= 5
+    assert all(line.startswith("• [") and "](https://arxiv.org/abs/" in line for line in lines)
+    assert "2502.13923" not in fields["Related"]
+
+
 async def test_paper_with_a_malformed_id(world: World) -> None:
     _, response = await world.command("paper", id="not-a-paper")
     assert_private_error(response, "not an arxiv id")

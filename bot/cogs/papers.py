@@ -30,6 +30,7 @@ from bot.views import Pager
 from digests import exports
 from storage import papers, votes
 from storage.models import SearchHit, SearchPage, arxiv_id_from
+from storage.related import related_papers
 
 EXPORT_LIMIT = 1000  # papers in one /papers export file
 Period = Literal["week", "month", "year", "all"]
@@ -240,7 +241,10 @@ class Library(commands.Cog):
         found = await papers.get_paper(self.db, arxiv_id)
         if found is None:
             raise UserError(f"Paper {arxiv_id} is not in the library yet.")
-        await interaction.response.send_message(embed=render.paper_embed(found), allowed_mentions=render.NO_MENTIONS)
+        related = await related_papers(self.db, arxiv_id)
+        await interaction.response.send_message(
+            embed=render.paper_embed(found, related=related), allowed_mentions=render.NO_MENTIONS
+        )
 
     @app_commands.command(name="tags", description="Every tag with its number of papers")
     async def tags(self, interaction: discord.Interaction) -> None:
