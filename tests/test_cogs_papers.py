@@ -40,6 +40,16 @@ async def test_search_finds_a_title_first_and_shows_matched_words(world: World) 
     assert response["data"]["allowed_mentions"] == {"parse": []}
 
 
+async def test_a_search_with_a_typo_suggests_the_library_spelling(world: World) -> None:
+    _, response = await world.command("papers", "search", query="reinforcment lerning")
+    assert_private_error(response, "no papers match", "did you mean “reinforcement learning”?")
+
+
+async def test_a_search_with_no_close_words_suggests_nothing(world: World) -> None:
+    _, response = await world.command("papers", "search", query="zyzzyva quux")
+    assert "did you mean" not in assert_private_error(response, "no papers match").lower()
+
+
 async def test_search_pages_forward_for_the_owner_only(world: World) -> None:
     handle, response = await world.command("papers", "search", query="language model")
     footer = first_embed(response)["footer"]["text"]

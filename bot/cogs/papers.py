@@ -31,6 +31,7 @@ from digests import exports
 from storage import papers, votes
 from storage.models import SearchHit, SearchPage, arxiv_id_from
 from storage.related import related_papers
+from storage.vocabulary import did_you_mean
 
 EXPORT_LIMIT = 1000  # papers in one /papers export file
 Period = Literal["week", "month", "year", "all"]
@@ -113,7 +114,11 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
                        f"until {until_day}" if until_day else "",
                        {True: "with code", False: "without code", None: ""}[has_code]]
             searched = ", ".join(f for f in filters if f)
-            raise UserError(f"No papers match “{quoted(query)}”" + (f" ({searched})." if searched else "."))
+            suggestion = await did_you_mean(
+                self.db, query, tag=tag_name, since=since_day, until=until_day, has_code=has_code
+            )
+            hint = f" Did you mean “{quoted(suggestion)}”?" if suggestion else ""
+            raise UserError(f"No papers match “{quoted(query)}”" + (f" ({searched})." if searched else ".") + hint)
         await self._send_pages(interaction, f"🔎 {render.truncate(query, 200)}", first, fetch)
 
     @app_commands.command(name="tag", description="The newest papers with a tag")

@@ -1,0 +1,88 @@
+"""“Did you mean …?” for a search that found nothing, from the library's own words.
+
+The words are those of every title and tag (migration 012: an FTS5 index with detail=none and
+its fts5vocab table, kept by triggers). A query word no title or tag holds is replaced by
+the closest word that does (edit distance counting a swap of neighbours as one edit, via
+rapidfuzz: at most 1 edit for words of up to MAX_ONE_EDIT letters, 2 for longer ones; ties
+go to the word in more papers). Only
+words starting with the same letter are read: one range of the sorted vocabulary, and
+typos rarely hit the first letter. The correction is offered only if it finds papers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+
+import aiosqlite
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
+from storage._rows import fetch_all
+from storage.search_query import QueryError, _lex
+
+MAX_ONE_EDIT = 4
+MIN_WORD = 3
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _fold(word: str) -> str:
+    """Lower case without diacritics, as the vocabulary's unicode61 tokenizer stores words."""
+    return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
+
+
+async def _known(conn: aiosqlite.Connection, word: str) -> bool:
+    return bool(await fetch_all(conn, "SELECT 1 FROM search_words_vocab WHERE term = ?", [word]))
+
+
+async def closest_word(conn: aiosqlite.Connection, word: str) -> str | None:
+    """The library word closest to `word` (which no title or tag holds), or None if none is close."""
+    limit = 1 if len(word) <= MAX_ONE_EDIT else 2
+    first = word[0]
+    rows = await fetch_all(
+        conn,
+        "SELECT term, doc FROM search_words_vocab WHERE term >= ? AND term < ?",
+        [first, first + "\U0010ffff"],
+    )
+    papers = {term: count for term, count in rows if abs(len(term) - len(word)) <= limit}
+    found = process.extract(word, list(papers), scorer=OSA.distance, score_cutoff=limit, limit=None)
+    if not found:
+        return None
+    best, _, _ = min(found, key=lambda match: (match[1], -papers[match[0]], match[0]))
+    return best
+
+
+async def did_you_mean(
+    conn: aiosqlite.Connection,
+    query: str,
+    *,
+    tag: str | None = None,
+    since: dt.date | None = None,
+    until: dt.date | None = None,
+    has_code: bool | None = None,
+) -> str | None:
+    """`query` with its unknown words corrected, if that finds papers (with the same filters); else None."""
+    from storage.search import search  # search imports the ranking; keep this module light to import
+
+    corrected = query
+    changed = False
+    for item in _lex(query):
+        if isinstance(item, str) or item.negated or item.prefix:
+            continue
+        for word in _WORD.findall(item.text):
+            folded = _fold(word)
+            if len(folded) < MIN_WORD or folded.isdigit() or await _known(conn, folded):
+                continue
+            better = await closest_word(conn, folded)
+            if better is None:
+                continue
+            corrected = re.sub(rf"(?<![^\W_]){re.escape(word)}(?![^\W_])", better, corrected, count=1)
+            changed = True
+    if not changed:
+        return None
+    try:
+        page = await search(conn, corrected, tag=tag, since=since, until=until, has_code=has_code, limit=1)
+    except QueryError:
+        return None
+    return corrected if page.total else None
