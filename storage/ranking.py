@@ -91,6 +91,20 @@ class _Stats:
 _stats: weakref.WeakKeyDictionary[aiosqlite.Connection, _Stats] = weakref.WeakKeyDictionary()
 
 
+def _text_length(sizes: bytes) -> int:
+    """A docsize record's token counts of the text columns, summed (sizes never need 9-byte varints)."""
+    total = value = seen = 0
+    for byte in sizes:
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            total += value
+            value = 0
+            seen += 1
+            if seen == RANKED_COLUMNS:
+                break
+    return total
+
+
 async def _library_stats(conn: aiosqlite.Connection) -> _Stats:
     """Rows and average text length from FTS5's averages record; cached until the library grows."""
     rows = await fetch_all(conn, "SELECT block FROM papers_fts_data WHERE id = 1")
@@ -129,7 +143,7 @@ def _idf(papers: int, with_term: int) -> float:
 
 # Every ASCII byte that is not a letter or digit becomes a space, so b" " + stem finds word starts
 # (bytes.translate: a table lookup per byte, far cheaper than str.translate).
-_WORD_STARTS = bytes(c if c >= 128 or chr(c).isalnum() else 32 for c in range(256))
+_WORD_STARTS = bytes(c if c >= 128 or c == 1 or chr(c).isalnum() else 32 for c in range(256))  # \x01 splits columns
 
 
 def word_term(word: str) -> Term | None:
@@ -165,14 +179,20 @@ async def bm25_scores(conn: aiosqlite.Connection, terms: list[Term], ids: list[i
     )
     scores: dict[int, float] = {}
     average = stats.average_length or 1.0
+    weighted = [(term.words, idf) for term, idf in zip(terms, idfs)]
     for paper_id, title, authors, summary, tags, sizes in rows:
-        spaced = [b" " + text.lower().encode().translate(_WORD_STARTS) for text in (title, authors, summary, tags)]
-        norm = K1 * (1 - B + B * sum(_fts_varints(sizes)[:RANKED_COLUMNS]) / average)
+        # One lower/encode/translate for the four columns, then split: each part starts with a space.
+        spaced = b" " + "\x01 ".join((title, authors, summary, tags)).lower().encode().translate(_WORD_STARTS)
+        columns = list(zip(COLUMN_WEIGHTS, spaced.split(b"\x01")))
+        norm = K1 * (1 - B + B * _text_length(sizes) / average)
         score = 0.0
-        for term, idf in zip(terms, idfs):
+        for words, idf in weighted:
             tf = 0.0
-            for weight, text in zip(COLUMN_WEIGHTS, spaced):
-                tf += weight * min(sum(text.count(start) for start in group) for group in term.words)
+            for weight, text in columns:
+                if len(words) == 1 and len(words[0]) == 1:
+                    tf += weight * text.count(words[0][0])
+                else:
+                    tf += weight * min(sum(text.count(start) for start in group) for group in words)
             if tf:
                 score += idf * tf * (K1 + 1) / (tf + norm)
         scores[paper_id] = score
