@@ -1,8 +1,8 @@
 -- The library's own words, for "Did you mean …?" (storage/vocabulary.py): every word of every
 -- title and tag, as written (lower case, no diacritics, not stemmed), with the papers holding it.
 --
--- An FTS5 index with detail=none keeps only which papers hold a word (no positions, no columns):
--- a few bytes a paper. Its fts5vocab table lists the words in order, so the words near a typo are
+-- An FTS5 index with detail=none and columnsize=0 keeps only which papers hold a word (no
+-- positions, columns or lengths): about 18 bytes a paper. Its fts5vocab table lists the words in order, so the words near a typo are
 -- one range read. External content over a view, kept in step by triggers like papers_fts (001).
 
 CREATE VIEW paper_vocabulary_text AS
@@ -13,6 +13,7 @@ CREATE VIRTUAL TABLE search_words USING fts5 (
     content = 'paper_vocabulary_text',
     content_rowid = 'id',
     detail = none,
+    columnsize = 0,
     tokenize = 'unicode61 remove_diacritics 2'
 );
 
