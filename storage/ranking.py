@@ -36,6 +36,7 @@ COLUMN_WEIGHTS = (10.0, 2.0, 1.0, 3.0)
 RANKED_COLUMNS = len(COLUMN_WEIGHTS)  # the facets column after them is filter tokens, not text
 ESTIMATE_FROM = 2_000
 REFRESH_GROWTH = 0.05
+CACHED_TERMS = 20_000  # paper counts kept per connection (~2 MB); the cache starts over beyond it
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ async def _library_stats(conn: aiosqlite.Connection) -> _Stats:
 
 async def _paper_count(conn: aiosqlite.Connection, stats: _Stats, term: Term) -> int:
     if term.fts not in stats.paper_counts:
+        if len(stats.paper_counts) >= CACHED_TERMS:
+            stats.paper_counts.clear()
         rows = await fetch_all(
             conn,
             f"""SELECT count(*), min(rowid), (SELECT max(id) FROM papers) FROM
