@@ -42,10 +42,10 @@ _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
 _SUMMARY_COLUMN = 2
 RANKED_MATCHES = 1_000  # see the module docstring
 TITLE_MATCHES = 1_000
+TITLE_SCAN = 20_000  # matches the title walk may pass through; see _newest_title_matches
 SCORED = 300  # candidates scored by BM25, best groups first, newest first within each; see _ranked
-# Where the words are, best first; a match in none of these has them in the summary.
-RANK_COLUMNS = (("title",), ("title", "tags"), ("title", "tags", "authors"))
 SNIPPET_TOKENS = 24
+_SNIPPETS_PER_STATEMENT = 100
 SUMMARY_PREVIEW_CHARS = 200
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use markers, swapped for ** after cleaning the text
 
@@ -143,8 +143,8 @@ async def search(
         match = filters.match(words)
         newest = await _newest_matches(conn, match)
         window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
-        in_title = [] if total_is_exact else await _newest_title_matches(conn, words, filters)
-        ranked = await _ranked(conn, query, words, filters, window, in_title)
+        in_title = await _newest_title_matches(conn, words, filters, window, total_is_exact)
+        ranked = await _ranked(conn, query, window, in_title)
         ids = await _page(conn, match, ranked, window, total_is_exact, max(0, limit), max(0, offset))
         snippets = await _snippets(conn, words, ids)
     except sqlite3.OperationalError as error:
@@ -165,43 +165,39 @@ async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
     return [row[0] for row in await fetch_all(conn, sql, [match])]
 
 
-async def _newest_title_matches(conn: aiosqlite.Connection, words: str, filters: _Filters) -> list[int]:
-    """The newest TITLE_MATCHES papers with every word in the title: where a remembered paper is, however old."""
-    sql = f"SELECT rowid {_MATCHES} ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"
-    return [row[0] for row in await fetch_all(conn, sql, [filters.match(f"{words} AND {{title}} : {words}")])]
-
-
-async def _ranked(
-    conn: aiosqlite.Connection, query: str, words: str, filters: _Filters, window: list[int], in_title: list[int]
+async def _newest_title_matches(
+    conn: aiosqlite.Connection, words: str, filters: _Filters, window: list[int], total_is_exact: bool
 ) -> list[int]:
-    """The candidates by where the words are (RANK_COLUMNS, best first), then by BM25 within each group.
+    """The newest TITLE_MATCHES papers with every word in the title: where a remembered paper is, however old.
 
-    Papers with every word in the title are `in_title` (however old) plus those the window
-    holds; the other groups are found by FTS5 column-filter queries kept to the window's rowid
-    span, so they cost about as much as the window, never the whole library. Within a group
-    every paper holds each word in the same columns, so BM25 comes down to the paper's length
-    (storage/ranking.py), newest first among equals.
+    A title filter makes FTS5 read the words' positions in every match it passes, so when
+    the matches go beyond the window the walk is kept to the newest ~TITLE_SCAN of them,
+    a rowid span estimated from how many rowids the window's matches spread over.
+    """
+    sql = f"SELECT rowid {_MATCHES} AND rowid >= ? ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"
+    oldest = 0
+    if not total_is_exact and window:
+        span = window[0] - window[-1] + 1
+        oldest = max(0, window[0] - span * TITLE_SCAN // len(window))
+    return [row[0] for row in await fetch_all(conn, sql, [filters.match(f"{words} AND {{title}} : {words}"), oldest])]
+
+
+async def _ranked(conn: aiosqlite.Connection, query: str, window: list[int], in_title: list[int]) -> list[int]:
+    """The candidates, those with every word in the title first, each group by BM25 (storage/ranking.py).
+
+    The first SCORED candidates (title matches first, newest first) are scored; the rest of
+    each group follows them newest first.
     """
     candidates = list(dict.fromkeys(window + in_title))
     if len(candidates) < 2:
         return candidates
-    level = dict.fromkeys(in_title, 0)
-    if window:
-        parts = [
-            f"SELECT {level:d} AS level, rowid AS id {_MATCHES} AND rowid BETWEEN ? AND ?"
-            for level in range(len(RANK_COLUMNS))
-        ]
-        params = []
-        for columns in RANK_COLUMNS:
-            params += [filters.match(f"{{{' '.join(columns)}}} : {words}"), window[-1], window[0]]
-        for found_level, paper_id in await fetch_all(conn, " UNION ALL ".join(parts), params):
-            level[paper_id] = min(found_level, level.get(paper_id, found_level))
-    by_place = sorted(candidates, key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -paper_id))
+    title = set(in_title)
+    by_place = sorted(candidates, key=lambda paper_id: (paper_id not in title, -paper_id))
     scores = await bm25_scores(conn, query_terms(query), by_place[:SCORED])
     unscored = float("inf")  # after the scored papers of their group, newest first
     return sorted(
         by_place,
-        key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -scores.get(paper_id, -unscored), -paper_id),
+        key=lambda paper_id: (paper_id not in title, -scores.get(paper_id, -unscored), -paper_id),
     )
 
 
@@ -234,20 +230,23 @@ async def _snippets(conn: aiosqlite.Connection, match: str, ids: list[int]) -> d
     """Snippets for one page only (snippet() is costly): the summary's if it has a match, else the best column's.
 
     `match` is the user's words without the filter terms, so facets are never shown. A plain
-    `rowid IN (…)` would make FTS5 run the whole match once per id; a rowid range lets it run
-    once over a narrow span, and `+rowid` keeps the page's ids a plain filter on top.
+    `rowid IN (…)` would make FTS5 run the whole match once per id, and one rowid range
+    would walk every match between the page's oldest and newest paper (a page may hold an old
+    title match beside new ones); `rowid = ?` per paper is one seek each.
     """
     if not ids:
         return {}
-    rows = await fetch_all(
-        conn,
-        f"""SELECT rowid,
-                   snippet(papers_fts, {_SUMMARY_COLUMN}, ?, ?, '…', {SNIPPET_TOKENS}),
-                   snippet(papers_fts, -1, ?, ?, '…', {SNIPPET_TOKENS})
-            FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
-                 AND +rowid IN (SELECT value FROM json_each(?))""",
-        (_OPEN, _CLOSE, _OPEN, _CLOSE, match, min(ids), max(ids), id_list(ids)),
-    )
+    one = f"""SELECT rowid,
+                     snippet(papers_fts, {_SUMMARY_COLUMN}, ?, ?, '…', {SNIPPET_TOKENS}),
+                     snippet(papers_fts, -1, ?, ?, '…', {SNIPPET_TOKENS})
+              FROM papers_fts WHERE papers_fts MATCH ? AND rowid = ?"""
+    rows = []
+    for start in range(0, len(ids), _SNIPPETS_PER_STATEMENT):  # SQLite allows 500 SELECTs in a compound
+        chunk = ids[start : start + _SNIPPETS_PER_STATEMENT]
+        params: list = []
+        for paper_id in chunk:
+            params += [_OPEN, _CLOSE, _OPEN, _CLOSE, match, paper_id]
+        rows += await fetch_all(conn, " UNION ALL ".join([one] * len(chunk)), params)
     return {row[0]: _marked_snippet(row[1] if _OPEN in (row[1] or "") else row[2] or "") for row in rows}
 
 
