@@ -21,6 +21,7 @@ Pure computation and a few SQL reads; no writes.
 from __future__ import annotations
 
 import math
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ COLUMN_WEIGHTS = (10.0, 2.0, 1.0, 3.0)
 RANKED_COLUMNS = len(COLUMN_WEIGHTS)  # the facets column after them is filter tokens, not text
 ESTIMATE_FROM = 2_000
 REFRESH_GROWTH = 0.05
+STATS_SECONDS = 10.0
 CACHED_TERMS = 20_000  # paper counts kept per connection (~2 MB); the cache starts over beyond it
 
 
@@ -87,6 +89,7 @@ class _Stats:
     papers: int
     average_length: float
     paper_counts: dict[str, int]
+    read_at: float = 0.0
 
 
 _stats: weakref.WeakKeyDictionary[aiosqlite.Connection, _Stats] = weakref.WeakKeyDictionary()
@@ -107,16 +110,22 @@ def _text_length(sizes: bytes) -> int:
 
 
 async def _library_stats(conn: aiosqlite.Connection) -> _Stats:
-    """Rows and average text length from FTS5's averages record; cached until the library grows."""
+    """Rows and average text length from FTS5's averages record, read at most every STATS_SECONDS.
+
+    The paper counts cached with them start over when the library has grown by REFRESH_GROWTH.
+    """
+    cached = _stats.get(conn)
+    if cached is not None and time.monotonic() - cached.read_at < STATS_SECONDS:
+        return cached
     rows = await fetch_all(conn, "SELECT block FROM papers_fts_data WHERE id = 1")
     values = _fts_varints(rows[0][0]) if rows and rows[0][0] else [0]
     papers = values[0]
     totals = values[1 : 1 + RANKED_COLUMNS]
     average = sum(totals) / papers if papers else 1.0
-    cached = _stats.get(conn)
     if cached is None or abs(papers - cached.papers) > REFRESH_GROWTH * max(cached.papers, 1):
         cached = _Stats(papers, average, {})
         _stats[conn] = cached
+    cached.average_length, cached.read_at = average, time.monotonic()
     return cached
 
 

@@ -42,10 +42,11 @@ _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
 _SUMMARY_COLUMN = 2
 RANKED_MATCHES = 1_000  # see the module docstring
 TITLE_MATCHES = 1_000
-TITLE_SCAN = 20_000  # matches the title walk may pass through; see _newest_title_matches
-SCORED = 300  # candidates scored by BM25, best groups first, newest first within each; see _ranked
+TITLE_SCAN = 10_000  # matches the title walk may pass through; see _newest_title_matches
+SCORED = 200  # candidates scored by BM25, best groups first, newest first within each; see _ranked
 SNIPPET_TOKENS = 24
 _SNIPPETS_PER_STATEMENT = 100
+_SNIPPET_GAP = 2_000  # rowids between two page ids read in one range rather than two
 SUMMARY_PREVIEW_CHARS = 200
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use markers, swapped for ** after cleaning the text
 
@@ -230,22 +231,29 @@ async def _snippets(conn: aiosqlite.Connection, match: str, ids: list[int]) -> d
     """Snippets for one page only (snippet() is costly): the summary's if it has a match, else the best column's.
 
     `match` is the user's words without the filter terms, so facets are never shown. A plain
-    `rowid IN (…)` would make FTS5 run the whole match once per id, and one rowid range
-    would walk every match between the page's oldest and newest paper (a page may hold an old
-    title match beside new ones); `rowid = ?` per paper is one seek each.
+    `rowid IN (…)` would make FTS5 run the whole match once per id; a rowid range lets it run
+    once over a narrow span, and `+rowid` keeps the page's ids a plain filter on top. A page
+    may hold old title matches beside new papers, so each cluster of nearby ids gets its range.
     """
     if not ids:
         return {}
     one = f"""SELECT rowid,
                      snippet(papers_fts, {_SUMMARY_COLUMN}, ?, ?, '…', {SNIPPET_TOKENS}),
                      snippet(papers_fts, -1, ?, ?, '…', {SNIPPET_TOKENS})
-              FROM papers_fts WHERE papers_fts MATCH ? AND rowid = ?"""
+              FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
+                   AND +rowid IN (SELECT value FROM json_each(?))"""
+    clusters: list[list[int]] = []
+    for paper_id in sorted(ids):
+        if clusters and paper_id - clusters[-1][-1] <= _SNIPPET_GAP:
+            clusters[-1].append(paper_id)
+        else:
+            clusters.append([paper_id])
     rows = []
-    for start in range(0, len(ids), _SNIPPETS_PER_STATEMENT):  # SQLite allows 500 SELECTs in a compound
-        chunk = ids[start : start + _SNIPPETS_PER_STATEMENT]
+    for start in range(0, len(clusters), _SNIPPETS_PER_STATEMENT):  # SQLite allows 500 SELECTs in a compound
+        chunk = clusters[start : start + _SNIPPETS_PER_STATEMENT]
         params: list = []
-        for paper_id in chunk:
-            params += [_OPEN, _CLOSE, _OPEN, _CLOSE, match, paper_id]
+        for cluster in chunk:
+            params += [_OPEN, _CLOSE, _OPEN, _CLOSE, match, cluster[0], cluster[-1], id_list(cluster)]
         rows += await fetch_all(conn, " UNION ALL ".join([one] * len(chunk)), params)
     return {row[0]: _marked_snippet(row[1] if _OPEN in (row[1] or "") else row[2] or "") for row in rows}
 
