@@ -5,15 +5,17 @@ its fts5vocab table, kept by triggers). A query word no title or tag holds is re
 the closest word that does (edit distance counting a swap of neighbours as one edit, via
 rapidfuzz: at most 1 edit for words of up to MAX_ONE_EDIT letters, 2 for longer ones; ties
 go to the word in more papers). Only
-words starting with the same letter are read: one range of the sorted vocabulary, and
-typos rarely hit the first letter. The correction is offered only if it finds papers.
+words starting with the same letter are read: one range of the sorted vocabulary (cached a
+while), and typos rarely hit the first letter. The correction is offered only if it finds papers.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 import unicodedata
+import weakref
 
 import aiosqlite
 from rapidfuzz import process
@@ -24,6 +26,11 @@ from storage.search_query import QueryError, _lex
 
 MAX_ONE_EDIT = 4
 MIN_WORD = 3
+MAX_TIED = 8  # equally close words whose paper counts are compared
+CACHE_SECONDS = 600.0
+_cache: weakref.WeakKeyDictionary[aiosqlite.Connection, dict[str, tuple[float, list[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -36,21 +43,38 @@ async def _known(conn: aiosqlite.Connection, word: str) -> bool:
     return bool(await fetch_all(conn, "SELECT 1 FROM search_words_vocab WHERE term = ?", [word]))
 
 
+async def _words_starting(conn: aiosqlite.Connection, letter: str) -> list[str]:
+    """The library's words starting with `letter`, cached per connection for CACHE_SECONDS.
+
+    fts5vocab reads every listed word's paper list to count it, whatever the query selects,
+    so a range read grows with the library; one read per letter now and then keeps a typo's
+    suggestion cheap, and counts are read only for the few closest words.
+    """
+    cache = _cache.setdefault(conn, {})
+    cached = cache.get(letter)
+    if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
+        rows = await fetch_all(
+            conn, "SELECT term FROM search_words_vocab WHERE term >= ? AND term < ?", [letter, letter + "\U0010ffff"]
+        )
+        cached = (time.monotonic(), [row[0] for row in rows])
+        cache[letter] = cached
+    return cached[1]
+
+
 async def closest_word(conn: aiosqlite.Connection, word: str) -> str | None:
     """The library word closest to `word` (which no title or tag holds), or None if none is close."""
     limit = 1 if len(word) <= MAX_ONE_EDIT else 2
-    first = word[0]
-    rows = await fetch_all(
-        conn,
-        "SELECT term, doc FROM search_words_vocab WHERE term >= ? AND term < ?",
-        [first, first + "\U0010ffff"],
-    )
-    papers = {term: count for term, count in rows if abs(len(term) - len(word)) <= limit}
-    found = process.extract(word, list(papers), scorer=OSA.distance, score_cutoff=limit, limit=None)
+    words = [term for term in await _words_starting(conn, word[0]) if abs(len(term) - len(word)) <= limit]
+    found = process.extract(word, words, scorer=OSA.distance, score_cutoff=limit, limit=None)
     if not found:
         return None
-    best, _, _ = min(found, key=lambda match: (match[1], -papers[match[0]], match[0]))
-    return best
+    nearest = min(distance for _, distance, _ in found)
+    tied = sorted(term for term, distance, _ in found if distance == nearest)[:MAX_TIED]
+    papers = {}
+    for term in tied:
+        rows = await fetch_all(conn, "SELECT doc FROM search_words_vocab WHERE term = ?", [term])
+        papers[term] = rows[0][0] if rows else 0
+    return min(tied, key=lambda term: (-papers[term], term))
 
 
 async def did_you_mean(
