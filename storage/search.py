@@ -180,7 +180,9 @@ async def _newest_title_matches(
     if not total_is_exact and window:
         span = window[0] - window[-1] + 1
         oldest = max(0, window[0] - span * TITLE_SCAN // len(window))
-    return [row[0] for row in await fetch_all(conn, sql, [filters.match(f"{words} AND {{title}} : {words}"), oldest])]
+    # Every word in the title implies every word anywhere, unless some are to be left out anywhere.
+    in_title = f"{{title}} : {words}" if " NOT " not in words else f"{words} AND {{title}} : {words}"
+    return [row[0] for row in await fetch_all(conn, sql, [filters.match(in_title), oldest])]
 
 
 async def _ranked(conn: aiosqlite.Connection, query: str, window: list[int], in_title: list[int]) -> list[int]:

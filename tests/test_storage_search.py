@@ -210,3 +210,15 @@ async def test_a_rare_word_in_the_title_outweighs_a_common_one(conn):
         paper(2, title="Learning anew", summary="Gradient."),
     )
     assert numbers(await search(conn, "learning gradient"))[:2] == [1, 2]
+
+
+async def test_a_title_match_with_a_left_out_word_anywhere_stays_out(conn, window_of):
+    window_of(2)
+    await add_days(
+        conn,
+        paper(1, title="Sparse transformers", summary="About pruning."),
+        paper(2, title="Sparse transformers again", summary="Nothing else."),
+        *[paper(n, summary="Sparse transformers, in passing.") for n in range(3, 8)],
+    )
+    found = await every_page(conn, "sparse transformers -pruning")
+    assert 1 not in found and found[0] == 2 and sorted(found) == [2, 3, 4, 5, 6, 7]
