@@ -141,12 +141,8 @@ async def search(
     if filters is None:
         return SearchPage(hits=[], total=0)
     try:
-        match = filters.match(words)
-        newest = await _newest_matches(conn, match)
-        window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
-        in_title = await _newest_title_matches(conn, words, filters, window, total_is_exact)
-        ranked = await _ranked(conn, query, window, in_title)
-        ids = await _page(conn, match, ranked, window, total_is_exact, max(0, limit), max(0, offset))
+        order = await _order(conn, query, words, filters)
+        ids = await _page(conn, order, max(0, limit), max(0, offset))
         snippets = await _snippets(conn, words, ids)
     except sqlite3.OperationalError as error:
         if _is_query_syntax_error(error):
@@ -155,9 +151,28 @@ async def search(
     papers = await load_papers_in_order(conn, ids)
     return SearchPage(
         hits=[SearchHit(paper=p, snippet=snippets.get(i, "")) for i, p in zip(ids, papers)],
-        total=len(ranked),
-        total_is_exact=total_is_exact,
+        total=len(order.ranked),
+        total_is_exact=order.total_is_exact,
     )
+
+
+@dataclass(frozen=True)
+class _Order:
+    """A search's order: the ranked candidates, then (`_page`) the older matches beyond the window."""
+
+    match: str  # the words and filters as one MATCH expression
+    ranked: list[int]
+    window: list[int]
+    total_is_exact: bool
+
+
+async def _order(conn: aiosqlite.Connection, query: str, words: str, filters: _Filters) -> _Order:
+    """The candidates of the module docstring, ranked; raises OperationalError as SQLite does."""
+    match = filters.match(words)
+    newest = await _newest_matches(conn, match)
+    window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
+    in_title = await _newest_title_matches(conn, words, filters, window, total_is_exact)
+    return _Order(match, await _ranked(conn, query, window, in_title), window, total_is_exact)
 
 
 async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
@@ -204,18 +219,11 @@ async def _ranked(conn: aiosqlite.Connection, query: str, window: list[int], in_
     )
 
 
-async def _page(
-    conn: aiosqlite.Connection,
-    match: str,
-    ranked: list[int],
-    window: list[int],
-    total_is_exact: bool,
-    limit: int,
-    offset: int,
-) -> list[int]:
+async def _page(conn: aiosqlite.Connection, order: _Order, limit: int, offset: int) -> list[int]:
     """One page: from the ranked candidates, then the older matches beyond them (newest first), so every page is reachable."""
+    ranked, window = order.ranked, order.window
     ids = ranked[offset : offset + limit]
-    if len(ids) < limit and not total_is_exact and window:
+    if len(ids) < limit and not order.total_is_exact and window:
         oldest_in_window = window[-1]
         already_ranked = [paper_id for paper_id in ranked if paper_id < oldest_in_window]
         sql = f"""SELECT rowid {_MATCHES} AND rowid < ? AND +rowid NOT IN (SELECT value FROM json_each(?))
@@ -223,7 +231,7 @@ async def _page(
         older = await fetch_all(
             conn,
             sql,
-            [match, oldest_in_window, id_list(already_ranked), limit - len(ids), max(0, offset - len(ranked))],
+            [order.match, oldest_in_window, id_list(already_ranked), limit - len(ids), max(0, offset - len(ranked))],
         )
         ids += [row[0] for row in older]
     return ids
