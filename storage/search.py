@@ -8,15 +8,19 @@ set of candidates:
 
 - the newest RANKED_MATCHES matches (one cheap walk of the index, newest first, which also
   counts them), and
-- the newest TITLE_MATCHES papers with every word in the title, however old: where a paper a
-  member remembers by a few title words or its short name is (benchmarks/relevance.py).
+- the newest TITLE_MATCHES papers with every word in the title, however old (among the
+  newest ~TITLE_SCAN matches): where a paper a member remembers by a few title words or its
+  short name is (benchmarks/relevance.py).
 
-Candidates are grouped by where the words are — all in the title, then in title and tags,
-then title, tags and authors, then anywhere — and ordered within each group by
-column-weighted BM25 (storage/ranking.py: FTS5's formula from cached term statistics), the
-first SCORED of them; the rest of a group follows newest first. The older matches outside
-the candidates come after them, newest first, so every match is reachable by paging.
-Beyond RANKED_MATCHES the total is a lower bound (`SearchPage.total_is_exact`).
+Candidates with every word in the title come first, then the others; each group is ordered
+by column-weighted BM25 (storage/ranking.py: FTS5's formula and weights title 10, authors 2,
+summary 1, tags 3, from cached term statistics), the first SCORED candidates of them; the
+rest of a group follows newest first. The older matches outside the candidates come after
+them, newest first, so every match is reachable by paging. Beyond RANKED_MATCHES the total
+is a lower bound (`SearchPage.total_is_exact`).
+
+The trade: a title match older than the newest ~TITLE_SCAN matches of a very common query
+is not pulled forward, and term counts are close to FTS5's, not equal (storage/ranking.py).
 
 Snippets are plain text on one line with the matched words wrapped in `**`;
 the text's own asterisks are dropped so every `**` is a marker. Escaping for a
