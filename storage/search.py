@@ -38,7 +38,8 @@ import aiosqlite
 from storage._rows import fetch_all, id_list, load_papers_in_order
 from storage.models import SearchHit, SearchPage
 from storage.ranking import bm25_scores, query_terms
-from storage.search_query import QueryError, to_fts_query
+from storage.search_query import QueryError, _group_terms, _lex, to_fts_query
+from storage.tokens import tokens
 from storage.facets import CODE, date_range_tokens, tag_token
 from storage.tags import tag_id
 
@@ -175,7 +176,10 @@ async def _order(conn: aiosqlite.Connection, query: str, words: str, filters: _F
     match = filters.match(words)
     newest = await _newest_matches(conn, match)
     window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
-    in_title = await _newest_title_matches(conn, words, filters, window, total_is_exact)
+    in_title = await _newest_title_matches(conn, query, words, filters, window, total_is_exact)
+    if total_is_exact:  # the window holds every match: a title match outside it is not one
+        matching = set(window)
+        in_title = [paper_id for paper_id in in_title if paper_id in matching]
     return _Order(match, await _ranked(conn, query, window, in_title), window, total_is_exact)
 
 
@@ -185,15 +189,42 @@ async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
     return [row[0] for row in await fetch_all(conn, sql, [match])]
 
 
+def _plain_title_words(query: str) -> str | None:
+    """The query as a papers_titles expression when it is plain words (OR allowed), else None.
+
+    papers_titles keeps no positions (detail=none): it cannot check a phrase, and a word the
+    tokenizer splits (`LLaMA-Berry`) is a phrase; prefixes would need its own prefix indexes;
+    words to leave out may be anywhere, not only in titles. Those queries take the walk instead.
+    """
+    groups, excluded = _group_terms(_lex(query))
+    if excluded or not groups:
+        return None
+    for group in groups:
+        for term in group:
+            if term.prefix or len(tokens(term.text)) != 1:
+                return None
+    return " AND ".join(
+        group[0].to_fts() if len(group) == 1 else "(" + " OR ".join(term.to_fts() for term in group) + ")"
+        for group in groups
+    )
+
+
 async def _newest_title_matches(
-    conn: aiosqlite.Connection, words: str, filters: _Filters, window: list[int], total_is_exact: bool
+    conn: aiosqlite.Connection, query: str, words: str, filters: _Filters, window: list[int], total_is_exact: bool
 ) -> list[int]:
     """The newest TITLE_MATCHES papers with every word in the title: where a remembered paper is, however old.
 
-    A title filter makes FTS5 read the words' positions in every match it passes, so when
-    the matches go beyond the window the walk is kept to the newest ~TITLE_SCAN of them,
-    a rowid span estimated from how many rowids the window's matches spread over.
+    Plain words are looked up in papers_titles (migration 012), whose short posting lists
+    make this cheap at any size. Otherwise a title filter on papers_fts makes FTS5 read the
+    words' positions in every match it passes, so when the matches go beyond the window the
+    walk is kept to the newest ~TITLE_SCAN of them, a rowid span estimated from how many
+    rowids the window's matches spread over.
     """
+    plain = _plain_title_words(query)
+    if plain is not None:
+        sql = f"""SELECT rowid FROM papers_titles WHERE papers_titles MATCH ?
+                  ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"""
+        return [row[0] for row in await fetch_all(conn, sql, [filters.match(plain)])]
     sql = f"SELECT rowid {_MATCHES} AND rowid >= ? ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"
     oldest = 0
     if not total_is_exact and window:

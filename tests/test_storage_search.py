@@ -222,3 +222,20 @@ async def test_a_title_match_with_a_left_out_word_anywhere_stays_out(conn, windo
     )
     found = await every_page(conn, "sparse transformers -pruning")
     assert 1 not in found and found[0] == 2 and sorted(found) == [2, 3, 4, 5, 6, 7]
+
+
+async def test_title_matches_follow_changed_titles_and_filters(conn, window_of):
+    window_of(2)
+    await add_days(
+        conn,
+        paper(1, title="Graph kernels"),
+        paper(2, title="Graph kernels, coded", tags=["Graphs"], github_urls=["https://github.com/a/b"]),
+        *[paper(n, summary="Graph kernels in passing.") for n in range(3, 9)],
+    )
+    assert sorted(numbers(await search(conn, "kernels graph"))[:2]) == [1, 2]
+    assert numbers(await search(conn, "kernels graph", tag="graphs")) == [2]
+    assert numbers(await search(conn, "kernels graph", has_code=False))[0] == 1
+    await ingest_digest(conn, Digest(date=DAY, papers=[paper(1, title="Tree kernels")]),
+                        source="s", origin=f"s/{DAY}.md", sha256="changed")
+    assert 1 not in numbers(await search(conn, "kernels graph"))
+    assert numbers(await search(conn, "kernels tree")) == [1]

@@ -35,3 +35,37 @@ BEGIN
 END;
 
 INSERT INTO search_words (search_words) VALUES ('rebuild');
+
+-- Titles alone, for search's title matches (storage/search.py): every paper with all the query's
+-- words in its title, newest first, from short posting lists with no positions to read. The filter
+-- tokens ride along in the same column (detail=none has no columns), so filters apply here too.
+-- Same tokenizer as papers_fts, so a word means the same in both.
+
+CREATE VIEW paper_title_text AS
+SELECT id, title || ' ' || facet_text AS title FROM papers;
+
+CREATE VIRTUAL TABLE papers_titles USING fts5 (
+    title,
+    content = 'paper_title_text',
+    content_rowid = 'id',
+    detail = none,
+    columnsize = 0,
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+
+CREATE TRIGGER papers_titles_after_insert AFTER INSERT ON papers BEGIN
+    INSERT INTO papers_titles (rowid, title) VALUES (new.id, new.title || ' ' || new.facet_text);
+END;
+
+CREATE TRIGGER papers_titles_after_delete AFTER DELETE ON papers BEGIN
+    INSERT INTO papers_titles (papers_titles, rowid, title) VALUES ('delete', old.id, old.title || ' ' || old.facet_text);
+END;
+
+CREATE TRIGGER papers_titles_after_update AFTER UPDATE OF title, facet_text ON papers
+WHEN old.title IS NOT new.title OR old.facet_text IS NOT new.facet_text
+BEGIN
+    INSERT INTO papers_titles (papers_titles, rowid, title) VALUES ('delete', old.id, old.title || ' ' || old.facet_text);
+    INSERT INTO papers_titles (rowid, title) VALUES (new.id, new.title || ' ' || new.facet_text);
+END;
+
+INSERT INTO papers_titles (papers_titles) VALUES ('rebuild');
