@@ -30,7 +30,6 @@ import logging
 import os
 import pathlib
 import shutil
-import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict

@@ -36,6 +36,7 @@ def module_at(revision: str) -> ModuleType:
     path.write_text(source, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("search_before", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 

@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks import attack, fanout, latency
+from benchmarks import attack, fanout, latency, relevance
 from benchmarks.percentiles import pct
 from benchmarks.synth import ROOT, Synth, corpus_files
 from storage import db as storage_db
@@ -601,6 +601,8 @@ def write_markdown(results: dict[str, Any], path: pathlib.Path) -> None:
         lines.append(latency.markdown(results["latency"]))
     if "attack" in results:
         lines.append(attack.markdown(results["attack"]["runs"], results["attack"].get("huge_digest")))
+    if results.get("relevance"):
+        lines.append(relevance.markdown(results["relevance"]))
     if not any(int(s) >= 1_000_000 for s in results["sizes"]):
         lines.append("The 1M-paper run is not in this file; run `python -m benchmarks.run --sizes 10000,100000,1000000`.")
     lines.append("")
@@ -641,6 +643,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--attack-rounds", type=int, default=0,
                         help="passes over the readers' mix in the hostile-member benchmark at 100k papers "
                              "(benchmarks/attack.py; 0: skip it)")
+    parser.add_argument("--relevance", default="",
+                        help="known-item relevance (benchmarks/relevance.py) with these comma-separated numbers of "
+                             "synthetic distractors after the real corpus, e.g. 0,3000,100000 (empty: skip it)")
     parser.add_argument("--out", default=str(HERE), help="folder for results.md / results.json")
     parser.add_argument("--smoke", action="store_true",
                         help="a quick check that every benchmark runs: " + " ".join(SMOKE) + " (figures mean nothing)")
@@ -684,6 +689,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.channels:
         print(f"delivery fan-out to {args.channels:,} channels …", flush=True)
         results["fanout"] = _in_subprocess("fanout", "--channels", args.channels, "--latency", args.discord_latency)
+    if args.relevance:
+        results["relevance"] = []
+        for distractors in (int(x) for x in args.relevance.split(",") if x.strip()):
+            print(f"relevance with {distractors:,} distractors …", flush=True)
+            results["relevance"].append(asyncio.run(relevance.measure_size(distractors, synth, reuse=False)))
     if args.latency_rounds:
         print("command latency …", flush=True)
         results["latency"] = _in_subprocess("latency", "--db", DATA / f"papers-{max(sizes)}.db",

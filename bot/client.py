@@ -25,6 +25,7 @@ from bot.posting.roundups import RoundupPoster
 from bot.scheduler import DailyScheduler
 from bot.posting.pacing import NO_PACING, make_pacer, pace_every_request
 from bot.shards import ShardSet
+from bot.related import RelatedClick
 from bot.votes import VoteClick
 from storage import db
 from storage.errors import DatabaseError
@@ -94,6 +95,7 @@ class Paperbot(commands.Bot):
         self.daily = DailyScheduler(self.db, digests, self.settings, dm=dm, roundups=RoundupPoster(self, poster=poster))
         self.tree.on_error = errors.on_app_command_error
         self.add_dynamic_items(VoteClick)  # vote buttons answer on every message, also after a restart
+        self.add_dynamic_items(RelatedClick)  # so do Related buttons
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands_if_changed()

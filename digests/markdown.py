@@ -148,6 +148,31 @@ def http_urls(candidates: Iterable[str]) -> list[str]:
     return unique(url for url in map(clean_url, candidates) if url)
 
 
+GITHUB_SITE = "https://github.com/"
+HUGGINGFACE_SITE = "https://huggingface.co/"
+# A path relative to a site, as the producers write repos in the GitHub and HuggingFace
+# columns (`org/repo`, `spaces/smolvlm2`): two or more segments, the first no host name.
+_SITE_PATH = re.compile(r"[\w-]+(?:/[\w.-]+)+/?")
+_NOT_A_PATH = {"n/a"}
+
+
+def site_urls(candidates: Iterable[str], site: str) -> list[str]:
+    """`http_urls`, with paths relative to `site` made absolute (`apple/huggingsnap` -> site + it).
+
+    Only the GitHub and HuggingFace columns mean their site by a bare path; elsewhere a
+    bare `org/repo` stays unreadable (see clean_url).
+    """
+    urls = []
+    for candidate in candidates:
+        text = "".join(candidate.split()).strip("<>")
+        url = clean_url(text) or (
+            site + text.strip("/") if _SITE_PATH.fullmatch(text) and text.lower() not in _NOT_A_PATH else None
+        )
+        if url:
+            urls.append(url)
+    return unique(urls)
+
+
 _ARXIV_HOST = re.compile(r"(?:https?:)?(?://)?(?:[\w-]+\.)*arxiv\.org(?P<path>[/?#]\S*)", re.I)
 _HF_PAPER = re.compile(
     r"(?:https?:)?(?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/papers/(?P<path>\S+)", re.I
@@ -469,8 +494,8 @@ class RowFields:
             authors=self.authors,
             summary=self.summary,
             tags=unique(self.tags),
-            github_urls=http_urls(self.github),
-            huggingface_urls=unique(identity.hf_pages + http_urls(self.huggingface)),
+            github_urls=site_urls(self.github, GITHUB_SITE),
+            huggingface_urls=unique(identity.hf_pages + site_urls(self.huggingface, HUGGINGFACE_SITE)),
             extra=self.extra,
         )
 

@@ -17,9 +17,11 @@ from digests.markdown import (
     clean_url,
     date_in,
     fold,
-    http_urls,
+    GITHUB_SITE,
+    HUGGINGFACE_SITE,
     paper_identity,
     repair,
+    site_urls,
     split_authors,
     tags_from_list_text,
     unique,
@@ -141,8 +143,8 @@ def paper_from_object(element: Any) -> Paper:
     title = fold(repair(text_field(element, "title")))
     if not title:
         raise ObjectError("the paper has no title")
-    github = http_urls(list_field(element, "github_urls"))
-    huggingface = http_urls(list_field(element, "huggingface_urls"))
+    github = site_urls(list_field(element, "github_urls"), GITHUB_SITE)
+    huggingface = site_urls(list_field(element, "huggingface_urls"), HUGGINGFACE_SITE)
     return Paper(
         arxiv_id=identity.arxiv_id,
         title=title,

@@ -580,6 +580,8 @@ async def rebuild_search_index(conn: aiosqlite.Connection) -> None:
             "INSERT INTO papers_fts (rowid, title, authors, summary, tags, facets) "
             "SELECT id, title, authors, summary, tags, facets FROM paper_search_text"
         )
+        for index in ("papers_titles", "search_words"):  # search's title and word indexes (migration 012)
+            await conn.execute(f"INSERT INTO {index} ({index}) VALUES ('rebuild')")
 
 
 async def _database_file(conn: aiosqlite.Connection) -> str:

@@ -1,21 +1,26 @@
 """Full-text search and tag browsing, returning pages of hits with Markdown snippets.
 
-How results are ordered, and why not by bm25: FTS5's bm25() first counts, for
-each phrase of the query, the papers holding it anywhere in the library (its
-IDF). For a common word in a million papers that alone takes 25–90 ms, however
-few papers the filters leave. So a search walks the index newest first (by
-paper id: the order papers were first stored, which daily ingest makes the
-order of their first digest), takes the newest RANKED_MATCHES matches (cheap),
-orders them by where the words are — all in the title first, then in title and
-tags, then title, tags and authors, then anywhere (the summary) — newest first
-within each group, and lists the older matches after them, newest first.
+How results are ordered, and why not by FTS5's bm25(): bm25() first counts, for each
+phrase of the query, the papers holding it anywhere in the library (its IDF). For a common
+word in a million papers that alone takes 25–90 ms, however few papers the filters leave,
+and ordering every match by it costs a row's work per match. So a search ranks a bounded
+set of candidates:
 
-The trade: recency, not how often a word occurs, decides within a group, which
-suits a library of daily digests; a title match older than the newest
-RANKED_MATCHES matches is not pulled forward (for a word in most papers that
-window is about a month of digests; for rarer words it reaches further back).
-The same walk counts the matches, so beyond RANKED_MATCHES the total is a lower
-bound (`SearchPage.total_is_exact`).
+- the newest RANKED_MATCHES matches (one cheap walk of the index, newest first, which also
+  counts them), and
+- the newest TITLE_MATCHES papers with every word in the title, however old (among the
+  newest ~TITLE_SCAN matches): where a paper a member remembers by a few title words or its
+  short name is (benchmarks/relevance.py).
+
+Candidates with every word in the title come first, then the others; each group is ordered
+by column-weighted BM25 (storage/ranking.py: FTS5's formula and weights title 10, authors 2,
+summary 1, tags 3, from cached term statistics), the first SCORED candidates of them; the
+rest of a group follows newest first. The older matches outside the candidates come after
+them, newest first, so every match is reachable by paging. Beyond RANKED_MATCHES the total
+is a lower bound (`SearchPage.total_is_exact`).
+
+The trade: a title match older than the newest ~TITLE_SCAN matches of a very common query
+is not pulled forward, and term counts are close to FTS5's, not equal (storage/ranking.py).
 
 Snippets are plain text on one line with the matched words wrapped in `**`;
 the text's own asterisks are dropped so every `**` is a marker. Escaping for a
@@ -32,17 +37,22 @@ import aiosqlite
 
 from storage._rows import fetch_all, id_list, load_papers_in_order
 from storage.models import SearchHit, SearchPage
-from storage.search_query import QueryError, to_fts_query
 from storage.db import budgeted
 from storage.facets import CODE, date_range_tokens, facet_match, tag_token
+from storage.ranking import bm25_scores, query_terms
+from storage.search_query import QueryError, _group_terms, _lex, to_fts_query
+from storage.tokens import tokens
 from storage.tags import tag_id
 
 _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
 _SUMMARY_COLUMN = 2
 RANKED_MATCHES = 1_000  # see the module docstring
-# Where the words are, best first; a match in none of these has them in the summary.
-RANK_COLUMNS = (("title",), ("title", "tags"), ("title", "tags", "authors"))
+TITLE_MATCHES = 1_000
+TITLE_SCAN = 10_000  # matches the title walk may pass through; see _newest_title_matches
+SCORED = 200  # candidates scored by BM25, best groups first, newest first within each; see _ranked
 SNIPPET_TOKENS = 24
+_SNIPPETS_PER_STATEMENT = 100
+_SNIPPET_GAP = 2_000  # rowids between two page ids read in one range rather than two
 SUMMARY_PREVIEW_CHARS = 200
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use markers, swapped for ** after cleaning the text
 
@@ -138,11 +148,8 @@ async def search(
     if filters is None:
         return SearchPage(hits=[], total=0)
     try:
-        match = filters.match(words)
-        newest = await _newest_matches(conn, match)
-        window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
-        ranked = await _ranked(conn, words, filters, window)
-        ids = await _page(conn, match, ranked, total_is_exact, max(0, limit), max(0, offset))
+        order = await _order(conn, query, words, filters)
+        ids = await _page(conn, order, max(0, limit), max(0, offset))
         snippets = await _snippets(conn, words, ids)
     except sqlite3.OperationalError as error:
         if _is_query_syntax_error(error):
@@ -151,9 +158,31 @@ async def search(
     papers = await load_papers_in_order(conn, ids)
     return SearchPage(
         hits=[SearchHit(paper=p, snippet=snippets.get(i, "")) for i, p in zip(ids, papers)],
-        total=len(window),
-        total_is_exact=total_is_exact,
+        total=len(order.ranked),
+        total_is_exact=order.total_is_exact,
     )
+
+
+@dataclass(frozen=True)
+class _Order:
+    """A search's order: the ranked candidates, then (`_page`) the older matches beyond the window."""
+
+    match: str  # the words and filters as one MATCH expression
+    ranked: list[int]
+    window: list[int]
+    total_is_exact: bool
+
+
+async def _order(conn: aiosqlite.Connection, query: str, words: str, filters: _Filters) -> _Order:
+    """The candidates of the module docstring, ranked; raises OperationalError as SQLite does."""
+    match = filters.match(words)
+    newest = await _newest_matches(conn, match)
+    window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
+    in_title = await _newest_title_matches(conn, query, words, filters, window, total_is_exact)
+    if total_is_exact:  # the window holds every match: a title match outside it is not one
+        matching = set(window)
+        in_title = [paper_id for paper_id in in_title if paper_id in matching]
+    return _Order(match, await _ranked(conn, query, window, in_title), window, total_is_exact)
 
 
 async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
@@ -162,35 +191,85 @@ async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
     return [row[0] for row in await fetch_all(conn, sql, [match])]
 
 
-async def _ranked(conn: aiosqlite.Connection, words: str, filters: _Filters, window: list[int]) -> list[int]:
-    """The window's ids, those with the words in the best columns (RANK_COLUMNS) first, newest first within each.
+def _plain_title_words(query: str) -> str | None:
+    """The query as a papers_titles expression when it is plain words (OR allowed), else None.
 
-    Each column group is one FTS5 column-filter query kept to the window's rowid
-    span, so it costs about as much as the window, never the whole library.
+    papers_titles keeps no positions (detail=none): it cannot check a phrase, and a word the
+    tokenizer splits (`LLaMA-Berry`) is a phrase; prefixes would need its own prefix indexes;
+    words to leave out may be anywhere, not only in titles. Those queries take the walk instead.
     """
-    if len(window) < 2:
-        return window
-    parts = [
-        f"SELECT {level:d} AS level, rowid AS id {_MATCHES} AND rowid BETWEEN ? AND ?"
-        for level in range(len(RANK_COLUMNS))
-    ]
-    params = []
-    for columns in RANK_COLUMNS:
-        params += [filters.match(f"{{{' '.join(columns)}}} : {words}"), window[-1], window[0]]
-    level: dict[int, int] = {}
-    for found_level, paper_id in await fetch_all(conn, " UNION ALL ".join(parts), params):
-        level[paper_id] = min(found_level, level.get(paper_id, found_level))
-    return sorted(window, key=lambda paper_id: (level.get(paper_id, len(RANK_COLUMNS)), -paper_id))
+    groups, excluded = _group_terms(_lex(query))
+    if excluded or not groups:
+        return None
+    for group in groups:
+        for term in group:
+            if term.prefix or len(tokens(term.text)) != 1:
+                return None
+    return " AND ".join(
+        group[0].to_fts() if len(group) == 1 else "(" + " OR ".join(term.to_fts() for term in group) + ")"
+        for group in groups
+    )
 
 
-async def _page(
-    conn: aiosqlite.Connection, match: str, ranked: list[int], total_is_exact: bool, limit: int, offset: int
+async def _newest_title_matches(
+    conn: aiosqlite.Connection, query: str, words: str, filters: _Filters, window: list[int], total_is_exact: bool
 ) -> list[int]:
-    """One page: from the ranked window, then from the older matches beyond it (newest first), so every page is reachable."""
+    """The newest TITLE_MATCHES papers with every word in the title: where a remembered paper is, however old.
+
+    Plain words are looked up in papers_titles (migration 012), whose short posting lists
+    make this cheap at any size. Otherwise a title filter on papers_fts makes FTS5 read the
+    words' positions in every match it passes, so when the matches go beyond the window the
+    walk is kept to the newest ~TITLE_SCAN of them, a rowid span estimated from how many
+    rowids the window's matches spread over.
+    """
+    plain = _plain_title_words(query)
+    if plain is not None:
+        sql = f"""SELECT rowid FROM papers_titles WHERE papers_titles MATCH ?
+                  ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"""
+        return [row[0] for row in await fetch_all(conn, sql, [filters.match(plain)])]
+    sql = f"SELECT rowid {_MATCHES} AND rowid >= ? ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"
+    oldest = 0
+    if not total_is_exact and window:
+        span = window[0] - window[-1] + 1
+        oldest = max(0, window[0] - span * TITLE_SCAN // len(window))
+    # Every word in the title implies every word anywhere, unless some are to be left out anywhere.
+    in_title = f"{{title}} : {words}" if " NOT " not in words else f"{words} AND {{title}} : {words}"
+    return [row[0] for row in await fetch_all(conn, sql, [filters.match(in_title), oldest])]
+
+
+async def _ranked(conn: aiosqlite.Connection, query: str, window: list[int], in_title: list[int]) -> list[int]:
+    """The candidates, those with every word in the title first, each group by BM25 (storage/ranking.py).
+
+    The first SCORED candidates (title matches first, newest first) are scored; the rest of
+    each group follows them newest first.
+    """
+    candidates = list(dict.fromkeys(window + in_title))
+    if len(candidates) < 2:
+        return candidates
+    title = set(in_title)
+    by_place = sorted(candidates, key=lambda paper_id: (paper_id not in title, -paper_id))
+    scores = await bm25_scores(conn, query_terms(query), by_place[:SCORED])
+    unscored = float("inf")  # after the scored papers of their group, newest first
+    return sorted(
+        by_place,
+        key=lambda paper_id: (paper_id not in title, -scores.get(paper_id, -unscored), -paper_id),
+    )
+
+
+async def _page(conn: aiosqlite.Connection, order: _Order, limit: int, offset: int) -> list[int]:
+    """One page: from the ranked candidates, then the older matches beyond them (newest first), so every page is reachable."""
+    ranked, window = order.ranked, order.window
     ids = ranked[offset : offset + limit]
-    if len(ids) < limit and not total_is_exact:
-        sql = f"SELECT rowid {_MATCHES} AND rowid < ? ORDER BY rowid DESC LIMIT ? OFFSET ?"
-        older = await fetch_all(conn, sql, [match, min(ranked), limit - len(ids), max(0, offset - len(ranked))])
+    if len(ids) < limit and not order.total_is_exact and window:
+        oldest_in_window = window[-1]
+        already_ranked = [paper_id for paper_id in ranked if paper_id < oldest_in_window]
+        sql = f"""SELECT rowid {_MATCHES} AND rowid < ? AND +rowid NOT IN (SELECT value FROM json_each(?))
+                  ORDER BY rowid DESC LIMIT ? OFFSET ?"""
+        older = await fetch_all(
+            conn,
+            sql,
+            [order.match, oldest_in_window, id_list(already_ranked), limit - len(ids), max(0, offset - len(ranked))],
+        )
         ids += [row[0] for row in older]
     return ids
 
@@ -200,19 +279,29 @@ async def _snippets(conn: aiosqlite.Connection, match: str, ids: list[int]) -> d
 
     `match` is the user's words without the filter terms, so facets are never shown. A plain
     `rowid IN (…)` would make FTS5 run the whole match once per id; a rowid range lets it run
-    once over a narrow span, and `+rowid` keeps the page's ids a plain filter on top.
+    once over a narrow span, and `+rowid` keeps the page's ids a plain filter on top. A page
+    may hold old title matches beside new papers, so each cluster of nearby ids gets its range.
     """
     if not ids:
         return {}
-    rows = await fetch_all(
-        conn,
-        f"""SELECT rowid,
-                   snippet(papers_fts, {_SUMMARY_COLUMN}, ?, ?, '…', {SNIPPET_TOKENS}),
-                   snippet(papers_fts, -1, ?, ?, '…', {SNIPPET_TOKENS})
-            FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
-                 AND +rowid IN (SELECT value FROM json_each(?))""",
-        (_OPEN, _CLOSE, _OPEN, _CLOSE, match, min(ids), max(ids), id_list(ids)),
-    )
+    one = f"""SELECT rowid,
+                     snippet(papers_fts, {_SUMMARY_COLUMN}, ?, ?, '…', {SNIPPET_TOKENS}),
+                     snippet(papers_fts, -1, ?, ?, '…', {SNIPPET_TOKENS})
+              FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
+                   AND +rowid IN (SELECT value FROM json_each(?))"""
+    clusters: list[list[int]] = []
+    for paper_id in sorted(ids):
+        if clusters and paper_id - clusters[-1][-1] <= _SNIPPET_GAP:
+            clusters[-1].append(paper_id)
+        else:
+            clusters.append([paper_id])
+    rows = []
+    for start in range(0, len(clusters), _SNIPPETS_PER_STATEMENT):  # SQLite allows 500 SELECTs in a compound
+        chunk = clusters[start : start + _SNIPPETS_PER_STATEMENT]
+        params: list = []
+        for cluster in chunk:
+            params += [_OPEN, _CLOSE, _OPEN, _CLOSE, match, cluster[0], cluster[-1], id_list(cluster)]
+        rows += await fetch_all(conn, " UNION ALL ".join([one] * len(chunk)), params)
     return {row[0]: _marked_snippet(row[1] if _OPEN in (row[1] or "") else row[2] or "") for row in rows}
 
 
@@ -255,12 +344,9 @@ async def all_matches(conn: aiosqlite.Connection, query: str, *, limit: int | No
     carry no snippet (costly, and a file has no use for them); the total is search's.
     """
     words = f"({to_fts_query(query)})"
-    match = _Filters().match(words)
     try:
-        newest = await _newest_matches(conn, match)
-        window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
-        ranked = await _ranked(conn, words, _Filters(), window)
-        ids = await _page(conn, match, ranked, total_is_exact, _EVERY if limit is None else max(0, limit), 0)
+        order = await _order(conn, query, words, _Filters())
+        ids = await _page(conn, order, _EVERY if limit is None else max(0, limit), 0)
     except sqlite3.OperationalError as error:
         if _is_query_syntax_error(error):
             raise QueryError("Sorry, that search could not be understood; try plain words.") from error
@@ -268,5 +354,5 @@ async def all_matches(conn: aiosqlite.Connection, query: str, *, limit: int | No
     papers = []
     for start in range(0, len(ids), _LOAD_CHUNK):  # the event loop serves others between chunks
         papers += await load_papers_in_order(conn, ids[start : start + _LOAD_CHUNK])
-    return SearchPage(hits=[SearchHit(paper=p, snippet="") for p in papers], total=len(window),
-                      total_is_exact=total_is_exact)
+    return SearchPage(hits=[SearchHit(paper=p, snippet="") for p in papers], total=len(order.ranked),
+                      total_is_exact=order.total_is_exact)

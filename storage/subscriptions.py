@@ -12,7 +12,6 @@ Knows nothing of Discord: user and guild ids are plain integers. Every write goe
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import sqlite3
 from collections import defaultdict
@@ -22,7 +21,7 @@ import aiosqlite
 from pydantic import BaseModel
 
 from storage import db
-from storage._rows import fetch_all, id_list, load_papers, to_day, utc_now_text
+from storage._rows import fetch_all, id_list, load_papers, utc_now_text
 from storage.db import transaction, write
 from storage.models import StoredPaper
 from storage.search_query import QueryError, QueryTooBroad, to_fts_query

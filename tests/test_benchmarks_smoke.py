@@ -42,3 +42,15 @@ async def test_the_hostile_member_benchmark_answers_every_reader_and_counts_the_
         assert figures[run]["all"]["n"] == figures["reader_interactions_per_run"] > 0
     assert sum(figures["attacker_outcomes"].values()) > 0
     assert "## Hostile member" in attack.markdown([figures])
+
+
+def test_relevance_scores_and_seeded_queries() -> None:
+    from benchmarks import relevance
+
+    assert relevance.scores([1, 3, None, 11]) == {"success_at_1": 0.25, "success_at_5": 0.5, "mrr_at_10": (1 + 1 / 3) / 4}
+    papers = [(1, "2501.00001", "SmolVLM: Small Vision Language Models"), (2, "2501.00002", "Diffusion policies for robots")]
+    queries = relevance.make_queries(papers, seed=3)
+    assert queries == relevance.make_queries(papers, seed=3)  # the same seed, the same queries
+    assert {"kind": "short name", "query": "SmolVLM", "target": "2501.00001", "title": papers[0][2]} in queries
+    for query in queries:
+        assert set(query["query"].split()) <= set(relevance.title_words(query["title"])) | {"SmolVLM"}

@@ -40,6 +40,16 @@ async def test_search_finds_a_title_first_and_shows_matched_words(world: World) 
     assert response["data"]["allowed_mentions"] == {"parse": []}
 
 
+async def test_a_search_with_a_typo_suggests_the_library_spelling(world: World) -> None:
+    _, response = await world.command("papers", "search", query="reinforcment lerning")
+    assert_private_error(response, "no papers match", "did you mean “reinforcement learning”?")
+
+
+async def test_a_search_with_no_close_words_suggests_nothing(world: World) -> None:
+    _, response = await world.command("papers", "search", query="zyzzyva quux")
+    assert "did you mean" not in assert_private_error(response, "no papers match").lower()
+
+
 async def test_search_pages_forward_for_the_owner_only(world: World) -> None:
     handle, response = await world.command("papers", "search", query="language model")
     footer = first_embed(response)["footer"]["text"]
@@ -189,6 +199,15 @@ async def test_paper_from_an_id_or_a_link(world: World, given: str) -> None:
     assert "Qwen2.5-VL Technical Report" in embed["title"]
     assert embed["url"].startswith("https://arxiv.org/abs/2502.13923")
     assert "2025-02-20" in text_of(embed)
+
+
+async def test_paper_lists_related_papers_linked_to_arxiv(world: World) -> None:
+    _, response = await world.command("paper", id="2502.13923")
+    fields = {f["name"]: f["value"] for f in first_embed(response).get("fields", [])}
+    lines = fields["Related"].splitlines()
+    assert 1 <= len(lines) <= 5
+    assert all(line.startswith("• [") and "](https://arxiv.org/abs/" in line for line in lines)
+    assert "2502.13923" not in fields["Related"]
 
 
 async def test_paper_with_a_malformed_id(world: World) -> None:

@@ -205,3 +205,15 @@ def paper_by_id(digest: Digest, arxiv_id: str) -> Paper:
 
 def fold(text: str) -> str:
     return " ".join(text.split())
+
+
+@pytest.mark.parametrize("name", ["archive/2025/02/27.md", "daily_results/2025/02/27.json"])
+def test_huggingface_links_relative_to_the_site_become_absolute(name):
+    """timlrx writes `[Link](rohitsaxena/PosterSum)` / `"rohitsaxena/PosterSum"`: a path on huggingface.co."""
+    paper = paper_by_id(parse_file(TIMLRX / name), "2502.17540")
+    assert paper.huggingface_urls == ["https://huggingface.co/rohitsaxena/PosterSum"]
+
+
+def test_relative_huggingface_link_in_an_older_digest():
+    paper = paper_by_id(parse_file(TIMLRX / "archive" / "2024" / "10" / "10.md"), "2410.06524")
+    assert "https://huggingface.co/mgor/protobowl-11-13" in paper.huggingface_urls

@@ -78,7 +78,10 @@ def test_link_lists_hold_real_urls_only():
         huggingface_urls=["string", "mgor/protobowl-11-13", "https://mgtsaevis.github.io/\nmgt-sae-visualization/"],
     )
     assert paper.github_urls == ["https://github.com/yale-nlp/MMVU", "https://github.com/a/b"]
-    assert paper.huggingface_urls == ["https://mgtsaevis.github.io/mgt-sae-visualization/"]
+    assert paper.huggingface_urls == [
+        "https://huggingface.co/mgor/protobowl-11-13",
+        "https://mgtsaevis.github.io/mgt-sae-visualization/",
+    ]
 
 
 def test_github_repo_is_kept_in_extra_when_not_among_the_github_urls():

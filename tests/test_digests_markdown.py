@@ -113,6 +113,19 @@ def test_timlrx_layout_with_classification_and_link_lists():
     assert paper.huggingface_urls == ["https://huggingface.co/Qwen"]
 
 
+def test_links_relative_to_github_and_huggingface_become_absolute():
+    """The producers write repos as paths on the site the column names; other bare text stays out."""
+    paper = only_paper(
+        digest(
+            TIMLRX_HEADER,
+            f"| [SmolVLM2]({ARXIV}) | A | s | ['Multimodal'] | [Link](huggingface/smollm), [Link](null) "
+            "| [Link](spaces/smolvlm2), [Link](apple/huggingsnap), [Link](N/A), [Link](cmm-damovl.site) |",
+        )
+    )
+    assert paper.github_urls == ["https://github.com/huggingface/smollm"]
+    assert paper.huggingface_urls == ["https://huggingface.co/spaces/smolvlm2", "https://huggingface.co/apple/huggingsnap"]
+
+
 def test_category_layout_gives_one_tag():
     paper = only_paper(
         digest(
@@ -376,7 +389,8 @@ def test_classification_cells(cell: str, tags: list[str]):
         ("N/A", []),
         ("", []),
         ("[Link](null)", []),
-        ("[Link](None), [Link](string), [Link](mgor/protobowl-11-13)", []),
+        ("[Link](None), [Link](string), [Link](N/A)", []),
+        ("[Link](mgor/protobowl-11-13)", ["https://github.com/mgor/protobowl-11-13"]),
         ("[Link](https://a.io/x), [Link](https://b.io/y)", ["https://a.io/x", "https://b.io/y"]),
         ("[Link](https://a.io/x) [Link](https://b.io/y) [Link](https://a.io/x)", ["https://a.io/x", "https://b.io/y"]),
         ("[Link](https://huggingface.co/state-spaces/mamba-{130m,1.4b})", ["https://huggingface.co/state-spaces/mamba-{130m,1.4b}"]),

@@ -28,6 +28,7 @@ from bot.render import (
     escape_text,
     paper_embed,
     payload_from_dict,
+    related_embed,
     payload_to_dict,
     roundup_message,
     search_results_embed,
@@ -586,7 +587,25 @@ def _all_payloads_for(paper: StoredPaper) -> list[MessagePayload]:
         ),
         *digest_messages(day, [paper], style="compact"),
         *digest_messages(day, [paper], style="thread"),
+        as_payload(paper_embed(paper, related=[paper] * 5)),
+        as_payload(related_embed(paper, [paper] * 5)),
     ]
+
+
+def test_related_papers_fit_whatever_their_titles_and_never_format_or_link_out():
+    """Five related papers with the longest, most hostile titles: whole lines or "+N more", within limits."""
+    hostile = PINGY.model_copy(update={"title": "[click](https://evil.example) **" + "x" * 600 + "** `code`",
+                                       "summary": "s " * 3000})
+    listed = {f["name"]: f["value"] for f in paper_embed(hostile, related=[hostile] * 5).to_dict()["fields"]}["Related"]
+    private = related_embed(hostile, [hostile] * 5).description
+    for payload in (as_payload(paper_embed(hostile, related=[hostile] * 5)), as_payload(related_embed(hostile, [hostile] * 5))):
+        assert check_message_limits(payload) == []
+        assert "@everyone" not in json.dumps(payload_to_dict(payload), ensure_ascii=False)
+    for text in (listed, private):
+        lines = [line for line in text.splitlines() if not line.startswith("+")]
+        assert lines and all(line.startswith("• [") for line in lines)
+        assert unescaped_link_closers(text) == len(lines)  # only the arXiv link of each line is live
+        assert text.count("](https://arxiv.org/abs/2502.13923)") == len(lines)
 
 
 def test_everyone_in_a_title_never_pings():

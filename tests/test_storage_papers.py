@@ -605,7 +605,7 @@ async def test_pagination_total_and_pages(conn):
     assert len(set(every)) == 25
 
 
-async def test_very_common_words_rank_only_the_newest_matches_but_page_through_all(conn, monkeypatch):
+async def test_very_common_words_rank_the_newest_matches_and_title_hits_and_page_through_all(conn, monkeypatch):
     import storage.search
 
     monkeypatch.setattr(storage.search, "RANKED_MATCHES", 4)
@@ -613,13 +613,13 @@ async def test_very_common_words_rank_only_the_newest_matches_but_page_through_a
         title = "Common ground" if n in (1, 8) else f"Untitled {n}"
         await ingest_as(conn, "s", digest(DAY1 + dt.timedelta(days=n), paper(n, title=title, summary="A common word.")))
     first = await search(conn, "common", limit=3)
-    assert (first.total, first.total_is_exact) == (4, False)  # counted only as far as the window: "4+"
-    assert first.hits[0].paper.arxiv_id == "2502.00008"  # title hit among the newest four
-    assert {h.paper.arxiv_id for h in first.hits} <= {f"2502.{n:05d}" for n in range(6, 10)}
+    assert (first.total, first.total_is_exact) == (5, False)  # the window and an older title hit: "5+"
+    assert [h.paper.arxiv_id for h in first.hits[:2]] == ["2502.00008", "2502.00001"]  # title hits, however old
+    assert {h.paper.arxiv_id for h in first.hits[2:]} <= {f"2502.{n:05d}" for n in range(6, 10)}
     pages = [await search(conn, "common", limit=3, offset=offset) for offset in (0, 3, 6, 9)]
     ids = [h.paper.arxiv_id for page in pages for h in page.hits]
     assert sorted(ids) == [f"2502.{n:05d}" for n in range(10)]
-    assert ids[4:] == [f"2502.{n:05d}" for n in range(5, -1, -1)]  # beyond the window: newest first
+    assert ids[5:] == [f"2502.{n:05d}" for n in (5, 4, 3, 2, 0)]  # beyond the candidates: newest first
 
 
 async def test_filters_follow_changes_to_tags_code_and_days(conn):

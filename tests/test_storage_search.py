@@ -1,8 +1,9 @@
-"""storage.search's ordering and totals: the newest matches ranked by where the words are, the rest newest first.
+"""storage.search's ordering and totals: candidates ranked by column-weighted BM25, the rest newest first.
 
-RANKED_MATCHES is made small here so a few papers show what a million would: a window of the
-newest matches, ranked title > tags > authors > summary (newest first within each), then the older
-matches newest first, and a total that is exact only up to the window.
+RANKED_MATCHES is made small here so a few papers show what a million would: the candidates are
+the newest matches plus the papers with every word in the title (however old), ranked by BM25
+with title > tags > authors > summary weights; then the older matches newest first, and a total
+that is exact only up to the window.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def window_of(monkeypatch):
     return set_window
 
 
-async def test_newest_matches_rank_title_then_tags_then_authors_then_summary(conn, window_of):
+async def test_title_hits_rank_first_however_old_then_tags_then_authors_then_summary(conn, window_of):
     window_of(6)
     await add_days(
         conn,
@@ -63,9 +64,10 @@ async def test_newest_matches_rank_title_then_tags_then_authors_then_summary(con
         paper(7, title="Sparse retrieval"),
     )
     page = await search(conn, "sparse", limit=10)
-    # window = papers 2..7: titles (newest first), tag, author, summaries (newest first); then the older rest
-    assert numbers(page) == [7, 2, 5, 3, 6, 4, 1, 0]
-    assert (page.total, page.total_is_exact) == (6, False)
+    # window = papers 2..7, plus 0 for its title: titles (the longer one last), tag, author, summaries
+    # (newest first among equals); then the older rest
+    assert numbers(page) == [7, 2, 0, 5, 3, 6, 4, 1]
+    assert (page.total, page.total_is_exact) == (7, False)
 
 
 async def test_all_words_must_be_in_the_title_for_a_title_rank(conn):
@@ -97,11 +99,12 @@ async def test_filters_hold_in_the_window_and_beyond_it(conn, window_of):
         for n in range(12)
     ]
     await add_days(conn, *papers)
-    assert await every_page(conn, "graph", tag="graphs") == [9, 6, 3, 0]  # window 9, 6 (no title rank for 6); rest
+    assert await every_page(conn, "graph", tag="graphs") == [9, 3, 6, 0]  # titles 9, 3 (outside the window); 6; rest
     assert await every_page(conn, "graph", has_code=True) == [8, 4, 0]
-    assert await every_page(conn, "graph", has_code=False) == [11, 10, 9, 7, 6, 5, 3, 2, 1]
+    # titles with the word in the tags too (9, 3), the other titles, the window's 10, the older rest
+    assert await every_page(conn, "graph", has_code=False) == [9, 3, 11, 7, 5, 1, 10, 6, 2]
     days = {"since": DAY + dt.timedelta(days=3), "until": DAY + dt.timedelta(days=8)}
-    assert await every_page(conn, "graph", **days) == [7, 8, 6, 5, 4, 3]  # window 8, 7: the title hit first
+    assert await every_page(conn, "graph", **days) == [3, 7, 5, 8, 6, 4]  # title and tag, titles, window 8, rest
     assert await every_page(conn, "graph -study") == []
 
 
@@ -110,7 +113,7 @@ async def test_every_match_is_reachable_once_by_paging(conn, window_of):
     await add_days(conn, *[paper(n, title="Robot arm" if n in (2, 8) else f"Hand {n}", summary="A robot.") for n in range(11)])
     found = await every_page(conn, "robot", size=3)
     assert sorted(found) == list(range(11))
-    assert found == [8, 10, 9, 7, 6, 5, 4, 3, 2, 1, 0]  # window 7..10 with its title hit first, then newest first
+    assert found == [8, 2, 10, 9, 7, 6, 5, 4, 3, 1, 0]  # title hits (however old), window 7..10, then newest first
 
 
 async def test_total_is_exact_up_to_the_window_and_a_lower_bound_beyond(conn, window_of):
@@ -119,7 +122,7 @@ async def test_total_is_exact_up_to_the_window_and_a_lower_bound_beyond(conn, wi
     assert (await search(conn, "kernel", since=DAY + dt.timedelta(days=1))).model_dump(include={"total", "total_is_exact"}) == {
         "total": 3, "total_is_exact": True}
     capped = await search(conn, "kernel")
-    assert (capped.total, capped.total_is_exact) == (3, False)
+    assert (capped.total, capped.total_is_exact) == (4, False)  # the window and the title hits beyond it
     assert (await search(conn, "kernel", limit=2, offset=3)).hits[0].paper.arxiv_id == "2502.00000"
 
 
@@ -152,3 +155,87 @@ async def test_the_prefix_index_migration_keeps_the_library_searchable(tmp_path,
         assert await db.integrity_check(conn) == []
     finally:
         await conn.close()
+
+
+# --- ranking sanity: what a member remembers ------------------------------------------------
+
+
+async def test_a_paper_remembered_by_title_words_is_found_behind_many_newer_mentions(conn, window_of):
+    """Two title words, shuffled: the old paper with both in its title beats newer papers that only mention them."""
+    window_of(5)
+    await add_days(
+        conn,
+        paper(1, title="Sparse mixture routing for vision transformers"),
+        *[paper(n, summary=f"Transformers with a sparse twist, take {n}.") for n in range(2, 12)],
+    )
+    assert numbers(await search(conn, "transformers sparse"))[0] == 1
+
+
+async def test_the_paper_named_by_a_short_name_beats_papers_that_mention_it(conn):
+    await add_days(
+        conn,
+        paper(1, title="SmolVLM: small vision language models", summary="SmolVLM is small. SmolVLM runs on phones."),
+        paper(2, title="Benchmarks of tiny models", summary="We compare against SmolVLM."),
+        paper(3, title="Phones that see", summary="Built on SmolVLM and others."),
+        paper(4, title="A long comparison of many tiny models, SmolVLM and its kin among them"),
+    )
+    assert numbers(await search(conn, "SmolVLM"))[0] == 1
+
+
+async def test_among_title_hits_the_closer_title_wins_over_the_newer_one(conn):
+    """BM25 within a group: the words are most of a short title, little of a long one; recency only breaks ties."""
+    await add_days(
+        conn,
+        paper(1, title="Diffusion policies"),
+        paper(2, title="A very long survey of policies learned with diffusion for robots, cars and drones"),
+    )
+    assert numbers(await search(conn, "policies diffusion")) == [1, 2]
+
+
+async def test_a_word_repeated_in_the_summary_counts_more_than_one_mention(conn):
+    await add_days(
+        conn,
+        paper(1, summary="Quantization of weights: quantization-aware training and quantization tables."),
+        paper(2, summary="Fast inference, with some quantization."),
+    )
+    assert numbers(await search(conn, "quantization")) == [1, 2]
+
+
+async def test_a_rare_word_in_the_title_outweighs_a_common_one(conn):
+    """IDF: the paper whose title holds the query's rare word ranks above the one whose title holds the common word."""
+    await add_days(
+        conn,
+        *[paper(n, title=f"Learning method {n}") for n in range(10, 40)],
+        paper(1, title="Gradient surgery", summary="Learning."),
+        paper(2, title="Learning anew", summary="Gradient."),
+    )
+    assert numbers(await search(conn, "learning gradient"))[:2] == [1, 2]
+
+
+async def test_a_title_match_with_a_left_out_word_anywhere_stays_out(conn, window_of):
+    window_of(2)
+    await add_days(
+        conn,
+        paper(1, title="Sparse transformers", summary="About pruning."),
+        paper(2, title="Sparse transformers again", summary="Nothing else."),
+        *[paper(n, summary="Sparse transformers, in passing.") for n in range(3, 8)],
+    )
+    found = await every_page(conn, "sparse transformers -pruning")
+    assert 1 not in found and found[0] == 2 and sorted(found) == [2, 3, 4, 5, 6, 7]
+
+
+async def test_title_matches_follow_changed_titles_and_filters(conn, window_of):
+    window_of(2)
+    await add_days(
+        conn,
+        paper(1, title="Graph kernels"),
+        paper(2, title="Graph kernels, coded", tags=["Graphs"], github_urls=["https://github.com/a/b"]),
+        *[paper(n, summary="Graph kernels in passing.") for n in range(3, 9)],
+    )
+    assert sorted(numbers(await search(conn, "kernels graph"))[:2]) == [1, 2]
+    assert numbers(await search(conn, "kernels graph", tag="graphs")) == [2]
+    assert numbers(await search(conn, "kernels graph", has_code=False))[0] == 1
+    await ingest_digest(conn, Digest(date=DAY, papers=[paper(1, title="Tree kernels")]),
+                        source="s", origin=f"s/{DAY}.md", sha256="changed")
+    assert 1 not in numbers(await search(conn, "kernels graph"))
+    assert numbers(await search(conn, "kernels tree")) == [1]

@@ -68,9 +68,26 @@ async def test_thread_digest_papers_each_get_one_vote_button(world: World) -> No
     thread_messages = [m for m in world.fake.state.messages.values()
                        if m["channel_id"] != str(world.channel.id) and m.get("embeds")]
     assert not posted[0]["components"]  # the header carries no paper
-    assert [list(buttons(m)) for m in thread_messages] == [["▲ 0"], ["▲ 0"]]
+    assert [list(buttons(m)) for m in thread_messages] == [["▲ 0", "Related"], ["▲ 0", "Related"]]
     await click(world, thread_messages[0], "▲ 0", world.alice)
-    assert list(buttons(world.fake.state.messages[int(thread_messages[0]["id"])])) == ["▲ 1"]
+    assert list(buttons(world.fake.state.messages[int(thread_messages[0]["id"])])) == ["▲ 1", "Related"]
+
+
+async def test_the_related_button_of_a_thread_post_answers_privately(world: World) -> None:
+    await post_digest(world, SMALL_DAY, style="thread")
+    post = next(m for m in world.fake.state.messages.values() if m["channel_id"] != str(world.channel.id) and m.get("embeds"))
+    def public() -> list[dict]:
+        return [m for m in world.fake.state.messages.values() if not m.get("flags", 0) & EPHEMERAL]
+
+    before = public()
+    response = await click(world, post, "Related", world.bob)
+    assert response["type"] == 4 and response["data"]["flags"] & EPHEMERAL
+    embed = first_embed(response)
+    assert embed["title"].startswith("Related: ")
+    lines = embed["description"].splitlines()
+    assert 1 <= len(lines) <= 5 and all(line.startswith("• [") for line in lines)
+    assert buttons(post)["Related"]["custom_id"].startswith("paperbot:related:")
+    assert public() == before  # nothing posted in the channel or thread
 
 
 async def test_buttons_keep_working_after_a_restart(fake_discord: FakeDiscord, library_path: Path) -> None:

@@ -34,6 +34,8 @@ from bot.views import Pager
 from digests import exports
 from storage import db, papers, votes
 from storage.models import SearchHit, SearchPage, arxiv_id_from
+from storage.related import related_papers
+from storage.vocabulary import did_you_mean
 
 EXPORT_LIMIT = 1000  # papers in one /papers export file
 Period = Literal["week", "month", "year", "all"]
@@ -123,7 +125,11 @@ class Papers(commands.GroupCog, group_name="papers", group_description="Find pap
                        f"until {until_day}" if until_day else "",
                        {True: "with code", False: "without code", None: ""}[has_code]]
             searched = ", ".join(f for f in filters if f)
-            raise UserError(f"No papers match “{quoted(query)}”" + (f" ({searched})." if searched else "."))
+            suggestion = await did_you_mean(
+                self.db, query, tag=tag_name, since=since_day, until=until_day, has_code=has_code
+            )
+            hint = f" Did you mean “{quoted(suggestion)}”?" if suggestion else ""
+            raise UserError(f"No papers match “{quoted(query)}”" + (f" ({searched})." if searched else ".") + hint)
         await self._send_pages(interaction, f"🔎 {render.truncate(query, 200)}", first, fetch)
 
     @app_commands.command(name="tag", description="The newest papers with a tag")
@@ -259,7 +265,8 @@ class Library(commands.Cog):
         found = await papers.get_paper(self.db, arxiv_id)
         if found is None:
             raise UserError(f"Paper {arxiv_id} is not in the library yet.")
-        await interaction.followup.send(embed=render.paper_embed(found), allowed_mentions=render.NO_MENTIONS)
+        related = await related_papers(self.db, arxiv_id)
+        await interaction.followup.send(embed=render.paper_embed(found, related=related), allowed_mentions=render.NO_MENTIONS)
 
     @app_commands.command(name="tags", description="Every tag with its number of papers")
     async def tags(self, interaction: discord.Interaction) -> None:

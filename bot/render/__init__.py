@@ -30,9 +30,18 @@ Guarantees, checked by the tests (`tests/limits.py`):
 """
 
 
-from bot.render.papers import paper_embed, roundup_message, search_results_embed, tag_list_embeds, top_papers_embed
+from bot.render.papers import (
+    paper_embed,
+    related_embed,
+    roundup_message,
+    search_results_embed,
+    tag_list_embeds,
+    top_papers_embed,
+)
 from bot.render.payloads import (
+    RELATED_ID_TEMPLATE,
     VOTE_ID_TEMPLATE,
+    related_button,
     MessagePayload,
     VoteButton,
     embed_size,
@@ -76,9 +85,10 @@ from bot.render.text import (
 __all__ = [
     "BRAND_COLOUR", "DEFAULT_MAX_PAPERS_PER_POST", "ELLIPSIS", "MAX_ACTION_ROWS", "MAX_AUTHOR", "MAX_CONTENT", "MAX_DESCRIPTION", "MAX_EMBEDS",
     "MAX_FIELDS", "MAX_FIELD_NAME", "MAX_FIELD_VALUE", "MAX_FOOTER", "MAX_MESSAGE_EMBED_CHARS", "MAX_TITLE",
-    "NO_MENTIONS", "VOTE_ID_TEMPLATE", "MessagePayload", "VoteButton", "broken_channel_notice",
+    "NO_MENTIONS", "RELATED_ID_TEMPLATE", "VOTE_ID_TEMPLATE", "MessagePayload", "VoteButton", "broken_channel_notice",
     "day_tags_by_frequency", "digest_header", "digest_messages", "digest_thread_name", "embed_size",
-    "empty_day_message", "escape_text", "field_pages", "more_papers_note", "neutralize_mentions", "paper_embed", "payload_from_dict",
-    "payload_to_dict", "roundup_message", "search_results_embed", "subscription_digest_header",
+    "empty_day_message", "escape_text", "field_pages", "more_papers_note", "neutralize_mentions", "paper_embed",
+    "payload_from_dict", "payload_to_dict", "related_button", "related_embed", "roundup_message",
+    "search_results_embed", "subscription_digest_header",
     "subscription_digest_messages", "tag_list_embeds", "top_papers_embed", "truncate", "vote_view",
 ]

@@ -74,12 +74,14 @@ def _cut_escaped(item: str, room: int) -> str:
     return _escaped(item, room)
 
 
-def paper_embed(paper: StoredPaper, *, position: tuple[int, int] | None = None) -> discord.Embed:
+def paper_embed(
+    paper: StoredPaper, *, position: tuple[int, int] | None = None, related: Sequence[StoredPaper] = ()
+) -> discord.Embed:
     """One paper in full (`/paper`, and each message of a threaded digest).
 
     Title linked to arXiv, summary as the description, fields for authors, tags, code, Hugging
-    Face and the digests it appeared in; `arXiv:<id>` (after `n/m` when `position` is given) in
-    the footer.
+    Face, the digests it appeared in and `related` papers (storage.related); `arXiv:<id>`
+    (after `n/m` when `position` is given) in the footer.
     """
     embed = discord.Embed(
         title=_escaped(_title_text(paper), MAX_TITLE),
@@ -127,6 +129,9 @@ def paper_embed(paper: StoredPaper, *, position: tuple[int, int] | None = None) 
             lines.append("via " + _join_fitting(items, room, cut_first=_cut_escaped))
         embed.add_field(name="In digests", value="\n".join(lines))
 
+    if related:
+        embed.add_field(name="Related", value=_related_list(related, MAX_FIELD_VALUE), inline=False)
+
     footer = _footer_text(paper, position)
     if footer:
         embed.set_footer(text=footer)
@@ -138,6 +143,30 @@ def paper_embed(paper: StoredPaper, *, position: tuple[int, int] | None = None) 
         description = _fit(summary, room, escape_text)
         if description:
             embed.description = description
+    return embed
+
+
+def _related_entry(paper: StoredPaper) -> str:
+    title = _label(_title_text(paper), _ENTRY_TITLE)
+    url = _paper_url(paper, _ENTRY_URL)
+    return f"• [{title}]({url})" if url else f"• {title}"
+
+
+def _related_list(related: Sequence[StoredPaper], limit: int) -> str:
+    """One line per related paper, title linked to arXiv; whole lines only, then "+N more"."""
+    return _join_fitting([_related_entry(p) for p in related], limit, sep="\n")
+
+
+def related_embed(paper: StoredPaper, related: Sequence[StoredPaper]) -> discord.Embed:
+    """The private answer to a Related button: the papers most like `paper`, or a note that there are none."""
+    embed = discord.Embed(title=_escaped("Related: " + _title_text(paper), MAX_TITLE), colour=BRAND_COLOUR)
+    if related:
+        embed.description = _related_list(related, MAX_DESCRIPTION)
+    else:
+        embed.description = "No paper in the library is close enough to this one yet."
+    footer = _footer_text(paper, None)
+    if footer:
+        embed.set_footer(text=footer)
     return embed
 
 

@@ -33,6 +33,20 @@ VOTE_ID_TEMPLATE = r"paperbot:vote:(?P<number>[0-9]+):(?P<arxiv_id>[A-Za-z0-9./-
 _VOTE_ID = re.compile(VOTE_ID_TEMPLATE)
 
 
+#: The Related button's custom_id: `paperbot:related:<arXiv id>`. bot.related answers its clicks
+#: (a private list of related papers), also on messages sent before a restart.
+RELATED_ID_TEMPLATE = r"paperbot:related:(?P<arxiv_id>[A-Za-z0-9./-]+)"
+_RELATED_ID = re.compile(RELATED_ID_TEMPLATE)
+
+
+def related_button(arxiv_id: str) -> discord.ui.Button | None:
+    """The Related button of a paper, or None when its id cannot be a custom_id."""
+    custom_id = f"paperbot:related:{arxiv_id}"
+    if len(custom_id) > MAX_CUSTOM_ID or not _RELATED_ID.fullmatch(custom_id):
+        return None
+    return discord.ui.Button(style=discord.ButtonStyle.secondary, label="Related", custom_id=custom_id)
+
+
 @dataclass(frozen=True)
 class VoteButton:
     """One paper's vote button: its number in the message's list (0 = the only paper) and its count."""
@@ -74,12 +88,23 @@ def _usable(buttons: Sequence[VoteButton]) -> list[VoteButton]:
 
 
 def vote_view(buttons: Sequence[VoteButton]) -> discord.ui.View:
-    """The vote buttons of a message, five to a row, in order."""
+    """The vote buttons of a message, five to a row, in order.
+
+    A message of one paper (its only button numbered 0: a thread or forum post of a digest)
+    also gets the paper's Related button beside its vote; a list of papers has no room for
+    one per paper (25 buttons at most, all votes on a full compact digest).
+    """
     view = _Buttons()
-    for index, button in enumerate(_usable(buttons)):
+    usable = _usable(buttons)
+    for index, button in enumerate(usable):
         item = button.as_button()
         item.row = index // MAX_ROW_BUTTONS
         view.add_item(item)
+    if len(usable) == 1 and usable[0].number == 0:
+        related = related_button(usable[0].arxiv_id)
+        if related is not None:
+            related.row = 0
+            view.add_item(related)
     return view
 
 

@@ -1,0 +1,320 @@
+"""Known-item relevance: does search find the paper a member remembers? `python -m benchmarks.relevance`.
+
+The library is the real corpus (tests/data/corpus, every producer), optionally followed by
+synthetic distractors from benchmarks/synth.py stored AFTER the real papers (so they are the
+newest). Queries are generated from a seed over the real papers only, never picked by hand:
+
+- words: 2–3 distinct words of the title (no stop words, ≥ 3 letters), shuffled, lower case;
+- short name: the single token before a title's colon (`SmolVLM: …` -> `SmolVLM`).
+
+Each query is run through the product (`storage.papers.search`, first page of 10) and through a
+baseline in the same run on the same papers: a plain FTS5 table (same tokenizer) over title,
+authors, summary and tags, ranked by column-weighted bm25 (BASELINE_WEIGHTS). Reported:
+success@1, success@5 and MRR@10 of the target paper, and the query latency of both.
+
+Related papers (storage.related) are measured on the same library: how often a related paper
+shares a tag with the paper, against random papers as the floor, and the latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import pathlib
+import random
+import re
+import sqlite3
+import time
+from typing import Any
+
+from benchmarks.percentiles import pct
+from benchmarks.synth import CORPUS, Synth
+from digests.ingest import ingest_targets
+from storage import db as storage_db
+from storage import papers as storage_papers
+from storage.search_query import to_fts_query
+
+HERE = pathlib.Path(__file__).resolve().parent
+DATA = HERE / "data"
+SEED = 14
+TARGETS = 300
+PAGE = 10
+# Column-weighted bm25 for the baseline: title, authors, summary, tags.
+BASELINE_WEIGHTS = (10.0, 2.0, 1.0, 3.0)
+STOP_WORDS = frozenset(
+    """a an and are as at be by can do does for from how in into is it its more not of on or our over than
+    that the their this through to toward towards under using via vs what when where which who why with
+    without you your we beyond""".split()
+)
+_WORD = re.compile(r"[^\W_]+")
+
+
+# --- the queries ------------------------------------------------------------------------------
+
+
+def title_words(title: str) -> list[str]:
+    """Words a member could remember: lower case, no stop words or numbers, ≥ 3 letters, no repeats."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(title.lower()):
+        if len(word) >= 3 and word not in STOP_WORDS and not word.isdigit():
+            seen.setdefault(word)
+    return list(seen)
+
+
+def short_name(title: str) -> str | None:
+    """`SmolVLM` from `SmolVLM: Redefining …`: one token before the colon, or None."""
+    head, colon, _ = title.partition(":")
+    head = head.strip()
+    if colon and head and " " not in head and len(head) <= 30 and any(c.isalpha() for c in head):
+        return head
+    return None
+
+
+def make_queries(papers: list[tuple[int, str, str]], seed: int = SEED, targets: int = TARGETS) -> list[dict[str, Any]]:
+    """Known-item queries for `targets` papers drawn with `seed` from (id, arxiv_id, title) rows."""
+    rng = random.Random(seed)
+    chosen = rng.sample(sorted(papers), min(targets, len(papers)))
+    queries = []
+    for _, arxiv_id, title in chosen:
+        words = title_words(title)
+        if len(words) >= 2:
+            picked = rng.sample(words, min(len(words), rng.choice((2, 3))))
+            rng.shuffle(picked)
+            queries.append({"kind": "words", "query": " ".join(picked), "target": arxiv_id, "title": title})
+        name = short_name(title)
+        if name:
+            queries.append({"kind": "short name", "query": name, "target": arxiv_id, "title": title})
+    return queries
+
+
+# --- the libraries ----------------------------------------------------------------------------
+
+
+async def build_library(path: pathlib.Path, distractors: int, synth: Synth | None) -> None:
+    """The real corpus, then `distractors` synthetic papers (newer ids), through the product's ingest."""
+    for suffix in ("", "-wal", "-shm"):
+        pathlib.Path(str(path) + suffix).unlink(missing_ok=True)
+    conn = await storage_db.connect(path)
+    try:
+        summary = await ingest_targets(conn, [str(CORPUS)])
+        assert summary.failed == 0
+        if distractors:
+            assert synth is not None
+            for digest in synth.days(distractors, seed=1):
+                await storage_papers.ingest_digest(
+                    conn, digest, source="synth", origin=f"synth:{digest.date}", sha256=str(digest.date)
+                )
+        await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        await conn.close()
+
+
+def build_baseline(library: pathlib.Path, path: pathlib.Path) -> None:
+    """A plain FTS5 table holding the same papers' text as the product's index (same rowids)."""
+    path.unlink(missing_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn.execute(f"ATTACH DATABASE '{library}' AS lib")
+    conn.execute(
+        "CREATE VIRTUAL TABLE papers USING fts5 (title, authors, summary, tags, "
+        "tokenize = 'porter unicode61 remove_diacritics 2')"
+    )
+    conn.execute("BEGIN")
+    conn.execute("INSERT INTO papers (rowid, title, authors, summary, tags) "
+                 "SELECT id, title, authors, summary, tags FROM lib.paper_search_text")
+    conn.execute("COMMIT")
+    conn.execute("DETACH DATABASE lib")
+    conn.close()
+
+
+def baseline_search(conn: sqlite3.Connection, query: str) -> list[int]:
+    weights = ", ".join(f"{w:g}" for w in BASELINE_WEIGHTS)
+    rows = conn.execute(
+        f"SELECT rowid FROM papers WHERE papers MATCH ? ORDER BY bm25(papers, {weights}) LIMIT {PAGE:d}",
+        (to_fts_query(query),),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+# --- scoring ----------------------------------------------------------------------------------
+
+
+def scores(ranks: list[int | None]) -> dict[str, float]:
+    """success@1, success@5 and MRR@10 from each query's 1-based rank of its target (None: not in the top 10)."""
+    n = len(ranks) or 1
+    return {
+        "success_at_1": sum(1 for r in ranks if r == 1) / n,
+        "success_at_5": sum(1 for r in ranks if r is not None and r <= 5) / n,
+        "mrr_at_10": sum(1 / r for r in ranks if r is not None and r <= 10) / n,
+    }
+
+
+def _rank(ids: list[int], target: int) -> int | None:
+    return ids.index(target) + 1 if target in ids else None
+
+
+async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> dict[str, Any]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    library = DATA / f"relevance-{distractors}.db"
+    baseline = DATA / f"relevance-{distractors}-bm25.db"
+    started = time.perf_counter()
+    if not (reuse and library.exists()):
+        await build_library(library, distractors, synth)
+    build_s = time.perf_counter() - started
+    if not (reuse and baseline.exists()):
+        build_baseline(library, baseline)
+    conn = await storage_db.connect(library)
+    base = sqlite3.connect(str(baseline))
+    try:
+        real = await (await conn.execute(
+            "SELECT p.id, p.arxiv_id, p.title FROM papers p WHERE EXISTS "
+            "(SELECT 1 FROM appearances a WHERE a.paper_id = p.id AND a.source != 'synth')")).fetchall()
+        ids_by_arxiv = {arxiv_id: paper_id for paper_id, arxiv_id, _ in real}
+        (papers_total,) = await (await conn.execute("SELECT count(*) FROM papers")).fetchone()
+        queries = make_queries([tuple(row) for row in real])
+        for q in queries:  # warm-up, both sides
+            await storage_papers.search(conn, q["query"], limit=PAGE)
+            baseline_search(base, q["query"])
+        product_ms, baseline_ms = [], []
+        for q in queries:
+            target = ids_by_arxiv[q["target"]]
+            start = time.perf_counter()
+            page = await storage_papers.search(conn, q["query"], limit=PAGE)
+            product_ms.append((time.perf_counter() - start) * 1000)
+            q["product_rank"] = _rank([ids_by_arxiv.get(h.paper.arxiv_id, -1) for h in page.hits], target)
+            start = time.perf_counter()
+            found = baseline_search(base, q["query"])
+            baseline_ms.append((time.perf_counter() - start) * 1000)
+            q["baseline_rank"] = _rank(found, target)
+        related = await measure_related(conn, [(ids_by_arxiv[q["target"]], q["target"]) for q in queries if q["kind"] == "words"])
+    finally:
+        base.close()
+        await conn.close()
+    by_kind: dict[str, Any] = {}
+    for kind in ("all", "words", "short name"):
+        chosen = [q for q in queries if kind == "all" or q["kind"] == kind]
+        by_kind[kind] = {
+            "queries": len(chosen),
+            "product": scores([q["product_rank"] for q in chosen]),
+            "baseline": scores([q["baseline_rank"] for q in chosen]),
+        }
+    return {
+        "distractors": distractors,
+        "papers": papers_total,
+        "real_papers": len(real),
+        "build_seconds": build_s,
+        "db_bytes": library.stat().st_size,
+        "scores": by_kind,
+        "latency_ms": {
+            "product": {"p50": pct(product_ms, 50), "p95": pct(product_ms, 95), "p99": pct(product_ms, 99)},
+            "baseline": {"p50": pct(baseline_ms, 50), "p95": pct(baseline_ms, 95), "p99": pct(baseline_ms, 99)},
+        },
+        "related": related,
+        "queries": queries,
+    }
+
+
+async def measure_related(conn, papers: list[tuple[int, str]]) -> dict[str, Any] | None:
+    """Share of related papers that have a tag in common with the paper, beside random papers; latency."""
+    try:
+        from storage import related as storage_related
+    except ImportError:
+        return None
+    rng = random.Random(SEED)
+    (max_id,) = await (await conn.execute("SELECT max(id) FROM papers")).fetchone()
+
+    async def tags_of(paper_id: int) -> set[int]:
+        rows = await (await conn.execute("SELECT DISTINCT tag_id FROM paper_tags WHERE paper_id = ?", (paper_id,))).fetchall()
+        return {row[0] for row in rows}
+
+    async def id_of(arxiv_id: str) -> int:
+        return (await (await conn.execute("SELECT id FROM papers WHERE arxiv_id = ?", (arxiv_id,))).fetchone())[0]
+
+    shared = total = random_shared = random_total = 0
+    times = []
+    for _, arxiv_id in papers:
+        await storage_related.related_papers(conn, arxiv_id)  # warm-up
+    for paper_id, arxiv_id in papers:
+        own = await tags_of(paper_id)
+        if not own:
+            continue
+        start = time.perf_counter()
+        found = await storage_related.related_papers(conn, arxiv_id)
+        times.append((time.perf_counter() - start) * 1000)
+        for other in found:
+            total += 1
+            shared += bool(own & await tags_of(await id_of(other.arxiv_id)))
+        for _ in range(len(found) or 5):
+            random_total += 1
+            random_shared += bool(own & await tags_of(rng.randint(1, max_id)))
+    return {
+        "papers": len(times),
+        "related_listed": total,
+        "share_with_common_tag": shared / total if total else 0.0,
+        "random_share_with_common_tag": random_shared / random_total if random_total else 0.0,
+        "latency_ms": {"p50": pct(times, 50), "p95": pct(times, 95), "p99": pct(times, 99)} if times else {},
+    }
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "## Relevance: known-item search (`benchmarks/relevance.py`)",
+        "",
+        f"Real corpus papers as targets; {results[0]['scores']['all']['queries']} queries from seed {SEED} "
+        "(2–3 shuffled title words, and short names before a colon); synthetic distractors stored after the "
+        f"real papers. Baseline: plain FTS5 over the same papers, `bm25` weighted {BASELINE_WEIGHTS} "
+        "(title, authors, summary, tags), same run.",
+        "",
+        "| library | queries | product s@1 / s@5 / MRR@10 | bm25 baseline s@1 / s@5 / MRR@10 | product p50 / p95 ms | baseline p50 / p95 ms |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        for kind in ("all", "words", "short name"):
+            s = r["scores"][kind]
+            p, b = s["product"], s["baseline"]
+            label = f"{r['papers']:,} papers ({r['real_papers']:,} real + {r['distractors']:,} synthetic)"
+            lat = r["latency_ms"]
+            lines.append(
+                f"| {label}, {kind} | {s['queries']} | {p['success_at_1']:.3f} / {p['success_at_5']:.3f} / {p['mrr_at_10']:.3f} "
+                f"| {b['success_at_1']:.3f} / {b['success_at_5']:.3f} / {b['mrr_at_10']:.3f} "
+                + (f"| {lat['product']['p50']:.2f} / {lat['product']['p95']:.2f} | {lat['baseline']['p50']:.2f} / {lat['baseline']['p95']:.2f} |"
+                   if kind == "all" else "| | |")
+            )
+    related = [r for r in results if r.get("related")]
+    if related:
+        lines += ["", "Related papers (`storage.related`, up to 5 per paper, for the word-query targets that have tags):", "",
+                  "| library | papers | related listed | share with a common tag | random papers (floor) | p50 / p95 / p99 ms |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for r in related:
+            x = r["related"]
+            lat = x["latency_ms"]
+            lines.append(f"| {r['papers']:,} | {x['papers']} | {x['related_listed']} | {x['share_with_common_tag']:.1%} | "
+                         f"{x['random_share_with_common_tag']:.1%} | {lat.get('p50', 0):.2f} / {lat.get('p95', 0):.2f} / {lat.get('p99', 0):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--distractors", default="0,3000,100000", help="comma-separated synthetic paper counts")
+    parser.add_argument("--reuse", action="store_true", help="reuse libraries already built in benchmarks/data/")
+    parser.add_argument("--out", default=str(DATA / "results-relevance.json"))
+    args = parser.parse_args(argv)
+    synth = Synth.from_corpus()
+    results = []
+    for distractors in (int(x) for x in args.distractors.split(",") if x.strip()):
+        print(f"relevance with {distractors:,} distractors …", flush=True)
+        result = asyncio.run(measure_size(distractors, synth, args.reuse))
+        a = result["scores"]["all"]
+        print(f"  product {a['product']}  baseline {a['baseline']}  latency {result['latency_ms']}", flush=True)
+        results.append(result)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
