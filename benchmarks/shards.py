@@ -40,7 +40,7 @@ from benchmarks.fanout import (
     _build_library, _read_back,
 )
 from bot.shards import shard_of
-from storage import db, deliveries
+from storage import db, outbox
 from testing import FakeDiscord
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -168,7 +168,7 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
                 try:
                     for channel_id, p in owner.items():
                         if shared_library or p == n:
-                            ledger[channel_id] = await deliveries.get_delivery(conn, channel_id, DAY)
+                            ledger[channel_id] = await outbox.get(conn, "digest", channel_id, DAY)
                 finally:
                     await conn.close()
             wrong_process = sum(
