@@ -194,7 +194,7 @@ async def _newest_matches(conn: aiosqlite.Connection, match: str) -> list[int]:
 def _plain_title_words(query: str) -> str | None:
     """The query as a papers_titles expression when it is plain words (OR allowed), else None.
 
-    papers_titles keeps no positions (detail=none): it cannot check a phrase, and a word the
+    papers_titles keeps no positions (detail=column): it cannot check a phrase, and a word the
     tokenizer splits (`LLaMA-Berry`) is a phrase; prefixes would need its own prefix indexes;
     words to leave out may be anywhere, not only in titles. Those queries take the walk instead.
     """
@@ -226,7 +226,7 @@ async def _newest_title_matches(
     if plain is not None:
         sql = f"""SELECT rowid FROM papers_titles WHERE papers_titles MATCH ?
                   ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"""
-        return [row[0] for row in await fetch_all(conn, sql, [filters.match(plain)])]
+        return [row[0] for row in await fetch_all(conn, sql, [filters.match(f"{{title}} : ({plain})")])]
     sql = f"SELECT rowid {_MATCHES} AND rowid >= ? ORDER BY rowid DESC LIMIT {TITLE_MATCHES:d}"
     oldest = 0
     if not total_is_exact and window:

@@ -112,7 +112,7 @@ def test_invite_asks_for_exactly_the_permissions_the_posts_need() -> None:
     assert url.startswith("https://discord.com/oauth2/authorize?client_id=1234567890&")
     assert "scope=bot+applications.commands" in url
     granted = discord.Permissions(int(re.search(r"permissions=(\d+)", url).group(1)))
-    expected = discord.Permissions(view_channel=True, send_messages=True, embed_links=True,
+    expected = discord.Permissions(view_channel=True, send_messages=True, embed_links=True, read_message_history=True,
                                    create_public_threads=True, send_messages_in_threads=True)
     assert granted == expected
     assert not (granted.administrator or granted.manage_guild or granted.mention_everyone)

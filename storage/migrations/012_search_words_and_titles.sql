@@ -37,35 +37,37 @@ END;
 INSERT INTO search_words (search_words) VALUES ('rebuild');
 
 -- Titles alone, for search's title matches (storage/search.py): every paper with all the query's
--- words in its title, newest first, from short posting lists with no positions to read. The filter
--- tokens ride along in the same column (detail=none has no columns), so filters apply here too.
+-- words in its title, newest first, from short posting lists with no positions to read
+-- (detail=column: columns, no positions). The filter tokens sit in their own `facets` column, as in
+-- papers_fts, so a filter matches only Paperbot's own tokens, never a title that spells one.
 -- Same tokenizer as papers_fts, so a word means the same in both.
 
 CREATE VIEW paper_title_text AS
-SELECT id, title || ' ' || facet_text AS title FROM papers;
+SELECT id, title, facet_text AS facets FROM papers;
 
 CREATE VIRTUAL TABLE papers_titles USING fts5 (
     title,
+    facets,
     content = 'paper_title_text',
     content_rowid = 'id',
-    detail = none,
+    detail = column,
     columnsize = 0,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
 
 CREATE TRIGGER papers_titles_after_insert AFTER INSERT ON papers BEGIN
-    INSERT INTO papers_titles (rowid, title) VALUES (new.id, new.title || ' ' || new.facet_text);
+    INSERT INTO papers_titles (rowid, title, facets) VALUES (new.id, new.title, new.facet_text);
 END;
 
 CREATE TRIGGER papers_titles_after_delete AFTER DELETE ON papers BEGIN
-    INSERT INTO papers_titles (papers_titles, rowid, title) VALUES ('delete', old.id, old.title || ' ' || old.facet_text);
+    INSERT INTO papers_titles (papers_titles, rowid, title, facets) VALUES ('delete', old.id, old.title, old.facet_text);
 END;
 
 CREATE TRIGGER papers_titles_after_update AFTER UPDATE OF title, facet_text ON papers
 WHEN old.title IS NOT new.title OR old.facet_text IS NOT new.facet_text
 BEGIN
-    INSERT INTO papers_titles (papers_titles, rowid, title) VALUES ('delete', old.id, old.title || ' ' || old.facet_text);
-    INSERT INTO papers_titles (rowid, title) VALUES (new.id, new.title || ' ' || new.facet_text);
+    INSERT INTO papers_titles (papers_titles, rowid, title, facets) VALUES ('delete', old.id, old.title, old.facet_text);
+    INSERT INTO papers_titles (rowid, title, facets) VALUES (new.id, new.title, new.facet_text);
 END;
 
 INSERT INTO papers_titles (papers_titles) VALUES ('rebuild');
