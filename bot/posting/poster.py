@@ -110,7 +110,6 @@ def sort_failure(error: BaseException) -> type[Failure]:
 _DIGITS = "\u200b\u200c\u200d\u2060"
 _FENCE = "\u2063"  # INVISIBLE SEPARATOR around the encoded nonce
 _ALPHABET = "0123456789.abcdefghijklmnopqrstuvwxyz"
-MAX_CONTENT = 2000
 
 
 def _encode(nonce: str) -> str:
@@ -125,7 +124,7 @@ def with_marker(kwargs: dict[str, Any], nonce: str) -> dict[str, Any]:
     """`kwargs` for `send` with the nonce appended invisibly to the content (if it fits)."""
     marker = _encode(nonce)
     content = kwargs.get("content") or ""
-    if len(content) + len(marker) > MAX_CONTENT:
+    if len(content) + len(marker) > render.MAX_CONTENT:
         return kwargs  # cannot happen with today's renderers (headers are short); then unmarked
     return {**kwargs, "content": content + marker}
 
