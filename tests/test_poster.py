@@ -13,8 +13,8 @@ import aiohttp
 import discord
 import pytest
 
+from bot import render
 from bot.posting.poster import (
-    MAX_CONTENT,
     Ambiguous,
     Refused,
     Rejected,
@@ -51,7 +51,7 @@ def test_a_message_without_content_gets_only_the_marker_and_an_unmarked_one_read
 
 
 def test_the_marker_never_pushes_content_past_discords_limit() -> None:
-    full = {"content": "x" * MAX_CONTENT}
+    full = {"content": "x" * render.MAX_CONTENT}
     assert with_marker(full, "po1.0") == full
 
 
