@@ -2,7 +2,7 @@
 
 Mark a test `@pytest.mark.redis` or `@pytest.mark.postgres` and take the `redis_url` or
 `postgres_url` fixture. Where the service does not answer, the test is skipped, so the suite
-passes on a laptop with neither. CI sets `PAPERBOT_REQUIRE_SERVICES=redis,postgres`: there a
+passes on a laptop with neither. CI sets `REQUIRE_TEST_SERVICES=redis,postgres`: there a
 service that does not answer fails its tests instead, so they cannot silently stop running.
 Loaded by tests/conftest.py (and with `-p tests.services` by the test of this very mechanism).
 """
@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-REQUIRE_VARIABLE = "PAPERBOT_REQUIRE_SERVICES"
+REQUIRE_VARIABLE = "REQUIRE_TEST_SERVICES"
 SERVICES = {
     # marker: (environment variable with the URL, default URL, what reachability means)
-    "redis": ("PAPERBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
-    "postgres": ("PAPERBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    "redis": ("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    "postgres": ("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
 }
 
 

@@ -196,7 +196,7 @@ def test_only_requests_discord_counts_towards_the_global_limit_are_paced(url: st
 def test_a_service_test_is_skipped_where_the_service_is_absent_and_fails_where_it_is_required(
     tmp_path: Path, required: str, outcome: str
 ) -> None:
-    """CI sets PAPERBOT_REQUIRE_SERVICES, so its Redis tests cannot silently stop running."""
+    """CI sets REQUIRE_TEST_SERVICES, so its Redis tests cannot silently stop running."""
     (tmp_path / "test_needs_redis.py").write_text(textwrap.dedent("""
         import pytest
 
@@ -204,8 +204,8 @@ def test_a_service_test_is_skipped_where_the_service_is_absent_and_fails_where_i
         def test_uses_redis(redis_url):
             pass
     """))
-    env = {"PATH": "/usr/bin:/bin", "PAPERBOT_TEST_REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0",
-           "PAPERBOT_REQUIRE_SERVICES": required, "PYTHONPATH": str(ROOT)}
+    env = {"PATH": "/usr/bin:/bin", "TEST_REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0",
+           "REQUIRE_TEST_SERVICES": required, "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.services", "-rs",
          "--rootdir", str(tmp_path), str(tmp_path)],
