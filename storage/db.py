@@ -44,7 +44,7 @@ _SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 def _load_migrations() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) for every packaged migration, in order, numbered 1..N without gaps."""
-    folder = resources.files(__package__).joinpath("migrations")
+    folder = resources.files(__package__).joinpath("migrations", "sqlite")
     found = []
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
@@ -121,12 +121,31 @@ async def _foreign_tables(conn: aiosqlite.Connection) -> list[str]:
         return [row[0] for row in await cursor.fetchall()]
 
 
-async def connect(path: str | Path, *, readers: int | None = None) -> Library:
-    """Open the library at `path` (created if missing), configured and migrated.
+def dialect(conn) -> str:
+    """'sqlite' or 'postgresql': which SQL a storage module speaks to `conn` where the two differ."""
+    return getattr(conn, "dialect", "sqlite")
+
+
+def sqlite_path(target: str | Path) -> str | Path:
+    """The file a SQLite target names: a path, or a URL as SQLAlchemy spells it
+    (`sqlite:///paperbot.db` relative, `sqlite:////var/lib/paperbot/paperbot.db` absolute)."""
+    if isinstance(target, str) and target.startswith("sqlite:///"):
+        return target[len("sqlite:///"):]
+    return target
+
+
+async def connect(target: str | Path, *, readers: int | None = None):
+    """Open the library at `target`, configured and migrated: a SQLite file's path (or a
+    `sqlite:///path` URL), created if missing, or a `postgresql://…` URL (`storage.postgres`).
 
     Any problem with the file is raised as the `storage.errors.DatabaseError` that explains it.
-    `readers`: size of the read pool (default READERS); an in-memory database has none.
+    `readers`: size of the SQLite read pool (default READERS); an in-memory database has none.
     """
+    if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
+        from storage import postgres
+
+        return await postgres.connect(target)
+    path = sqlite_path(target)
     with errors.translated(path):
         in_memory = str(path) in ("", ":memory:") or str(path).startswith("file::memory:")
         if not in_memory:
@@ -397,8 +416,11 @@ class Library:
     for one aiosqlite connection keeps working unchanged.
     """
 
+    dialect = "sqlite"
+
     def __init__(self, writer: aiosqlite.Connection, path: str | None, readers: int) -> None:
         self.writer = writer
+        self._held: set[tuple[str, int]] = set()
         self._readers = [_Reader(path) for _ in range(readers)] if path else []
         self._idle: asyncio.Queue[_Reader] | None = None
         self._members: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -461,6 +483,22 @@ class Library:
         if allowance is not None:
             allowance.charge(spent)
         return _Rows(rows, description)
+
+    @asynccontextmanager
+    async def hold(self, name: str, key: int, *, wait: bool = False) -> AsyncIterator[bool]:
+        """Yield True while this process holds (name, key), False if another task does
+        (`wait=True`: wait for it). One process owns a SQLite library, so a set in memory is
+        the whole claim; `storage.postgres` holds the same across processes."""
+        while (name, key) in self._held:
+            if not wait:
+                yield False
+                return
+            await asyncio.sleep(0.05)
+        self._held.add((name, key))
+        try:
+            yield True
+        finally:
+            self._held.discard((name, key))
 
     async def close(self) -> None:
         for reader in self._readers:
@@ -548,8 +586,13 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
     """BEGIN IMMEDIATE … COMMIT under the connection's write lock; ROLLBACK on any error.
 
     Every multi-statement write in `storage` goes through here, so a failure leaves
-    nothing half-written and concurrent writers never interleave.
+    nothing half-written and concurrent writers never interleave. On PostgreSQL the
+    library's own `transaction` keeps the same promises.
     """
+    if dialect(conn) == "postgresql":
+        async with conn.transaction():
+            yield conn
+        return
     async with write_lock(conn):
         await _execute_when_not_busy(conn, "BEGIN IMMEDIATE")
         try:
@@ -563,6 +606,8 @@ async def transaction(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Con
 
 async def write(conn: aiosqlite.Connection, sql: str, params: tuple = ()) -> int:
     """One autocommit statement, never inside another coroutine's transaction; returns rowcount."""
+    if dialect(conn) == "postgresql":
+        return await conn.write(sql, params)
     async with write_lock(conn):
         cursor = await _execute_when_not_busy(conn, sql, params)
         return cursor.rowcount
