@@ -13,8 +13,11 @@ from digests.ingest import ingest_targets
 from storage import db
 from testing.fixtures import fake_discord  # noqa: F401  (a fixture)
 from tests.world import world  # noqa: F401  (a fixture)
+from tests.backends import (  # noqa: F401  (storage tests run on each backend)
+    backend, corpus_postgres_library, corpus_template, drop_database, empty_postgres_library, pytest_generate_tests,
+)
 from tests.services import (  # noqa: F401  (markers redis/postgres: skipped where absent, required in CI)
-    postgres_url, pytest_configure, pytest_runtest_setup, redis_url,
+    postgres_url, pytest_configure, pytest_runtest_setup, redis_url, service_url,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -45,18 +48,34 @@ def library_path(corpus_library: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.fixture(scope="session")
+def corpus_postgres(request: pytest.FixtureRequest) -> str:
+    """The corpus in a PostgreSQL template database, built on first use, dropped at the end."""
+    name = corpus_template(str(CORPUS))
+    request.addfinalizer(lambda: asyncio.run(drop_database(service_url("postgres"), name)))
+    return name
+
+
 @pytest_asyncio.fixture
-async def conn(tmp_path: Path):
-    """An empty library on a real SQLite file."""
+async def conn(backend: str, tmp_path: Path):
+    """An empty library: a real SQLite file, or a fresh PostgreSQL schema."""
+    if backend == "postgres":
+        async with empty_postgres_library() as connection:
+            yield connection
+        return
     connection = await db.connect(tmp_path / "library.db")
     yield connection
     await connection.close()
 
 
 @pytest_asyncio.fixture
-async def library(library_path: Path):
-    """A connection to a copy of the corpus library."""
-    connection = await db.connect(library_path)
+async def library(backend: str, request: pytest.FixtureRequest):
+    """A connection to a copy of the corpus library, on the test's backend."""
+    if backend == "postgres":
+        async with corpus_postgres_library(request.getfixturevalue("corpus_postgres")) as connection:
+            yield connection
+        return
+    connection = await db.connect(request.getfixturevalue("library_path"))
     yield connection
     await connection.close()
 

@@ -1,0 +1,110 @@
+"""One storage test suite, run on each backend: SQLite, and PostgreSQL where it answers.
+
+Tests in `tests/test_storage_*.py` that take `conn` (an empty library) or `library` (the corpus)
+run once per backend, the PostgreSQL run marked `postgres` (skipped where absent, required in
+CI). Other modules get SQLite. On PostgreSQL an empty library is a fresh schema in the test
+database; the corpus is ingested once per run into a template database, copied for each test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from storage import db
+from tests.services import service_url
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1].startswith("test_storage_"):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def with_schema(url: str, schema: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"search_path={schema}"
+
+
+@asynccontextmanager
+async def empty_postgres_library(url: str | None = None) -> AsyncIterator[db.Library]:
+    """A new library in a schema of its own, dropped afterwards."""
+    url = url or service_url("postgres")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    library = await db.connect(with_schema(url, schema))
+    try:
+        yield library
+    finally:
+        await library.close()
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def create_database(url: str, name: str, template: str | None = None) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    finally:
+        await conn.close()
+
+
+async def drop_database(url: str, name: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def corpus_template(corpus: str) -> str:
+    """The corpus ingested into a database of its own, once per run; returns its name."""
+    from digests.ingest import ingest_targets
+
+    url = service_url("postgres")
+    name = f"paperbot_corpus_{os.getpid()}"
+
+    async def build() -> None:
+        await create_database(url, name)
+        library = await db.connect(with_database(url, name))
+        try:
+            summary = await ingest_targets(library, [corpus])
+            assert summary.failed == 0, [o.error for o in summary.outcomes if o.error]
+        finally:
+            await library.close()
+
+    asyncio.run(build())
+    return name
+
+
+@asynccontextmanager
+async def corpus_postgres_library(template: str) -> AsyncIterator[db.Library]:
+    url = service_url("postgres")
+    name = f"paperbot_t_{uuid.uuid4().hex[:12]}"
+    await create_database(url, name, template)
+    library = await db.connect(with_database(url, name))
+    try:
+        yield library
+    finally:
+        await library.close()
+        await drop_database(url, name)
