@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit, urlunsplit
@@ -93,8 +94,14 @@ def corpus_template(corpus: str) -> str:
         finally:
             await library.close()
 
-    asyncio.run(build())
+    in_thread(build())
     return name
+
+
+def in_thread(coroutine) -> None:
+    """Run `coroutine` to completion from sync code, even while an event loop runs (async fixtures)."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, coroutine).result()
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from storage import db
 from testing.fixtures import fake_discord  # noqa: F401  (a fixture)
 from tests.world import world  # noqa: F401  (a fixture)
 from tests.backends import (  # noqa: F401  (storage tests run on each backend)
-    backend, corpus_postgres_library, corpus_template, drop_database, empty_postgres_library, pytest_generate_tests,
+    backend, corpus_postgres_library, corpus_template, drop_database, empty_postgres_library, in_thread, pytest_generate_tests,
 )
 from tests.services import (  # noqa: F401  (markers redis/postgres: skipped where absent, required in CI)
     postgres_url, pytest_configure, pytest_runtest_setup, redis_url, service_url,
@@ -37,7 +37,7 @@ def corpus_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
         finally:
             await conn.close()
 
-    asyncio.run(build())
+    in_thread(build())
     return path
 
 
@@ -52,7 +52,7 @@ def library_path(corpus_library: Path, tmp_path: Path) -> Path:
 def corpus_postgres(request: pytest.FixtureRequest) -> str:
     """The corpus in a PostgreSQL template database, built on first use, dropped at the end."""
     name = corpus_template(str(CORPUS))
-    request.addfinalizer(lambda: asyncio.run(drop_database(service_url("postgres"), name)))
+    request.addfinalizer(lambda: in_thread(drop_database(service_url("postgres"), name)))
     return name
 
 
