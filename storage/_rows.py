@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosqlite
 
+from storage.db import dialect
 from storage.models import StoredPaper
 
 PAPER_COLUMNS = "p.id, p.arxiv_id, p.title, p.url, p.authors, p.summary, p.github_urls, p.huggingface_urls, p.extra"
@@ -28,6 +29,15 @@ def to_json(value: Any) -> str:
 def id_list(ids: Iterable[Any]) -> str:
     """A JSON array bound as one parameter and read with json_each: any number of ids, one statement."""
     return json.dumps(list(ids))
+
+
+def any_of(conn: Any, column: str, values: Iterable[Any]) -> tuple[str, Any]:
+    """"`column` is one of `values`", for any number of values in one statement: the SQL condition
+    and the one parameter it binds, in the connection's dialect (a JSON array read with json_each
+    on SQLite, an array on PostgreSQL)."""
+    if dialect(conn) == "postgresql":
+        return f"{column} = ANY(?)", list(values)
+    return f"{column} IN (SELECT value FROM json_each(?))", id_list(values)
 
 
 def utc_now_text() -> str:
