@@ -8,6 +8,7 @@ is never logged or written anywhere.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 import types
 import typing
@@ -28,7 +29,63 @@ TOKEN_VARIABLE = "DISCORD_TOKEN"
 
 
 class DatabaseSettings(BaseModel):
+    """Where the library is: a SQLite file (`path`), or `url` (`sqlite:///path` or `postgresql://…`).
+
+    A URL may hold a password, so it is a secret: shown only redacted, best set in the environment
+    (PAPERBOT_DATABASE__URL). One place only: a `url` beside an explicit `path` is an error.
+    """
+
     path: Path = Path("paperbot.db")
+    url: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(DATABASE_SCHEMES):
+            raise ValueError("must start with sqlite:///, postgresql:// or postgres://")
+        return value
+
+    @model_validator(mode="after")
+    def _one_library(self) -> DatabaseSettings:
+        if self.url is not None and "path" in self.model_fields_set:
+            raise ValueError("set either path or url (PAPERBOT_DATABASE__URL), not both: url names the whole library")
+        return self
+
+    @property
+    def target(self) -> str | Path:
+        """What `storage.db.connect` opens: the URL (password included), or the SQLite file."""
+        return self.url.get_secret_value() if self.url is not None else self.path
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None and self.url.get_secret_value().startswith(POSTGRES_SCHEMES)
+
+    @property
+    def files(self) -> Path:
+        """Beside what the bot keeps its small files (heartbeat, command fingerprint): the SQLite
+        file, or for PostgreSQL `paperbot-<schema>` in the working directory."""
+        if self.url is None:
+            return self.path
+        url = self.url.get_secret_value()
+        if not self.is_postgres:
+            return Path(url[len("sqlite:///"):])
+        schema = re.search(r"[?&]search_path=([A-Za-z_][A-Za-z0-9_]*)", url)
+        return Path(f"paperbot-{schema.group(1) if schema else 'public'}")
+
+    def describe(self) -> str:
+        """The library for messages and logs: the file, or the URL without its password."""
+        if self.url is None:
+            return str(self.path)
+        return redacted(self.url.get_secret_value())
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+DATABASE_SCHEMES = ("sqlite:///", *POSTGRES_SCHEMES)
+
+
+def redacted(url: str) -> str:
+    """A database URL without its password (as `storage.postgres.redacted`, without importing asyncpg)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 class DiscordSettings(BaseModel):
@@ -258,6 +315,8 @@ def describe(error: ValidationError, path: Path | None) -> str:
         setting = location[-1] if len(location) == 1 else f"[{'.'.join(location[:-1])}] {location[-1]}"
         where = f"{setting} in {path or 'the defaults'}"
     value = first.get("input")
+    if isinstance(value, str):
+        value = redacted(value)  # a database URL's password never reaches a message
     shown = f" (got {value!r})" if isinstance(value, str | int | float) and first["type"] != "missing" else ""
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return f"invalid setting: {where}: {message}{shown}{more}"

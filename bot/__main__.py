@@ -107,7 +107,7 @@ def with_library(config: Path | None, work: Callable[[aiosqlite.Connection], Awa
     settings = settings or settings_from(config)
 
     async def main() -> T:
-        conn = await db.connect(settings.database.path)
+        conn = await db.connect(settings.database.target)
         try:
             return await work(conn)
         finally:
@@ -435,7 +435,7 @@ def health_check(
 ) -> None:
     """Exit 0 if the running bot is connected and its scheduler runs (for HEALTHCHECK and monitors)."""
     settings = settings_from(config)
-    problem = health.problem(health.heartbeat_path(Path(settings.database.path)), stale_after=max_age)
+    problem = health.problem(health.heartbeat_path(settings.database.files), stale_after=max_age)
     if problem is not None:
         raise fail(f"unhealthy: {problem}")
     out.print("healthy: connected to Discord, scheduler running")
@@ -446,17 +446,19 @@ def db_migrate(config: ConfigOption = None) -> None:
     """Create the database or bring it to the current schema."""
     settings = settings_from(config)
     version = with_library(config, db.user_version, settings)
-    out.print(f"{settings.database.path}: schema version {version} (current)")
+    out.print(f"{settings.database.describe()}: schema version {version} (current)")
 
 
 @db_app.command("check")
 def db_check(config: ConfigOption = None) -> None:
     """Check the database's integrity and foreign keys; exit 1 when anything is wrong."""
     settings = settings_from(config)
+    if settings.database.is_postgres:
+        raise fail("db check reads a SQLite file; PostgreSQL keeps its own integrity (use amcheck or pg_dump)")
 
     async def main() -> list[str]:
         try:
-            conn = await db.connect(settings.database.path)
+            conn = await db.connect(settings.database.target)
         except (CorruptDatabase, NotALibrary) as error:
             return [str(error)]
         try:
@@ -472,7 +474,7 @@ def db_check(config: ConfigOption = None) -> None:
         err.print(f"damaged: {problem}", markup=False, highlight=False)
     if problems:
         raise typer.Exit(1)
-    out.print(f"{settings.database.path}: ok")
+    out.print(f"{settings.database.describe()}: ok")
 
 
 @db_app.command("backup")
@@ -483,6 +485,8 @@ def db_backup(
     """Copy the database safely, even while the bot runs."""
     if destination.exists():
         raise fail(f"{destination} already exists; choose a new file name")
+    if settings_from(config).database.is_postgres:
+        raise fail("db backup copies a SQLite file; back up PostgreSQL with pg_dump")
 
     async def work(conn: aiosqlite.Connection) -> None:
         await db.backup(conn, destination)

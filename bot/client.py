@@ -82,15 +82,20 @@ class Paperbot(commands.Bot):
         self.startup: asyncio.Task | None = None  # resuming and catching up after READY
 
     async def setup_hook(self) -> None:
-        self.db = await db.connect(self.settings.database.path)
+        self.db = await db.connect(self.settings.database.target)
         self.pacer = self._make_pacer()
         # With the shared limit every REST request is paced on the wire (see `pace_every_request`).
         on_the_wire = self.settings.discord.rate_limit_redis_url is not None
         poster = Poster(self, requests_per_second=self.settings.delivery.requests_per_second,
                         pacer=NO_PACING if on_the_wire else self.pacer)  # one pacer for every kind
         cap = self.settings.delivery.max_papers_per_post
-        self.subscription_poster = SubscriptionPoster(self, poster=poster, max_papers=cap)
-        dm = self.subscription_poster if self.shard_set.sends_dms else None  # DMs: the process holding shard 0
+        self.subscription_poster = SubscriptionPoster(self, poster=poster, max_papers=cap,
+                                                      owns_guild=self.shard_set.owns_guild)
+        # DMs belong to no shard. On PostgreSQL every process runs the DM job and the ledger's claims
+        # divide the work; a SQLite library's claims hold within one process, so there only the
+        # process holding shard 0 sends them.
+        shares_claims = db.dialect(self.db) == "postgresql"
+        dm = self.subscription_poster if shares_claims or self.shard_set.sends_dms else None
         digests = DigestPoster(self, poster=poster, owns_guild=self.shard_set.owns_guild, max_papers=cap)
         self.daily = DailyScheduler(self.db, digests, self.settings, dm=dm, roundups=RoundupPoster(self, poster=poster))
         self.tree.on_error = errors.on_app_command_error
@@ -114,7 +119,7 @@ class Paperbot(commands.Bot):
     async def sync_commands_if_changed(self) -> None:
         """Sync only when the tree differs from the last sync: Discord rate-limits syncing, and a
         global sync takes time to reach every server, so a plain restart should not do it."""
-        marker = commands_marker_path(Path(self.settings.database.path))
+        marker = commands_marker_path(self.settings.database.files)
         fingerprint = self.command_fingerprint()
         if not self.force_sync and marker is not None and _read(marker) == fingerprint:
             log.info("slash commands unchanged since the last sync; not syncing (`paperbot sync` forces it)")
@@ -170,7 +175,7 @@ class Paperbot(commands.Bot):
         ws = self.ws
         connected = not self.is_closed() and self.is_ready() and ws is not None and ws.open
         running = self.daily is not None and self.daily.scheduler.running
-        path = health.heartbeat_path(Path(self.settings.database.path))
+        path = health.heartbeat_path(self.settings.database.files)
         try:
             health.write(path, connected=connected, scheduler_running=running)
         except OSError as error:

@@ -298,14 +298,25 @@ class DailyScheduler:
         return all(record is not None and record.status != "waiting" for record in records)
 
     async def fetch_and_post(self, now: datetime | None = None, day: date | None = None) -> None:
-        """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due."""
+        """The daily fetch: ingest the day's digests (retrying until the deadline), then post what is due.
+
+        Exactly one process fetches a day: the one holding the library's claim on it. The others
+        wait for the holder to finish (or die: PostgreSQL releases a dead process's claims), then
+        find the day settled in the shared library and only post. On SQLite (one process) the
+        claim is in-process: a second fetch job of the same day waits for the first.
+        """
         await self.ready.wait()
         fetch = self.settings.fetch
         day = day or (now or self.clock()).astimezone(ZoneInfo(fetch.timezone)).date()
-        async with aiohttp.ClientSession() as session:
-            await fetcher.fetch_all(
-                self.conn, session, self.settings.sources, day, fetch, now=self.clock, on_ingested=self._on_ingested
-            )
+        async with self.conn.hold(FETCH_JOB, day.toordinal(), wait=True):
+            if await fetcher.day_is_settled(self.conn, self.settings.sources, day):
+                log.info("the fetch of %s is settled already (another process fetched it); posting", day)
+            else:
+                async with aiohttp.ClientSession() as session:
+                    await fetcher.fetch_all(
+                        self.conn, session, self.settings.sources, day, fetch, now=self.clock,
+                        on_ingested=self._on_ingested,
+                    )
         await self.post_due()
 
     async def _on_ingested(self, day: date) -> None:

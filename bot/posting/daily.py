@@ -32,6 +32,7 @@ import discord
 
 from bot import render
 from bot.posting.poster import (
+    CLAIMED_ELSEWHERE,
     DEFAULT_REQUESTS_PER_SECOND,
     Ambiguous,
     Failure,
@@ -179,7 +180,12 @@ class DigestPoster:
                     await outbox.skip(self.db, "digest", channel_id, day, "no papers")
                     return DeliveryOutcome(channel_id, day, "skipped", detail="no papers")
                 delivery = planned
-            return await self._send(channel, delivery)
+            async with self.poster.claim(delivery) as claimed:
+                if claimed is None:
+                    return DeliveryOutcome(channel_id, day, "retry_later", detail=CLAIMED_ELSEWHERE)
+                if claimed.finished:
+                    return DeliveryOutcome(channel_id, day, "already_done", detail=claimed.reason)
+                return await self._send(channel, claimed)
 
     async def deliver_many(
         self, items: list[tuple[DigestChannel, dt.date, bool]], *, concurrency: int = 50

@@ -27,7 +27,7 @@ import discord
 from collections.abc import Awaitable, Callable
 
 from bot import render
-from bot.posting.poster import NETWORK_ERRORS, Ambiguous, Poster, Refused, Rejected, describe_error
+from bot.posting.poster import CLAIMED_ELSEWHERE, NETWORK_ERRORS, Ambiguous, Poster, Refused, Rejected, describe_error
 from storage import outbox
 from storage import papers as library
 from storage import subscriptions as subs
@@ -64,11 +64,12 @@ class SubscriptionPoster:
 
     def __init__(
         self, bot: discord.Client, *, poster: Poster | None = None,
-        max_papers: int = render.DEFAULT_MAX_PAPERS_PER_POST,
+        max_papers: int = render.DEFAULT_MAX_PAPERS_PER_POST, owns_guild=lambda guild_id: True,
     ) -> None:
         self.bot = bot
         self.max_papers = max_papers  # `[delivery] max_papers_per_post`: a huge day is sent capped
         self.poster = poster or Poster(bot)
+        self.owns_guild = owns_guild  # servers on this process's shards: the only ones it can see
         self._user_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
@@ -76,15 +77,23 @@ class SubscriptionPoster:
         return self.bot.db
 
     def shares_a_server(self, subscriber: Subscriber) -> bool:
-        """True while the bot is still in a server one of the user's subscriptions was made in."""
+        """True while the bot is still in a server, on this process's shards, one of the user's
+        subscriptions was made in (a process sends DMs only to subscribers of servers it sees)."""
         return any(self.bot.get_guild(guild_id) is not None for guild_id in subscriber.guild_ids)
+
+    def sees_every_server(self, subscriber: Subscriber) -> bool:
+        """Whether all the user's subscription servers are on this process's shards (always, unsharded)."""
+        return all(self.owns_guild(guild_id) for guild_id in subscriber.guild_ids)
 
     async def still_a_member(self, subscriber: Subscriber) -> bool:
         """True while the user is a member of a server (the bot is in) where they subscribed.
 
         Asked of Discord (the bot has no member cache); an unclear answer counts as a member,
-        so a Discord hiccup never pauses anyone.
+        so a Discord hiccup never pauses anyone. So does a server on another process's shards,
+        which this process cannot see: only the servers it sees can say "left".
         """
+        if not self.sees_every_server(subscriber):
+            return True
         for guild_id in subscriber.guild_ids:
             guild = self.bot.get_guild(guild_id)
             if guild is None:
@@ -185,7 +194,12 @@ class SubscriptionPoster:
                     return DmOutcome(user_id, day, "no_matches")
                 planned = await asyncio.to_thread(_render_dm, day, matches, self.max_papers)
                 delivery = await outbox.plan(self.db, "dm", user_id, day, planned)
-            return await self._send(delivery)
+            async with self.poster.claim(delivery) as claimed:
+                if claimed is None:
+                    return DmOutcome(user_id, day, "retry_later", detail=CLAIMED_ELSEWHERE)
+                if claimed.finished:
+                    return DmOutcome(user_id, day, "already_done", detail=claimed.reason)
+                return await self._send(claimed)
 
     # -- sending --------------------------------------------------------------------------------
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Ambiguous",
+    "CLAIMED_ELSEWHERE",
     "DEFAULT_REQUESTS_PER_SECOND",
     "Failure",
     "Poster",
@@ -62,6 +65,9 @@ RETRY_DELAYS: tuple[float, ...] = (0.5, 2.0, 5.0)
 
 #: How many recent messages are read when looking for one whose answer was lost.
 HISTORY_LOOKUP_LIMIT = 200
+
+#: Why an item was left alone: another process (or task) holds its claim and is sending it.
+CLAIMED_ELSEWHERE = "another process is sending it"
 
 
 def describe_error(error: BaseException) -> str:
@@ -179,6 +185,19 @@ class Poster:
     @property
     def db(self):
         return self.bot.db
+
+    @asynccontextmanager
+    async def claim(self, item: Item) -> AsyncIterator[Item | None]:
+        """The item as the ledger holds it now, while only this process may send it; None while
+        another holds it (that one sends it; if it dies, a later pass or its restart does).
+
+        Several processes share a PostgreSQL library and each may come to the same item (DMs
+        belong to no shard; a restart resumes what a killed process left). The claim is the
+        library's `hold("outbox", item.id)`, released when this process lets go or dies. The item
+        is read again once held: the previous holder may have sent some of it, or all of it.
+        """
+        async with self.db.hold("outbox", item.id) as held:
+            yield await outbox.get(self.db, item.kind, item.target_id, item.period) if held else None
 
     async def send(
         self, item: Item, planned: PlannedMessage, target: discord.abc.Messageable, *, after: int | None = None

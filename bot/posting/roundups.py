@@ -59,21 +59,31 @@ class RoundupPoster:
                 )
             if roundup.finished:
                 return "already_done"
-            target = self.bot.get_partial_messageable(channel.channel_id, guild_id=channel.guild_id)
-            try:
-                await self.poster.send(roundup, roundup.messages[0], target)
-            except Rejected as rejected:  # the same message would be refused again
-                log.error("Discord rejected the roundup for %s in channel %s: %s", week_end, channel.channel_id, rejected)
-                await outbox.skip(self.db, "roundup", channel.channel_id, week_end, f"Discord rejected it: {rejected}")
-                return "refused"
-            except Ambiguous as ambiguous:
-                log.warning("roundup for %s in channel %s will be retried: %s", week_end, channel.channel_id, ambiguous)
-                return "retry_later"
-            except Refused as refused:  # the daily digest reports a lost channel; the roundup waits
-                log.warning("roundup for %s in channel %s refused: %s", week_end, channel.channel_id, refused)
-                return "refused"
-            await outbox.finish(self.db, roundup.id)
-            return "posted"
+            async with self.poster.claim(roundup) as claimed:
+                if claimed is None:
+                    return "retry_later"  # another process is sending it
+                if claimed.finished:
+                    return "already_done"
+                return await self._send(channel, claimed)
+
+    async def _send(self, channel: DigestChannel, roundup: outbox.Item) -> RoundupStatus:
+        """Send the claimed roundup's message (unless sent) and finish it; failures sorted once."""
+        week_end = roundup.period
+        target = self.bot.get_partial_messageable(channel.channel_id, guild_id=channel.guild_id)
+        try:
+            await self.poster.send(roundup, roundup.messages[0], target)
+        except Rejected as rejected:  # the same message would be refused again
+            log.error("Discord rejected the roundup for %s in channel %s: %s", week_end, channel.channel_id, rejected)
+            await outbox.skip(self.db, "roundup", channel.channel_id, week_end, f"Discord rejected it: {rejected}")
+            return "refused"
+        except Ambiguous as ambiguous:
+            log.warning("roundup for %s in channel %s will be retried: %s", week_end, channel.channel_id, ambiguous)
+            return "retry_later"
+        except Refused as refused:  # the daily digest reports a lost channel; the roundup waits
+            log.warning("roundup for %s in channel %s refused: %s", week_end, channel.channel_id, refused)
+            return "refused"
+        await outbox.finish(self.db, roundup.id)
+        return "posted"
 
     async def render(self, channel: DigestChannel, week_end: dt.date) -> render.MessagePayload:
         """The week's top papers (votes, then newest) and busiest tags, within the channel's tags if it has any."""
