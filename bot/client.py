@@ -213,6 +213,8 @@ class ShardedPaperbot(Paperbot, commands.AutoShardedBot):
         if not shards.sharded:
             raise ValueError("a sharded Paperbot needs [discord] shard_count")
         super().__init__(settings, shard_ids=list(shards.shard_ids), shard_count=shards.shard_count, **options)
+        # Which cluster made a request, for a REST proxy's (or the fake Discord's) records.
+        self.http.user_agent += f" shards/{shards.label}"
 
 
 def create_bot(settings: Settings, **options) -> Paperbot:

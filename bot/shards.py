@@ -68,6 +68,13 @@ class ShardSet:
             return 1.0
         return len(self.shard_ids) / self.shard_count
 
+    @property
+    def label(self) -> str:
+        """Short and without spaces, for the HTTP user agent: '2,3/6' (shards 2 and 3 of 6)."""
+        if self.shard_count is None or self.shard_ids is None:
+            return "all"
+        return f"{','.join(map(str, self.shard_ids))}/{self.shard_count}"
+
     def describe(self) -> str:
         if self.shard_count is None or self.shard_ids is None:
             return "all servers (not sharded)"

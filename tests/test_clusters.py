@@ -23,9 +23,10 @@ from typer.testing import CliRunner
 from bot import render
 from bot.__main__ import app, with_shards
 from bot.client import Paperbot, ShardedPaperbot, create_bot
+from bot.posting.poster import CLAIMED_ELSEWHERE
 from bot.shards import ShardSet, parse_shard_ids, shard_of
 from settings import DatabaseSettings, DiscordSettings, Settings
-from storage import channels, db
+from storage import channels, db, outbox
 from storage import subscriptions as subs
 from storage.channels import DigestChannel
 from storage.papers import papers_on_day
@@ -212,3 +213,59 @@ async def test_paperbot_run_processes_each_serve_the_servers_of_their_shards(
                 await process.wait()
     assert [p.returncode for p in processes] == [0, 0], [
         (tmp_path / f"process-{n}.log").read_text()[-2000:] for n in range(2)]
+
+
+async def plan_digest(world, day: dt.date = DAY) -> tuple[DigestChannel, outbox.Item]:
+    row = DigestChannel(channel_id=world.channel.id, guild_id=world.guild.id, post_time=dt.time(9, 0),
+                        timezone="UTC", created_at=NOW - dt.timedelta(hours=2))
+    await channels.save_channel(world.bot.db, row)
+    papers = await papers_on_day(world.bot.db, day)
+    payloads = [(render.payload_to_dict(p), False) for p in render.digest_messages(day, papers, style="compact")]
+    return row, await outbox.plan(world.bot.db, "digest", row.channel_id, day, payloads)
+
+
+async def test_a_ledger_item_claimed_elsewhere_is_left_to_its_holder(world) -> None:
+    """Processes sharing a library each send only what they claimed; the holder's item is skipped for now."""
+    row, item = await plan_digest(world)
+    poster = world.bot.daily.poster
+    async with world.bot.db.hold("outbox", item.id) as held:  # as another process holding it would
+        assert held
+        outcome = await poster.deliver(row, DAY)
+        assert (outcome.status, outcome.detail) == ("retry_later", CLAIMED_ELSEWHERE)
+        assert world.fake.messages_in(world.channel) == []
+    outcome = await poster.deliver(row, DAY)  # let go (or died): a later pass sends it
+    assert outcome.status == "delivered" and len(world.fake.messages_in(world.channel)) == len(item.messages)
+
+
+async def test_a_dm_claimed_elsewhere_is_left_to_its_holder(world) -> None:
+    """DMs belong to no shard: on PostgreSQL every process may come to the same one; one sends it."""
+    papers = await papers_on_day(world.bot.db, DAY)
+    await subs.add_subscription(world.bot.db, world.alice.id, "tag", papers[0].tags[0], guild_id=world.guild.id,
+                                max_per_user=25)
+    dms = world.bot.subscription_poster
+    item = await outbox.plan(world.bot.db, "dm", world.alice.id, DAY,
+                             [(render.payload_to_dict(render.empty_day_message(DAY)), False)])
+    async with world.bot.db.hold("outbox", item.id):
+        outcome = await dms.deliver(world.alice.id, DAY)
+        assert (outcome.status, outcome.detail) == ("retry_later", CLAIMED_ELSEWHERE)
+    assert (await dms.deliver(world.alice.id, DAY)).status == "delivered"
+    assert len(world.fake.messages_in(world.fake.state.dm_channel(world.alice))) == 1
+
+
+async def test_a_claimed_item_is_read_again_so_what_its_last_holder_sent_is_not_sent_twice(world) -> None:
+    row, stale = await plan_digest(world)
+    assert (await world.bot.daily.poster.deliver(row, DAY)).status == "delivered"  # the other process's turn
+    async with world.bot.daily.poster.poster.claim(stale) as claimed:  # this one read the item before that
+        assert claimed is not None and claimed.finished
+        assert all(m.message_id is not None for m in claimed.messages)
+
+
+async def test_a_process_sees_only_its_shards_servers_so_only_they_can_say_a_subscriber_left(world) -> None:
+    """A subscriber of a server on another process's shards is never paused by this process."""
+    dms = world.bot.subscription_poster
+    stranger = subs.Subscriber(user_id=world.owner.id + 1000, paused=False, dm_closed=False,
+                               guild_ids=[world.guild.id, 5 << 22], subscription_count=2)
+    dms.owns_guild = lambda guild_id: guild_id == world.guild.id
+    assert await dms.still_a_member(stranger)  # not in the server this process sees; maybe in the other
+    dms.owns_guild = lambda guild_id: True
+    assert not await dms.still_a_member(stranger)  # every server seen, in none of them: left

@@ -136,3 +136,36 @@ def test_log_level_is_accepted_in_any_case(tmp_path: Path) -> None:
     path.write_text("log_level = 'debug'\nlog_format = 'json'\n")
     settings = load_settings(path)
     assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
+
+
+def test_a_database_url_from_the_environment_names_the_library_and_stays_secret(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PAPERBOT_DATABASE__URL", "postgresql://paperbot:hunter2@db:5432/paperbot?search_path=lab")
+    database = load_settings(EXAMPLE).database
+    assert database.target == "postgresql://paperbot:hunter2@db:5432/paperbot?search_path=lab"
+    assert database.is_postgres and database.describe() == "postgresql://paperbot:***@db:5432/paperbot?search_path=lab"
+    assert "hunter2" not in repr(database) and "hunter2" not in str(load_settings(EXAMPLE))
+    assert database.files == Path("paperbot-lab")  # heartbeat and command fingerprint: in the working directory
+    monkeypatch.setenv("PAPERBOT_DATABASE__URL", f"sqlite:///{tmp_path / 'library.db'}")
+    database = load_settings(EXAMPLE).database
+    assert not database.is_postgres and database.files == tmp_path / "library.db"
+
+
+def test_a_database_url_beside_a_path_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[database]\npath = "paperbot.db"\n')
+    monkeypatch.setenv("PAPERBOT_DATABASE__URL", "postgresql://paperbot:hunter2@db/paperbot")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert "set either path or url" in message and "hunter2" not in message and "\n" not in message
+
+
+def test_a_database_url_of_another_kind_is_refused_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAPERBOT_DATABASE__URL", "mysql://paperbot:hunter2@db/paperbot")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EXAMPLE)
+    message = str(caught.value)
+    assert message.startswith("invalid setting: environment variable PAPERBOT_DATABASE__URL: must start with")
+    assert "hunter2" not in message and "paperbot:***@db" in message

@@ -11,6 +11,7 @@ import pytest
 
 from settings import FetchSettings, SourceSettings
 from bot.scheduler import due_days, last_due_day, opened_fetch_days, post_trigger
+from digests import fetcher
 from storage import channels, fetches, outbox
 from storage.channels import DigestChannel
 from tests.conftest import CORPUS
@@ -163,3 +164,40 @@ async def test_settled_fetch_days_are_not_fetched_again(world: World, tmp_path: 
     await world.bot.daily.resume_fetches(utc(2025, 2, 21, 12))
 
     assert [job.id for job in world.bot.daily.scheduler.get_jobs() if job.id.startswith("fetch:")] == []
+
+
+class FetchCounter:
+    """Stands in for `fetcher.fetch_all`: counts the days fetched (the network is not the point here)."""
+
+    def __init__(self) -> None:
+        self.days: list[date] = []
+
+    async def __call__(self, conn, session, sources, day, settings, **options) -> list:
+        self.days.append(day)
+        return []
+
+
+async def test_a_day_another_process_fetched_is_only_posted(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processes of a cluster share one library: the claim's holder fetches, the others wait,
+    then find the day settled and post it without fetching again."""
+    day = date(2025, 2, 21)
+    world.bot.settings.sources = [SourceSettings(name="local", folder=tmp_path)]
+    fetch_all = FetchCounter()
+    monkeypatch.setattr(fetcher, "fetch_all", fetch_all)
+    posted = asyncio.Event()
+    monkeypatch.setattr(world.bot.daily, "post_due", lambda now=None: posted.set() or asyncio.sleep(0))
+
+    async with world.bot.db.hold("fetch", day.toordinal()) as held:  # the holder: another process
+        assert held
+        waiting = asyncio.create_task(world.bot.daily.fetch_and_post(day=day))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done() and fetch_all.days == []  # waits for the holder
+        await fetches.record_attempt(world.bot.db, "local", day, "folder", "ingested", "18 papers")
+    await waiting
+
+    assert fetch_all.days == [] and posted.is_set()
+    await world.bot.daily.fetch_and_post(day=day + timedelta(days=1))  # not settled: fetched, by whoever holds it
+    assert fetch_all.days == [day + timedelta(days=1)]
