@@ -18,6 +18,7 @@ import signal
 import sys
 import uuid
 from collections import Counter
+from types import SimpleNamespace
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,13 +26,18 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from bot.posting.poster import Poster
+from bot.scheduler import DailyScheduler
 from bot.shards import ShardSet, shard_of
+from digests import fetcher
+from settings import DatabaseSettings, DiscordSettings, Settings, SourceSettings
 from digests.parse import parse_bytes
-from storage import channels, db, outbox
+from storage import channels, db, fetches, outbox
 from storage import subscriptions as subs
 from storage.channels import DigestChannel
-from testing import FakeDiscord
+from testing import FakeDiscord, running_bot
 from tests.backends import with_schema
+from tests.test_clusters import QuickCluster
 from tests.services import service_url
 
 pytestmark = pytest.mark.postgres
@@ -265,3 +271,62 @@ async def test_three_processes_post_the_day_once_through_a_kill_and_restart(
         assert len(fake.messages_in(dm_channel)) == len(dms[user.id].messages) == 1, user.name
     assert digests.fetches == Counter({digests.path: 1}), "the day is fetched by one process, once"
     assert cluster.starts[VICTIM] == 2
+
+
+async def test_a_ledger_claim_held_by_one_process_keeps_the_others_off_it() -> None:
+    """Two libraries on one schema claim as two processes do: a session lock each, across connections."""
+    async with schema_url() as url:
+        holder, other = await db.connect(url), await db.connect(url)
+        try:
+            await channels.save_channel(holder, DigestChannel(channel_id=11, guild_id=22, post_time=dt.time(9, 0),
+                                                                timezone="UTC"))
+            item = await outbox.plan(holder, "digest", 11, dt.date(2025, 2, 20), [({"content": "hello"}, False)])
+            poster = Poster(SimpleNamespace(db=other, user=None))
+            async with holder.hold("outbox", item.id) as held:
+                assert held
+                async with poster.claim(item) as claimed:
+                    assert claimed is None  # left to its holder
+                await outbox.mark_sent(holder, item.id, 0, 333)  # the holder sends it meanwhile
+            async with poster.claim(item) as claimed:  # let go: now this process's, as the ledger has it now
+                assert claimed is not None and claimed.messages[0].message_id == 333
+        finally:
+            await holder.close()
+            await other.close()
+
+
+async def test_a_process_waits_for_the_day_another_process_is_fetching_then_only_posts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    day = dt.date(2025, 2, 21)
+    fetched: list[dt.date] = []
+
+    async def fetch_all(conn, session, sources, day, settings, **options) -> list:
+        fetched.append(day)
+        return []
+
+    monkeypatch.setattr(fetcher, "fetch_all", fetch_all)
+    async with schema_url() as url:
+        holder, other = await db.connect(url), await db.connect(url)
+        try:
+            settings = Settings(sources=[SourceSettings(name="local", folder=tmp_path)])
+            scheduler = DailyScheduler(other, poster=None, settings=settings)
+            posted = asyncio.Event()
+            monkeypatch.setattr(scheduler, "post_due", lambda now=None: posted.set() or asyncio.sleep(0))
+            async with holder.hold("fetch", day.toordinal()):
+                waiting = asyncio.create_task(scheduler.fetch_and_post(day=day))
+                await asyncio.sleep(0.5)
+                assert not waiting.done() and fetched == []
+                await fetches.record_attempt(holder, "local", day, "folder", "ingested", "18 papers")
+            await asyncio.wait_for(waiting, 30)
+            assert fetched == [] and posted.is_set()
+        finally:
+            await holder.close()
+            await other.close()
+
+
+async def test_on_postgresql_every_process_sends_dms_not_only_shard_0(fake_discord: FakeDiscord) -> None:
+    async with schema_url() as url:
+        settings = Settings(database=DatabaseSettings(url=url), discord=DiscordSettings(shard_ids=[1], shard_count=3))
+        async with running_bot(fake_discord, lambda: QuickCluster(settings, guild_ready_timeout=0.01)) as bot:
+            assert not bot.shard_set.sends_dms and bot.daily.dm is bot.subscription_poster
+            assert bot.http.user_agent.endswith(" shards/1/3")
