@@ -16,6 +16,7 @@ from datetime import time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -71,6 +72,14 @@ class DatabaseSettings(BaseModel):
             return Path(url[len("sqlite:///"):])
         schema = re.search(r"[?&]search_path=([A-Za-z_][A-Za-z0-9_]*)", url)
         return Path(f"paperbot-{schema.group(1) if schema else 'public'}")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The URL's password, if any: taken out of every log line like the bot token."""
+        if self.url is None:
+            return ()
+        password = urlsplit(self.url.get_secret_value()).password
+        return (password,) if password else ()
 
     def describe(self) -> str:
         """The library for messages and logs: the file, or the URL without its password."""

@@ -280,7 +280,7 @@ async def serve(settings: Settings, token: SecretStr) -> None:
 
 def run_bot(settings: Settings, token: SecretStr) -> None:
     """Run the bot in this process; every expected failure ends it with one line and exit status 1."""
-    logs.setup(settings.log_level, settings.log_format, secrets=(token.get_secret_value(),))
+    logs.setup(settings.log_level, settings.log_format, secrets=(token.get_secret_value(), *settings.database.secrets))
     try:
         asyncio.run(serve(settings, token))
     except discord.LoginFailure:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -30,6 +32,8 @@ from storage.channels import DigestChannel
 log = logging.getLogger(__name__)
 
 FETCH_JOB = "fetch"
+#: How often a process waiting for another's fetch of a day looks for the day's digest in the library.
+WATCH_SECONDS = 30.0
 MISFIRE_GRACE = timedelta(hours=1)  # a job missed by less than this (busy loop, short pause) still runs
 #: A day posted later than this after its post time (the bot was down, or the digest came late)
 #: says so in its header: members expect the digest at the channel's time.
@@ -308,7 +312,7 @@ class DailyScheduler:
         await self.ready.wait()
         fetch = self.settings.fetch
         day = day or (now or self.clock()).astimezone(ZoneInfo(fetch.timezone)).date()
-        async with self.conn.hold(FETCH_JOB, day.toordinal(), wait=True):
+        async with self._fetch_claim(day):
             if await fetcher.day_is_settled(self.conn, self.settings.sources, day):
                 log.info("the fetch of %s is settled already (another process fetched it); posting", day)
             else:
@@ -317,6 +321,32 @@ class DailyScheduler:
                         self.conn, session, self.settings.sources, day, fetch, now=self.clock,
                         on_ingested=self._on_ingested,
                     )
+        await self.post_due()
+
+    @asynccontextmanager
+    async def _fetch_claim(self, day: date) -> AsyncIterator[None]:
+        """Hold the library's claim on fetching `day`, waiting for another process that holds it.
+
+        The holder may wait hours for a late file (a JSON twin) after storing the day's digest,
+        so a waiting process posts the digest as soon as it is in the library.
+        """
+        async with self.conn.hold(FETCH_JOB, day.toordinal()) as held:
+            if held:
+                yield
+                return
+        watcher = asyncio.create_task(self._post_when_stored_elsewhere(day), name=f"paperbot-watch-{day}")
+        try:
+            async with self.conn.hold(FETCH_JOB, day.toordinal(), wait=True):
+                watcher.cancel()
+                yield
+        finally:
+            watcher.cancel()
+
+    async def _post_when_stored_elsewhere(self, day: date) -> None:
+        """While another process holds `day`'s fetch: post once its digest is in the shared library."""
+        while not await papers.digest_days(self.conn, since=day, until=day):
+            await asyncio.sleep(WATCH_SECONDS)
+        log.info("digest for %s stored by another process; posting where it is due", day)
         await self.post_due()
 
     async def _on_ingested(self, day: date) -> None:

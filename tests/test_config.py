@@ -147,6 +147,7 @@ def test_a_database_url_from_the_environment_names_the_library_and_stays_secret(
     assert database.is_postgres and database.describe() == "postgresql://paperbot:***@db:5432/paperbot?search_path=lab"
     assert "hunter2" not in repr(database) and "hunter2" not in str(load_settings(EXAMPLE))
     assert database.files == Path("paperbot-lab")  # heartbeat and command fingerprint: in the working directory
+    assert database.secrets == ("hunter2",)  # taken out of log lines
     monkeypatch.setenv("PAPERBOT_DATABASE__URL", f"sqlite:///{tmp_path / 'library.db'}")
     database = load_settings(EXAMPLE).database
     assert not database.is_postgres and database.files == tmp_path / "library.db"

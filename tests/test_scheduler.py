@@ -192,10 +192,11 @@ async def test_a_day_another_process_fetched_is_only_posted(
     async with world.bot.db.hold("fetch", day.toordinal()) as held:  # the holder: another process
         assert held
         waiting = asyncio.create_task(world.bot.daily.fetch_and_post(day=day))
-        for _ in range(20):
-            await asyncio.sleep(0)
+        # The holder stored the day's digest (the library has it) and waits for a late twin: post meanwhile.
+        await asyncio.wait_for(posted.wait(), 10)
         assert not waiting.done() and fetch_all.days == []  # waits for the holder
         await fetches.record_attempt(world.bot.db, "local", day, "folder", "ingested", "18 papers")
+        posted.clear()
     await waiting
 
     assert fetch_all.days == [] and posted.is_set()
