@@ -327,6 +327,7 @@ async def test_a_process_waits_for_the_day_another_process_is_fetching_then_only
 async def test_on_postgresql_every_process_sends_dms_not_only_shard_0(fake_discord: FakeDiscord) -> None:
     async with schema_url() as url:
         settings = Settings(database=DatabaseSettings(url=url), discord=DiscordSettings(shard_ids=[1], shard_count=3))
-        async with running_bot(fake_discord, lambda: QuickCluster(settings, guild_ready_timeout=0.01)) as bot:
+        async with running_bot(fake_discord, lambda: QuickCluster(settings, guild_ready_timeout=0.01),
+                               ready_timeout=60) as bot:  # a new schema is migrated first
             assert not bot.shard_set.sends_dms and bot.daily.dm is bot.subscription_poster
             assert bot.http.user_agent.endswith(" shards/1/3")
