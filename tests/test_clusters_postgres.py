@@ -204,10 +204,14 @@ async def ledger_done(url: str, day: dt.date, channel_ids: list[int], user_ids: 
     return row["digests"] == len(channel_ids) and row["dms"] == len(user_ids)
 
 
-async def test_three_processes_post_the_day_once_through_a_kill_and_restart(
-    fake_discord: FakeDiscord, tmp_path: Path
-) -> None:
-    fake = fake_discord
+async def test_three_processes_post_the_day_once_through_a_kill_and_restart(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        await run_the_day(fake, tmp_path)
+    # A message event sent to the killed process's dying gateway connection is the fake's only complaint.
+    assert [e for e in fake.errors if not isinstance(e, ConnectionError)] == [] and fake.spec_violations == []
+
+
+async def run_the_day(fake: FakeDiscord, tmp_path: Path) -> None:
     day = dt.datetime.now(dt.UTC).date()
     body = CORPUS_DAY.read_bytes().replace(b"## Papers for 2025-02-20", f"## Papers for {day}".encode(), 1)
     tag = parse_bytes(body, "digest.md").papers[0].tags[0]
@@ -271,6 +275,9 @@ async def test_three_processes_post_the_day_once_through_a_kill_and_restart(
         assert len(fake.messages_in(dm_channel)) == len(dms[user.id].messages) == 1, user.name
     assert digests.fetches == Counter({digests.path: 1}), "the day is fetched by one process, once"
     assert cluster.starts[VICTIM] == 2
+    print(f"{SERVERS} channels x {expected_per_channel} messages and {len(subscribers)} DMs from "
+          f"{len(PROCESS_SHARDS)} processes; process {VICTIM} killed after {posted_before_kill} of its messages; "
+          f"{len(posts)} message POSTs; 0 duplicates, 0 misses, 0 from another process; 1 fetch")
 
 
 async def test_a_ledger_claim_held_by_one_process_keeps_the_others_off_it() -> None:
