@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import sqlite3
 
+import asyncpg
 import pytest
 
 from storage import channels, db, outbox
@@ -14,6 +15,8 @@ from storage.channels import DigestChannel
 
 DAY = dt.date(2025, 2, 20)
 GUILD = 900
+#: What each backend raises for a row a constraint refuses.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
 
 
 def a_channel(channel_id: int = 100, **settings) -> DigestChannel:
@@ -70,7 +73,7 @@ async def test_a_failed_plan_leaves_nothing_and_no_open_transaction(conn, channe
 
 
 async def test_a_delivery_needs_its_channel(conn):
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await outbox.plan(conn, "digest", 12345, DAY, payloads(1), late=False)
     assert not conn.in_transaction
 
