@@ -10,12 +10,18 @@ a message Discord created but whose answer was lost can be recognised in the cha
 
 Item status: 'planned' -> 'done' (every message accepted) or 'skipped' (with the reason). What a
 channel got is also kept per channel id in `channel_history`, which outlives `/digest remove`.
+
+Several processes may share one library (PostgreSQL): each item is sent only by the process that
+`claim`s it, so nothing is posted twice. A claim dies with its process, so an item a dead process
+was sending is claimed and finished by another, or by the restart, resuming as above.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import aiosqlite
@@ -28,6 +34,7 @@ __all__ = [
     "Item",
     "Kind",
     "PlannedMessage",
+    "claim",
     "finish",
     "get",
     "handled_targets",
@@ -176,6 +183,19 @@ async def plan(
     item = await get(conn, kind, target_id, period)
     assert item is not None  # planned above; items go only with their channel or user
     return item
+
+
+@asynccontextmanager
+async def claim(conn: aiosqlite.Connection, item_id: int) -> AsyncIterator[bool]:
+    """Yield True while this process alone may send item `item_id`; False if another holds it
+    (leave the item alone: its holder, or whoever claims it after the holder died, sends it).
+
+    Built on the library's `hold`: across processes on PostgreSQL (released when the holder's
+    connection drops, so a killed process frees its items at once), within the process on SQLite.
+    Claim first, then read the item again (`get`): its last holder may have sent more of it meanwhile.
+    """
+    async with conn.hold("outbox", item_id) as mine:
+        yield mine
 
 
 async def mark_tried(conn: aiosqlite.Connection, item_id: int, position: int, look_after: int | None) -> None:
