@@ -1,7 +1,8 @@
 """Personal subscriptions (tags and keywords): who follows what, and which of a day's papers match.
 
 A subscriber follows tags (matched on their normalized identity, `storage.tags.normalize_tag`)
-and keywords (matched with the same full-text rules as search, `storage.search_query`). Each day
+and keywords (matched with the same full-text rules as search, `storage.search_query`; on
+PostgreSQL by `storage.search.papers_matching`, search's own full-text machinery there). Each day
 a subscriber gets at most one DM, which goes through the one delivery ledger (`storage.outbox`,
 kind 'dm'); its rows cascade from the subscriber row like everything else about the user.
 
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel
 
-from storage import db
+from storage import db, search
 from storage._rows import any_of, fetch_all, id_list, load_papers, utc_now_text
 from storage.db import transaction, write
 from storage.models import StoredPaper
@@ -321,26 +322,30 @@ async def matches_on_day(
 
 
 async def _keyword_papers(conn: aiosqlite.Connection, keyword: str, paper_ids: list[int]) -> set[int]:
-    """The day's papers matching a keyword, within one search's time budget (too costly: none, logged).
-
-    A plain `rowid IN (…)` would make FTS5 run the whole match once per paper; the rowid range
-    lets it run once over the day's span, and `+rowid` keeps the day's ids a plain filter on top.
-    """
-    try:
-        match = f"({to_fts_query(keyword)})"
-    except QueryError:
-        return set()
+    """The day's papers matching a keyword, within one search's time budget (too costly: none, logged)."""
     try:
         with db.budget(db.QUERY_BUDGET_SECONDS):
-            rows = await fetch_all(
-                conn,
-                """SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
-                   AND +rowid IN (SELECT value FROM json_each(?))""",
-                (match, min(paper_ids), max(paper_ids), id_list(paper_ids)),
-            )
+            if db.dialect(conn) == "postgresql":
+                return await search.papers_matching(conn, keyword, paper_ids)
+            return await _fts5_keyword_papers(conn, keyword, paper_ids)
     except QueryTooBroad:
         log.warning("keyword subscription %r is too costly to match; it matched nothing today", keyword)
         return set()
+    except QueryError:  # the rules changed since it was made: it matches nothing
+        return set()
+
+
+async def _fts5_keyword_papers(conn: aiosqlite.Connection, keyword: str, paper_ids: list[int]) -> set[int]:
+    """SQLite: a plain `rowid IN (…)` would make FTS5 run the whole match once per paper; the rowid
+    range lets it run once over the day's span, and `+rowid` keeps the day's ids a plain filter on top."""
+    match = f"({to_fts_query(keyword)})"
+    try:
+        rows = await fetch_all(
+            conn,
+            """SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
+               AND +rowid IN (SELECT value FROM json_each(?))""",
+            (match, min(paper_ids), max(paper_ids), id_list(paper_ids)),
+        )
     except sqlite3.OperationalError:
         return set()
     return {row[0] for row in rows}
