@@ -1,6 +1,6 @@
 """One storage test suite, run on each backend: SQLite, and PostgreSQL where it answers.
 
-Tests in `tests/test_storage_*.py` that take `conn` (an empty library) or `library` (the corpus)
+Tests in `tests/test_storage_*.py` (and `ALSO_ON_EACH_BACKEND`) that take `conn` (an empty library) or `library` (the corpus)
 run once per backend, the PostgreSQL run marked `postgres` (skipped where absent, required in
 CI). Other modules get SQLite. On PostgreSQL an empty library is a fresh schema in the test
 database; the corpus is ingested once per run into a template database, copied for each test.
@@ -24,6 +24,7 @@ from tests.services import service_url
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 SQLITE_ONLY = "sqlite_only"
+ALSO_ON_EACH_BACKEND = {"test_stats"}  # storage modules whose tests are not named test_storage_*
 
 
 def sqlite_only(reason: str) -> pytest.MarkDecorator:
@@ -37,7 +38,8 @@ def configure_markers(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1].startswith("test_storage_"):
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "backend" in metafunc.fixturenames and (module.startswith("test_storage_") or module in ALSO_ON_EACH_BACKEND):
         only = metafunc.definition.get_closest_marker(SQLITE_ONLY)
         if only is None:
             metafunc.parametrize("backend", BACKENDS, indirect=True)

@@ -1,4 +1,4 @@
-"""The delivery ledger (`storage.outbox`) on real SQLite files: channel digests, roundups and DMs."""
+"""The delivery ledger (`storage.outbox`) on each backend: channel digests, roundups, DMs, and who may send them."""
 
 from __future__ import annotations
 
