@@ -344,10 +344,13 @@ class DailyScheduler:
 
     async def _post_when_stored_elsewhere(self, day: date) -> None:
         """While another process holds `day`'s fetch: post once its digest is in the shared library."""
-        while not await papers.digest_days(self.conn, since=day, until=day):
-            await asyncio.sleep(WATCH_SECONDS)
-        log.info("digest for %s stored by another process; posting where it is due", day)
-        await self.post_due()
+        try:
+            while not await papers.digest_days(self.conn, since=day, until=day):
+                await asyncio.sleep(WATCH_SECONDS)
+            log.info("digest for %s stored by another process; posting where it is due", day)
+            await self.post_due()
+        except Exception:  # the holder's finish posts it anyway
+            log.exception("watching for the digest of %s failed", day)
 
     async def _on_ingested(self, day: date) -> None:
         log.info("digest for %s ingested; posting where it is due", day)
