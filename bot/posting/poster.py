@@ -192,11 +192,11 @@ class Poster:
         another holds it (that one sends it; if it dies, a later pass or its restart does).
 
         Several processes share a PostgreSQL library and each may come to the same item (DMs
-        belong to no shard; a restart resumes what a killed process left). The claim is the
-        library's `hold("outbox", item.id)`, released when this process lets go or dies. The item
-        is read again once held: the previous holder may have sent some of it, or all of it.
+        belong to no shard; a restart resumes what a killed process left). The claim
+        (`storage.outbox.claim`) is released when this process lets go or dies. The item is read
+        again once held: the previous holder may have sent some of it, or all of it.
         """
-        async with self.db.hold("outbox", item.id) as held:
+        async with outbox.claim(self.db, item.id) as held:
             yield await outbox.get(self.db, item.kind, item.target_id, item.period) if held else None
 
     async def send(
