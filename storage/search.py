@@ -406,14 +406,23 @@ async def _snippets_postgres(conn, words: str, ids: list[int]) -> dict[int, str]
 
 
 def _with_ellipses(text: str, head: str) -> str:
-    """A headline marked as snippet() marks it, with '…' where the text it was cut from goes on."""
+    """A headline marked as snippet() marks it, with '…' where the text it was cut from goes on.
+
+    ts_headline leaves out the punctuation around its words; what it left out at either end is
+    put back when it is only punctuation, so a short text reads whole, as snippet() gives it.
+    """
     whole, part = one_line(text), one_line(head.replace(_OPEN, "").replace(_CLOSE, ""))
     snippet = _marked_snippet(head)
-    if part and not whole.startswith(part):
-        snippet = "…" + snippet
-    if part and not whole.endswith(part):
-        snippet += "…"
-    return snippet
+    start = whole.find(part) if part else -1
+    if start < 0:
+        return snippet
+    before, after = whole[:start], whole[start + len(part) :]
+    snippet = ("…" if _has_words(before) else before) + snippet
+    return snippet + ("…" if _has_words(after) else after)
+
+
+def _has_words(text: str) -> bool:
+    return any(char.isalnum() for char in text)
 
 
 @budgeted
