@@ -51,7 +51,7 @@ from storage.tokens import tokens
 from storage.tags import tag_id
 
 _MATCHES = "FROM papers_fts WHERE papers_fts MATCH ?"
-TSQUERY = "to_tsquery('paperbot_search', ?)"  # PostgreSQL: the query text of search_query.to_tsquery_text
+_TSQUERY = "to_tsquery('paperbot_search', ?)"  # PostgreSQL: the query text of search_query.to_tsquery_text
 _SUMMARY_COLUMN = 2
 RANKED_MATCHES = 1_000  # see the module docstring
 TITLE_MATCHES = 1_000
@@ -127,7 +127,7 @@ class _Filters:
 
     def where(self, *queries: str) -> tuple[str, list]:
         """PostgreSQL: papers matching every tsquery text in `queries` and the filters, as SQL and its parameters."""
-        conditions = [f"search_vector @@ {TSQUERY}" for _ in queries]
+        conditions = [f"search_vector @@ {_TSQUERY}" for _ in queries]
         params: list = list(queries)
         for group in self.token_groups:
             conditions.append("string_to_array(facet_text, ' ') && ?::text[]")
@@ -322,28 +322,21 @@ async def _page(conn: aiosqlite.Connection, order: _Order, limit: int, offset: i
     """One page: from the ranked candidates, then the older matches beyond them (newest first), so every page is reachable."""
     ranked, window = order.ranked, order.window
     ids = ranked[offset : offset + limit]
-    if len(ids) < limit and not order.total_is_exact and window and dialect(conn) == "postgresql":
+    if len(ids) < limit and not order.total_is_exact and window:
         oldest_in_window = window[-1]
         already_ranked = [paper_id for paper_id in ranked if paper_id < oldest_in_window]
-        where, params = order.filters.where(order.match)
-        ranked_sql, ranked_param = any_of(conn, "id", already_ranked)
-        sql = f"""SELECT id FROM papers WHERE {where} AND id < ? AND NOT ({ranked_sql})
-                  ORDER BY id DESC LIMIT ? OFFSET ?"""
-        older = await fetch_all(
-            conn, sql, [*params, oldest_in_window, ranked_param, limit - len(ids), max(0, offset - len(ranked))]
-        )
-        ids += [row[0] for row in older]
-    elif len(ids) < limit and not order.total_is_exact and window:
-        oldest_in_window = window[-1]
-        already_ranked = [paper_id for paper_id in ranked if paper_id < oldest_in_window]
-        sql = f"""SELECT rowid {_MATCHES} AND rowid < ? AND +rowid NOT IN (SELECT value FROM json_each(?))
-                  ORDER BY rowid DESC LIMIT ? OFFSET ?"""
-        older = await fetch_all(
-            conn,
-            sql,
-            [order.match, oldest_in_window, id_list(already_ranked), limit - len(ids), max(0, offset - len(ranked))],
-        )
-        ids += [row[0] for row in older]
+        rest = [limit - len(ids), max(0, offset - len(ranked))]
+        if dialect(conn) == "postgresql":
+            where, params = order.filters.where(order.match)
+            ranked_sql, ranked_param = any_of(conn, "id", already_ranked)
+            sql = f"""SELECT id FROM papers WHERE {where} AND id < ? AND NOT ({ranked_sql})
+                      ORDER BY id DESC LIMIT ? OFFSET ?"""
+            params += [oldest_in_window, ranked_param, *rest]
+        else:
+            sql = f"""SELECT rowid {_MATCHES} AND rowid < ? AND +rowid NOT IN (SELECT value FROM json_each(?))
+                      ORDER BY rowid DESC LIMIT ? OFFSET ?"""
+            params = [order.match, oldest_in_window, id_list(already_ranked), *rest]
+        ids += [row[0] for row in await fetch_all(conn, sql, params)]
     return ids
 
 
@@ -395,7 +388,7 @@ async def _snippets_postgres(conn, words: str, ids: list[int]) -> dict[int, str]
     heads = ", ".join(f"{column}, ts_headline('paperbot_search', {column}, q, ?)" for column in columns)
     where, param = any_of(conn, "id", ids)
     rows = await fetch_all(
-        conn, f"SELECT id, {heads} FROM papers, {TSQUERY} AS q WHERE {where}", [*[options] * len(columns), words, param]
+        conn, f"SELECT id, {heads} FROM papers, {_TSQUERY} AS q WHERE {where}", [*[options] * len(columns), words, param]
     )
     snippets = {}
     for row in rows:
