@@ -23,7 +23,7 @@ The trade: a title match older than the newest ~TITLE_SCAN matches of a very com
 is not pulled forward, and term counts are close to FTS5's, not equal (storage/ranking.py).
 
 On PostgreSQL the same steps run on the search vector of migration postgres/001 (a GIN index;
-title matches are its weight-A lexemes; filters are its facet-token array), with the same
+title matches on the title vector of postgres/012; filters on the facet-token array), with the same
 candidates, the same BM25 (storage/ranking.py) and ts_headline for snippets; each step says
 both dialects side by side.
 
@@ -125,10 +125,14 @@ class _Filters:
         expression = " AND ".join((words, *self.terms))
         return f"({expression}) NOT {facet_match(CODE)}" if self.without_code else expression
 
-    def where(self, *queries: str) -> tuple[str, list]:
-        """PostgreSQL: papers matching every tsquery text in `queries` and the filters, as SQL and its parameters."""
-        conditions = [f"search_vector @@ {_TSQUERY}" for _ in queries]
-        params: list = list(queries)
+    def where(self, words: str | None, in_title: str | None = None) -> tuple[str, list]:
+        """PostgreSQL: papers matching the tsquery texts `words` (anywhere) and `in_title` (in the title)
+        and the filters, as SQL and its parameters."""
+        conditions, params = [], []
+        for column, query in (("title_vector", in_title), ("search_vector", words)):
+            if query is not None:
+                conditions.append(f"{column} @@ {_TSQUERY}")
+                params.append(query)
         for group in self.token_groups:
             conditions.append("string_to_array(facet_text, ' ') && ?::text[]")
             params.append(list(group))
@@ -285,12 +289,10 @@ async def _newest_title_matches(
 async def _newest_title_matches_postgres(
     conn, query: str, words: str, filters: _Filters, window: list[int], total_is_exact: bool, plain: bool
 ) -> list[int]:
-    """PostgreSQL's _newest_title_matches: every word to look for among the title's (weight A)
-    lexemes, and the words to leave out nowhere; the walk is bounded as SQLite's for all but plain words."""
-    in_title = to_tsquery_text(query, title_only=True)
+    """PostgreSQL's _newest_title_matches: every word to look for in the title (the title vector of
+    migration postgres/012), the words to leave out nowhere; the walk is bounded as SQLite's for all but plain words."""
     _, excluded = _group_terms(_lex(query))
-    queries = (in_title, words) if excluded else (in_title,)
-    where, params = filters.where(*queries)
+    where, params = filters.where(words if excluded else None, in_title=to_tsquery_text(query, wanted_only=True))
     oldest = 0
     if not plain and not total_is_exact and window:
         span = window[0] - window[-1] + 1

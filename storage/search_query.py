@@ -98,20 +98,13 @@ class _Term:
         shorter = _stem_safe_prefix(self.text)
         return f'({quoted}* OR "{shorter}"*)' if shorter else f"{quoted}*"
 
-    def to_tsquery(self, weight: str = "") -> str:
-        """The term as tsquery text: its words as a phrase of quoted lexemes, the last one a prefix for `word*`.
-
-        `weight` ('A') keeps the term to the search vector's title part (migration postgres/001).
-        """
+    def to_tsquery(self) -> str:
+        """The term as tsquery text: its words as a phrase of quoted lexemes, the last one a prefix for `word*`."""
         pieces = [_lexeme(piece) for piece in self.text.split() if any(char.isalnum() for char in piece)]
-        if not self.prefix:
-            return "(" + " <-> ".join(f"{piece}:{weight}" if weight else piece for piece in pieces) + ")"
-        *leading, last = pieces
-        tail = [f"{last}:*{weight}"]
-        shorter = _stem_safe_prefix(self.text)
-        if shorter:
-            tail = [f"({last}:*{weight} | {_lexeme(shorter)}:*{weight})"]
-        return "(" + " <-> ".join([f"{piece}:{weight}" if weight else piece for piece in leading] + tail) + ")"
+        if self.prefix:
+            shorter = _stem_safe_prefix(self.text)
+            pieces[-1] = f"({pieces[-1]}:* | {_lexeme(shorter)}:*)" if shorter else f"{pieces[-1]}:*"
+        return "(" + " <-> ".join(pieces) + ")"
 
 
 def _lexeme(text: str) -> str:
@@ -204,18 +197,17 @@ def to_fts_query(user_text: str) -> str:
     return f"({wanted}) NOT ({' OR '.join(term.to_fts() for term in excluded)})"
 
 
-def to_tsquery_text(user_text: str, *, title_only: bool = False) -> str:
+def to_tsquery_text(user_text: str, *, wanted_only: bool = False) -> str:
     """The tsquery text (PostgreSQL) for `user_text`, or QueryError as `to_fts_query`.
 
-    `title_only`: the words to look for, each in the title; the words to leave out are dropped
-    (the caller leaves them out anywhere, with the whole query).
+    `wanted_only`: without the words to leave out (search's title matches leave them out
+    anywhere, with the whole query).
     """
     groups, excluded = _checked_terms(user_text)
-    weight = "A" if title_only else ""
     wanted = " & ".join(
-        group[0].to_tsquery(weight) if len(group) == 1 else "(" + " | ".join(t.to_tsquery(weight) for t in group) + ")"
+        group[0].to_tsquery() if len(group) == 1 else "(" + " | ".join(t.to_tsquery() for t in group) + ")"
         for group in groups
     )
-    if not excluded or title_only:
+    if not excluded or wanted_only:
         return wanted
     return f"({wanted}) & !({' | '.join(term.to_tsquery() for term in excluded)})"
