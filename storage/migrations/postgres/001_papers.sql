@@ -81,8 +81,9 @@ CREATE INDEX paper_tags_by_tag ON paper_tags (tag_id, paper_id);
 --   'Aimée') then the English snowball stemmer ('models' finds 'model') with no stop words, so
 --   every word is searchable as in FTS5. Hyphenated compounds are indexed as their parts only
 --   ('LLaMA-Berry' = llama, berry at neighbouring positions), as FTS5's unicode61 splits them.
--- - `search_vector`: title (weight A, so a title-only match is `'word':A`), authors (B), tags (C),
---   summary (D); `search_length`: its number of words, for BM25's length normalisation.
+-- - `search_vector`: title (weight A), authors (B), tags (C), summary (D), the weights marking the
+--   columns as FTS5's do (for ts_rank; search ranks by storage/ranking.py); `search_length`: its
+--   number of words, for BM25's length normalisation. Titles alone get their own vector in 012.
 -- - filters: facet_text's tokens (storage/facets.py) as an array with its own GIN index, so a
 --   filter matches only Paperbot's own tokens, never a summary that spells one.
 -- unaccent is an extension: created if this role may (else accents simply stay significant).
