@@ -420,6 +420,30 @@ def _has_words(text: str) -> bool:
     return any(char.isalnum() for char in text)
 
 
+async def papers_matching(conn: aiosqlite.Connection, query: str, paper_ids: list[int]) -> set[int]:
+    """Which of `paper_ids` match `query` (search's syntax): a keyword subscription's papers of the day.
+
+    Raises QueryError as search does. SQLite: a plain `rowid IN (…)` would make FTS5 run the whole
+    match once per paper; the rowid range lets it run once over the ids' span, and `+rowid` keeps
+    the ids a plain filter on top. PostgreSQL: the ids first, then each one's search vector.
+    """
+    words = _words(conn, query)
+    if not paper_ids:
+        return set()
+    if dialect(conn) == "postgresql":
+        where, param = any_of(conn, "id", paper_ids)
+        sql, params = f"SELECT id FROM papers WHERE {where} AND search_vector @@ {_TSQUERY}", [param, words]
+    else:
+        sql = f"{_MATCHES} AND rowid >= ? AND rowid <= ? AND +rowid IN (SELECT value FROM json_each(?))"
+        sql, params = f"SELECT rowid {sql}", [words, min(paper_ids), max(paper_ids), id_list(paper_ids)]
+    try:
+        return {row[0] for row in await fetch_all(conn, sql, params)}
+    except _QUERY_ERRORS as error:
+        if _is_query_syntax_error(error):
+            raise QueryError("Sorry, that search could not be understood; try plain words.") from error
+        raise
+
+
 @budgeted
 async def papers_with_tag(conn: aiosqlite.Connection, tag: str, *, limit: int = 10, offset: int = 0) -> SearchPage:
     """Papers carrying `tag` (any case/spacing), most recently seen first; snippets are summary starts."""
