@@ -206,32 +206,42 @@ async def search(
 
 
 @dataclass(frozen=True)
+class _Where:
+    """PostgreSQL's counterpart of a MATCH expression: the words (tsquery text) and the filters."""
+
+    words: str
+    filters: _Filters
+
+    def sql(self) -> tuple[str, list]:
+        return self.filters.where(self.words)
+
+
+@dataclass(frozen=True)
 class _Order:
     """A search's order: the ranked candidates, then (`_page`) the older matches beyond the window."""
 
-    match: str  # the words and filters as one MATCH expression (SQLite), the words' tsquery text (PostgreSQL)
+    match: str | _Where  # the words and filters as one MATCH expression (SQLite) or a _Where (PostgreSQL)
     ranked: list[int]
     window: list[int]
     total_is_exact: bool
-    filters: _Filters = _Filters()
 
 
 async def _order(conn: aiosqlite.Connection, query: str, words: str, filters: _Filters) -> _Order:
     """The candidates of the module docstring, ranked; raises OperationalError as SQLite does."""
-    match = words if dialect(conn) == "postgresql" else filters.match(words)
-    newest = await _newest_matches(conn, match, filters)
+    match = _Where(words, filters) if dialect(conn) == "postgresql" else filters.match(words)
+    newest = await _newest_matches(conn, match)
     window, total_is_exact = newest[:RANKED_MATCHES], len(newest) <= RANKED_MATCHES
     in_title = await _newest_title_matches(conn, query, words, filters, window, total_is_exact)
     if total_is_exact:  # the window holds every match: a title match outside it is not one
         matching = set(window)
         in_title = [paper_id for paper_id in in_title if paper_id in matching]
-    return _Order(match, await _ranked(conn, query, window, in_title), window, total_is_exact, filters)
+    return _Order(match, await _ranked(conn, query, window, in_title), window, total_is_exact)
 
 
-async def _newest_matches(conn: aiosqlite.Connection, match: str, filters: _Filters) -> list[int]:
+async def _newest_matches(conn: aiosqlite.Connection, match: str | _Where) -> list[int]:
     """Ids of the newest RANKED_MATCHES + 1 matches, newest first: one walk that finds, and counts, the window."""
-    if dialect(conn) == "postgresql":
-        where, params = filters.where(match)
+    if isinstance(match, _Where):
+        where, params = match.sql()
         sql = f"SELECT id FROM papers WHERE {where} ORDER BY id DESC LIMIT {RANKED_MATCHES + 1:d}"
         return [row[0] for row in await fetch_all(conn, sql, params)]
     sql = f"SELECT rowid {_MATCHES} ORDER BY rowid DESC LIMIT {RANKED_MATCHES + 1:d}"
@@ -328,8 +338,8 @@ async def _page(conn: aiosqlite.Connection, order: _Order, limit: int, offset: i
         oldest_in_window = window[-1]
         already_ranked = [paper_id for paper_id in ranked if paper_id < oldest_in_window]
         rest = [limit - len(ids), max(0, offset - len(ranked))]
-        if dialect(conn) == "postgresql":
-            where, params = order.filters.where(order.match)
+        if isinstance(order.match, _Where):
+            where, params = order.match.sql()
             ranked_sql, ranked_param = any_of(conn, "id", already_ranked)
             sql = f"""SELECT id FROM papers WHERE {where} AND id < ? AND NOT ({ranked_sql})
                       ORDER BY id DESC LIMIT ? OFFSET ?"""
