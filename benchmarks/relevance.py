@@ -14,6 +14,11 @@ success@1, success@5 and MRR@10 of the target paper, and the query latency of bo
 
 Related papers (storage.related) are measured on the same library: how often a related paper
 shares a tag with the paper, against random papers as the floor, and the latency.
+
+`--backend sqlite,postgres` runs the same queries on the same papers in a PostgreSQL library too
+(a database of its own, `paperbot_relevance_<N>`, on `--postgres-url`), where the product search
+runs on the tsvector index (migration postgres/001) and the baseline is PostgreSQL's own
+`ts_rank` with the same column weights (title 1, tags 0.3, authors 0.2, summary 0.1).
 """
 
 from __future__ import annotations
@@ -21,19 +26,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pathlib
 import random
 import re
 import sqlite3
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
 
 from benchmarks.percentiles import pct
 from benchmarks.synth import CORPUS, Synth
 from digests.ingest import ingest_targets
 from storage import db as storage_db
 from storage import papers as storage_papers
-from storage.search_query import to_fts_query
+from storage.search_query import QueryError, to_fts_query, to_tsquery_text
 
 HERE = pathlib.Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -136,6 +145,56 @@ def baseline_search(conn: sqlite3.Connection, query: str) -> list[int]:
     return [row[0] for row in rows]
 
 
+# --- the PostgreSQL library -------------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# ts_rank's weights are {D, C, B, A}: summary, tags, authors, title (migration postgres/001), as BASELINE_WEIGHTS / 10.
+TS_RANK_WEIGHTS = "{0.1, 0.3, 0.2, 1.0}"
+
+
+def _with_database(url: str, database: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+async def postgres_library(server_url: str, distractors: int, synth: Synth | None, reuse: bool):
+    """The same library as build_library's in a PostgreSQL database of its own; (connection, url, build seconds)."""
+    name = f"paperbot_relevance_{distractors}"
+    admin = await asyncpg.connect(server_url)
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not (reuse and exists):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            exists = False
+    finally:
+        await admin.close()
+    url = _with_database(server_url, name)
+    started = time.perf_counter()
+    conn = await storage_db.connect(url)
+    if not exists:
+        summary = await ingest_targets(conn, [str(CORPUS)])
+        assert summary.failed == 0
+        for digest in synth.days(distractors, seed=1) if distractors and synth else ():
+            await storage_papers.ingest_digest(conn, digest, source="synth", origin=f"synth:{digest.date}",
+                                               sha256=str(digest.date))
+        await conn.execute("VACUUM ANALYZE")  # a settled library: GIN pending lists merged, statistics read
+    return conn, name, time.perf_counter() - started
+
+
+async def ts_rank_search(conn, query: str) -> list[int]:
+    """PostgreSQL's own ranking as the baseline: every match ordered by weighted ts_rank."""
+    try:
+        expression = to_tsquery_text(query)
+    except QueryError:
+        return []
+    rows = await (await conn.execute(
+        f"""SELECT id FROM papers, to_tsquery('paperbot_search', ?) AS q WHERE search_vector @@ q
+            ORDER BY ts_rank('{TS_RANK_WEIGHTS}', search_vector, q) DESC, id DESC LIMIT {PAGE:d}""",
+        [expression],
+    )).fetchall()
+    return [row[0] for row in rows]
+
+
 # --- scoring ----------------------------------------------------------------------------------
 
 
@@ -153,18 +212,32 @@ def _rank(ids: list[int], target: int) -> int | None:
     return ids.index(target) + 1 if target in ids else None
 
 
-async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> dict[str, Any]:
+async def measure_size(
+    distractors: int, synth: Synth | None, reuse: bool, backend: str = "sqlite", postgres_url: str = POSTGRES_URL
+) -> dict[str, Any]:
     DATA.mkdir(parents=True, exist_ok=True)
-    library = DATA / f"relevance-{distractors}.db"
-    baseline = DATA / f"relevance-{distractors}-bm25.db"
-    started = time.perf_counter()
-    if not (reuse and library.exists()):
-        await build_library(library, distractors, synth)
-    build_s = time.perf_counter() - started
-    if not (reuse and baseline.exists()):
-        build_baseline(library, baseline)
-    conn = await storage_db.connect(library)
-    base = sqlite3.connect(str(baseline))
+    if backend == "postgres":
+        conn, database, build_s = await postgres_library(postgres_url, distractors, synth, reuse)
+        base = None
+        (db_bytes,) = await (await conn.execute("SELECT pg_database_size(?)", [database])).fetchone()
+
+        async def baseline_search_of(query: str) -> list[int]:
+            return await ts_rank_search(conn, query)
+    else:
+        library = DATA / f"relevance-{distractors}.db"
+        baseline = DATA / f"relevance-{distractors}-bm25.db"
+        started = time.perf_counter()
+        if not (reuse and library.exists()):
+            await build_library(library, distractors, synth)
+        build_s = time.perf_counter() - started
+        if not (reuse and baseline.exists()):
+            build_baseline(library, baseline)
+        db_bytes = library.stat().st_size
+        conn = await storage_db.connect(library)
+        base = sqlite3.connect(str(baseline))
+
+        async def baseline_search_of(query: str) -> list[int]:
+            return baseline_search(base, query)
     try:
         real = await (await conn.execute(
             "SELECT p.id, p.arxiv_id, p.title FROM papers p WHERE EXISTS "
@@ -174,7 +247,7 @@ async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> di
         queries = make_queries([tuple(row) for row in real])
         for q in queries:  # warm-up, both sides
             await storage_papers.search(conn, q["query"], limit=PAGE)
-            baseline_search(base, q["query"])
+            await baseline_search_of(q["query"])
         product_ms, baseline_ms = [], []
         for q in queries:
             target = ids_by_arxiv[q["target"]]
@@ -183,12 +256,13 @@ async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> di
             product_ms.append((time.perf_counter() - start) * 1000)
             q["product_rank"] = _rank([ids_by_arxiv.get(h.paper.arxiv_id, -1) for h in page.hits], target)
             start = time.perf_counter()
-            found = baseline_search(base, q["query"])
+            found = await baseline_search_of(q["query"])
             baseline_ms.append((time.perf_counter() - start) * 1000)
             q["baseline_rank"] = _rank(found, target)
         related = await measure_related(conn, [(ids_by_arxiv[q["target"]], q["target"]) for q in queries if q["kind"] == "words"])
     finally:
-        base.close()
+        if base is not None:
+            base.close()
         await conn.close()
     by_kind: dict[str, Any] = {}
     for kind in ("all", "words", "short name"):
@@ -199,11 +273,12 @@ async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> di
             "baseline": scores([q["baseline_rank"] for q in chosen]),
         }
     return {
+        "backend": backend,
         "distractors": distractors,
         "papers": papers_total,
         "real_papers": len(real),
         "build_seconds": build_s,
-        "db_bytes": library.stat().st_size,
+        "db_bytes": db_bytes,
         "scores": by_kind,
         "latency_ms": {
             "product": {"p50": pct(product_ms, 50), "p95": pct(product_ms, 95), "p99": pct(product_ms, 99)},
@@ -296,24 +371,55 @@ def markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_backends(results: list[dict[str, Any]]) -> str:
+    """Each library's figures on each backend side by side (`--backend sqlite,postgres`)."""
+    lines = [
+        "| library | backend | queries | product s@1 / s@5 / MRR@10 | baseline s@1 / s@5 / MRR@10 | product p50 / p95 ms | baseline p50 / p95 ms | related: common tag (floor) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        baseline = "FTS5 bm25" if r.get("backend", "sqlite") == "sqlite" else "ts_rank"
+        for kind in ("all", "words", "short name"):
+            s = r["scores"][kind]
+            p, b = s["product"], s["baseline"]
+            lat = r["latency_ms"]
+            x = r.get("related") or {}
+            lines.append(
+                f"| {r['papers']:,} papers ({r['distractors']:,} synthetic), {kind} | {r.get('backend', 'sqlite')} "
+                f"(baseline {baseline}) | {s['queries']} "
+                f"| {p['success_at_1']:.3f} / {p['success_at_5']:.3f} / {p['mrr_at_10']:.3f} "
+                f"| {b['success_at_1']:.3f} / {b['success_at_5']:.3f} / {b['mrr_at_10']:.3f} "
+                + (f"| {lat['product']['p50']:.2f} / {lat['product']['p95']:.2f} "
+                   f"| {lat['baseline']['p50']:.2f} / {lat['baseline']['p95']:.2f} "
+                   f"| {x.get('share_with_common_tag', 0):.1%} ({x.get('random_share_with_common_tag', 0):.1%}) |"
+                   if kind == "all" else "| | | |")
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--distractors", default="0,3000,100000", help="comma-separated synthetic paper counts")
     parser.add_argument("--reuse", action="store_true", help="reuse libraries already built in benchmarks/data/")
+    parser.add_argument("--backend", default="sqlite",
+                        help="comma-separated backends to run on: sqlite, postgres (a database per library size)")
+    parser.add_argument("--postgres-url", default=POSTGRES_URL, help="PostgreSQL server for --backend postgres")
     parser.add_argument("--out", default=str(DATA / "results-relevance.json"))
     args = parser.parse_args(argv)
+    backends = [name.strip() for name in args.backend.split(",") if name.strip()]
     synth = Synth.from_corpus()
     results = []
     for distractors in (int(x) for x in args.distractors.split(",") if x.strip()):
-        print(f"relevance with {distractors:,} distractors …", flush=True)
-        result = asyncio.run(measure_size(distractors, synth, args.reuse))
-        a = result["scores"]["all"]
-        print(f"  product {a['product']}  baseline {a['baseline']}  latency {result['latency_ms']}", flush=True)
-        results.append(result)
+        for backend in backends:
+            print(f"relevance with {distractors:,} distractors on {backend} …", flush=True)
+            result = asyncio.run(measure_size(distractors, synth, args.reuse, backend, args.postgres_url))
+            a = result["scores"]["all"]
+            print(f"  product {a['product']}  baseline {a['baseline']}  latency {result['latency_ms']}", flush=True)
+            results.append(result)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-    print(markdown(results))
+    print(markdown_backends(results) if len(backends) > 1 or backends != ["sqlite"] else markdown(results))
 
 
 if __name__ == "__main__":

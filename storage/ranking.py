@@ -15,6 +15,10 @@ bounded set of candidates (see storage/search.py) from:
   "model" counts models and modelling; a phrase counts as its rarest word). Close to
   FTS5's own counts at a fraction of the cost.
 
+On PostgreSQL the statistics come from the search vector of migration postgres/001: paper
+counts from its GIN index the same way, lengths from `search_length` (the vector's word count)
+and the average length from all papers' (cached as above); the formula and term counts are the same.
+
 Pure computation and a few SQL reads; no writes.
 """
 
@@ -27,8 +31,9 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from storage._rows import fetch_all, id_list
-from storage.search_query import _group_terms, _lex, _stem_safe_prefix
+from storage._rows import any_of, fetch_all, id_list
+from storage.db import dialect
+from storage.search_query import _group_terms, _lex, _lexeme, _stem_safe_prefix
 from storage.tokens import tokens
 
 K1, B = 1.2, 0.75
@@ -47,6 +52,11 @@ class Term:
 
     fts: str  # the FTS5 expression that finds its papers
     words: tuple[tuple[bytes, ...], ...]  # per word of the term, the word starts (b" stem") that count as it
+    tsquery: str = ""  # the tsquery text that finds its papers (PostgreSQL)
+
+    def finder(self, conn) -> str:
+        """The expression that finds its papers, in the connection's dialect."""
+        return self.tsquery if dialect(conn) == "postgresql" else self.fts
 
 
 def query_terms(user_text: str) -> list[Term]:
@@ -58,11 +68,12 @@ def query_terms(user_text: str) -> list[Term]:
             if term.prefix:
                 starts = [start for start in (term.text.lower().strip(), _stem_safe_prefix(term.text)) if start]
                 if starts:
-                    terms.append(Term(term.to_fts(), (tuple(b" " + start.encode() for start in starts),)))
+                    words = (tuple(b" " + start.encode() for start in starts),)
+                    terms.append(Term(term.to_fts(), words, term.to_tsquery()))
                 continue
             stems = tokens(term.text)
             if stems:
-                terms.append(Term(term.to_fts(), tuple((b" " + stem.encode(),) for stem in stems)))
+                terms.append(Term(term.to_fts(), tuple((b" " + stem.encode(),) for stem in stems), term.to_tsquery()))
     return terms
 
 
@@ -117,11 +128,15 @@ async def _library_stats(conn: aiosqlite.Connection) -> _Stats:
     cached = _stats.get(conn)
     if cached is not None and time.monotonic() - cached.read_at < STATS_SECONDS:
         return cached
-    rows = await fetch_all(conn, "SELECT block FROM papers_fts_data WHERE id = 1")
-    values = _fts_varints(rows[0][0]) if rows and rows[0][0] else [0]
-    papers = values[0]
-    totals = values[1 : 1 + RANKED_COLUMNS]
-    average = sum(totals) / papers if papers else 1.0
+    if dialect(conn) == "postgresql":
+        papers, average_length = (await fetch_all(conn, "SELECT count(*), avg(search_length)::float8 FROM papers"))[0]
+        average = average_length or 1.0
+    else:
+        rows = await fetch_all(conn, "SELECT block FROM papers_fts_data WHERE id = 1")
+        values = _fts_varints(rows[0][0]) if rows and rows[0][0] else [0]
+        papers = values[0]
+        totals = values[1 : 1 + RANKED_COLUMNS]
+        average = sum(totals) / papers if papers else 1.0
     if cached is None or abs(papers - cached.papers) > REFRESH_GROWTH * max(cached.papers, 1):
         cached = _Stats(papers, average, {})
         _stats[conn] = cached
@@ -133,12 +148,13 @@ async def _paper_count(conn: aiosqlite.Connection, stats: _Stats, term: Term) ->
     if term.fts not in stats.paper_counts:
         if len(stats.paper_counts) >= CACHED_TERMS:
             stats.paper_counts.clear()
-        rows = await fetch_all(
-            conn,
-            f"""SELECT count(*), min(rowid), (SELECT max(id) FROM papers) FROM
-                (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? ORDER BY rowid DESC LIMIT {ESTIMATE_FROM:d})""",
-            [term.fts],
+        newest = (
+            f"""(SELECT id AS rowid FROM papers WHERE search_vector @@ to_tsquery('paperbot_search', ?)
+                 ORDER BY id DESC LIMIT {ESTIMATE_FROM:d}) AS newest"""
+            if dialect(conn) == "postgresql"
+            else f"(SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? ORDER BY rowid DESC LIMIT {ESTIMATE_FROM:d})"
         )
+        rows = await fetch_all(conn, f"SELECT count(*), min(rowid), (SELECT max(id) FROM papers) FROM {newest}", [term.finder(conn)])
         found, oldest, newest = rows[0]
         if found < ESTIMATE_FROM or not oldest:
             estimate = found
@@ -163,7 +179,7 @@ def word_term(word: str) -> Term | None:
     stems = tokens(word)
     if not stems or not word.isalnum():
         return None
-    return Term(f'"{word}"', tuple((b" " + stem.encode(),) for stem in stems))
+    return Term(f'"{word}"', tuple((b" " + stem.encode(),) for stem in stems), f"({_lexeme(word)})")
 
 
 async def inverse_document_frequencies(conn: aiosqlite.Connection, terms: list[Term]) -> list[float]:
@@ -182,13 +198,18 @@ async def bm25_scores(conn: aiosqlite.Connection, terms: list[Term], ids: list[i
         return {}
     stats = await _library_stats(conn)
     idfs = await inverse_document_frequencies(conn, terms)
-    rows = await fetch_all(
-        conn,
-        """SELECT p.id, p.title, p.authors, p.summary, p.tag_text, d.sz
-           FROM papers p JOIN papers_fts_docsize d ON d.id = p.id
-           WHERE p.id IN (SELECT value FROM json_each(?))""",
-        [id_list(ids)],
-    )
+    if dialect(conn) == "postgresql":  # lengths: the search vector's word count (migration postgres/001)
+        where, param = any_of(conn, "p.id", ids)
+        sql = f"SELECT p.id, p.title, p.authors, p.summary, p.tag_text, p.search_length FROM papers p WHERE {where}"
+        rows = await fetch_all(conn, sql, [param])
+    else:
+        rows = await fetch_all(
+            conn,
+            """SELECT p.id, p.title, p.authors, p.summary, p.tag_text, d.sz
+               FROM papers p JOIN papers_fts_docsize d ON d.id = p.id
+               WHERE p.id IN (SELECT value FROM json_each(?))""",
+            [id_list(ids)],
+        )
     scores: dict[int, float] = {}
     average = stats.average_length or 1.0
     weighted = [(term.words, idf) for term, idf in zip(terms, idfs)]
@@ -196,7 +217,8 @@ async def bm25_scores(conn: aiosqlite.Connection, terms: list[Term], ids: list[i
         # One lower/encode/translate for the four columns, then split: each part starts with a space.
         spaced = b" " + "\x01 ".join((title, authors, summary, tags)).lower().encode().translate(_WORD_STARTS)
         columns = list(zip(COLUMN_WEIGHTS, spaced.split(b"\x01")))
-        norm = K1 * (1 - B + B * _text_length(sizes) / average)
+        length = sizes if isinstance(sizes, int) else _text_length(sizes)
+        norm = K1 * (1 - B + B * length / average)
         score = 0.0
         for words, idf in weighted:
             tf = 0.0

@@ -5,7 +5,8 @@ where a paper says what it is about; rarest in the library first, at most KEY_WO
 a query for papers sharing at least two of them (or one, when too few share two); the newest
 CANDIDATES of those are ranked by the same column-weighted BM25 as search
 (storage/ranking.py) and the best `limit` kept. The cost is bounded like a search's: one
-walk of the index, newest first, and one scoring pass.
+walk of the index, newest first, and one scoring pass. On PostgreSQL the same queries run on the
+search vector (migration postgres/001) as tsqueries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import aiosqlite
 
 from storage._rows import fetch_all, load_papers_in_order
+from storage.db import dialect
 from storage.models import StoredPaper
 from storage.ranking import Term, bm25_scores, inverse_document_frequencies, word_term
 
@@ -63,23 +65,27 @@ async def related_papers(conn: aiosqlite.Connection, arxiv_id: str, *, limit: in
     return await load_papers_in_order(conn, best)
 
 
+def _matching(conn) -> str:
+    """Papers matching the parameter (the dialect's expression) other than the one given next, as `rowid`."""
+    if dialect(conn) == "postgresql":
+        return "SELECT id AS rowid FROM papers WHERE search_vector @@ to_tsquery('paperbot_search', ?) AND id != ?"
+    return "SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid != ?"
+
+
 async def _found_elsewhere(conn: aiosqlite.Connection, term: Term, paper_id: int) -> bool:
-    rows = await fetch_all(
-        conn, "SELECT 1 FROM papers_fts WHERE papers_fts MATCH ? AND rowid != ? LIMIT 1", [term.fts, paper_id]
-    )
+    rows = await fetch_all(conn, f"{_matching(conn)} LIMIT 1", [term.finder(conn), paper_id])
     return bool(rows)
 
 
 async def _candidates(conn: aiosqlite.Connection, keys: list[Term], paper_id: int) -> list[int]:
     """The newest CANDIDATES papers sharing two key words, topped up with papers sharing one."""
-    pairs = " OR ".join(f"({a.fts} AND {b.fts})" for a, b in itertools.combinations(keys, 2))
+    either, both = (" | ", " & ") if dialect(conn) == "postgresql" else (" OR ", " AND ")
+    finders = [term.finder(conn) for term in keys]
+    pairs = either.join(f"({a}{both}{b})" for a, b in itertools.combinations(finders, 2))
     found: list[int] = []
-    for expression in filter(None, (pairs, " OR ".join(term.fts for term in keys))):
+    for expression in filter(None, (pairs, either.join(finders))):
         rows = await fetch_all(
-            conn,
-            f"""SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid != ?
-                ORDER BY rowid DESC LIMIT {CANDIDATES:d}""",
-            [expression, paper_id],
+            conn, f"{_matching(conn)} ORDER BY rowid DESC LIMIT {CANDIDATES:d}", [expression, paper_id]
         )
         found += [row[0] for row in rows if row[0] not in found]
         if len(found) >= RELATED:

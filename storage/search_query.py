@@ -16,6 +16,12 @@ web searches are honoured:
 Everything else — NEAR, parentheses, `title:`, `^`, `+`, lone punctuation —
 is plain text. Pure Python, no SQL: the store runs the result.
 
+The same syntax compiles to an FTS5 MATCH expression (SQLite, `to_fts_query`) or to the text of
+a PostgreSQL tsquery (`to_tsquery_text`, read with `to_tsquery('paperbot_search', …)`, migration
+postgres/001), where every word is a quoted lexeme (inside which nothing is syntax) that
+PostgreSQL folds and stems as it did the papers' text: `"a b"` is `'a' <-> 'b'`, `gen*` is
+`'gen':*`, `-x` is `!'x'`, OR is `|` and the implied AND is `&`.
+
 Cost limits, so one person's search cannot stall everyone's (issue #12): a
 prefix needs at least MIN_PREFIX letters, because the index only keeps lists
 for prefixes of 3 to 8 characters (migration 008) and a shorter one merges the
@@ -92,6 +98,19 @@ class _Term:
         shorter = _stem_safe_prefix(self.text)
         return f'({quoted}* OR "{shorter}"*)' if shorter else f"{quoted}*"
 
+    def to_tsquery(self) -> str:
+        """The term as tsquery text: its words as a phrase of quoted lexemes, the last one a prefix for `word*`."""
+        pieces = [_lexeme(piece) for piece in self.text.split() if any(char.isalnum() for char in piece)]
+        if self.prefix:
+            shorter = _stem_safe_prefix(self.text)
+            pieces[-1] = f"({pieces[-1]}:* | {_lexeme(shorter)}:*)" if shorter else f"{pieces[-1]}:*"
+        return "(" + " <-> ".join(pieces) + ")"
+
+
+def _lexeme(text: str) -> str:
+    """A quoted tsquery lexeme: nothing inside is syntax; PostgreSQL parses, folds and stems it."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
 
 def _stem_safe_prefix(prefix: str) -> str | None:
     """The prefix with a partial porter suffix cut off (generat -> gener), or None if none applies."""
@@ -151,8 +170,8 @@ def _group_terms(items: list[_Term | str]) -> tuple[list[list[_Term]], list[_Ter
     return groups, excluded
 
 
-def to_fts_query(user_text: str) -> str:
-    """A safe FTS5 MATCH expression for `user_text`, or QueryError if it has nothing to look for."""
+def _checked_terms(user_text: str) -> tuple[list[list[_Term]], list[_Term]]:
+    """The query's groups and excluded terms, or QueryError if it is too big, too broad or empty."""
     groups, excluded = _group_terms(_lex(user_text))
     terms = [term for group in groups for term in group] + excluded
     if sum(term.words() for term in terms) > MAX_TERMS:
@@ -163,6 +182,12 @@ def to_fts_query(user_text: str) -> str:
         if excluded:
             raise QueryError("Your search only says which words to leave out; add a word to look for.")
         raise QueryError("Your search has no words to look for.")
+    return groups, excluded
+
+
+def to_fts_query(user_text: str) -> str:
+    """A safe FTS5 MATCH expression for `user_text`, or QueryError if it has nothing to look for."""
+    groups, excluded = _checked_terms(user_text)
     wanted = " AND ".join(
         group[0].to_fts() if len(group) == 1 else "(" + " OR ".join(term.to_fts() for term in group) + ")"
         for group in groups
@@ -170,3 +195,19 @@ def to_fts_query(user_text: str) -> str:
     if not excluded:
         return wanted
     return f"({wanted}) NOT ({' OR '.join(term.to_fts() for term in excluded)})"
+
+
+def to_tsquery_text(user_text: str, *, wanted_only: bool = False) -> str:
+    """The tsquery text (PostgreSQL) for `user_text`, or QueryError as `to_fts_query`.
+
+    `wanted_only`: without the words to leave out (search's title matches leave them out
+    anywhere, with the whole query).
+    """
+    groups, excluded = _checked_terms(user_text)
+    wanted = " & ".join(
+        group[0].to_tsquery() if len(group) == 1 else "(" + " | ".join(t.to_tsquery() for t in group) + ")"
+        for group in groups
+    )
+    if not excluded or wanted_only:
+        return wanted
+    return f"({wanted}) & !({' | '.join(term.to_tsquery() for term in excluded)})"

@@ -4,7 +4,8 @@ Ranking and did-you-mean compare what a member typed with the terms in the index
 terms come out of FTS5's `porter unicode61 remove_diacritics 2` tokenizer (migration 001);
 any re-implementation would drift from it. So the text goes through that very tokenizer: a
 private in-memory FTS5 table read back through an fts5vocab `instance` table. About 50 µs a
-call; results are cached because queries repeat.
+call; results are cached because queries repeat. On PostgreSQL too: ranking counts a query's words
+in the candidates' text in Python with these terms, whatever stemmer the index itself uses.
 """
 
 from __future__ import annotations

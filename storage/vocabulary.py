@@ -7,6 +7,9 @@ rapidfuzz: at most 1 edit for words of up to MAX_ONE_EDIT letters, 2 for longer 
 go to the word in more papers). Only
 words starting with the same letter are read: one range of the sorted vocabulary (cached a
 while), and typos rarely hit the first letter. The correction is offered only if it finds papers.
+
+On PostgreSQL the words are the `search_words` table (migration postgres/012: word and paper
+count, kept by a trigger), read the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from storage._rows import fetch_all
+from storage.db import dialect
 from storage.search_query import QueryError, _lex
 
 MAX_ONE_EDIT = 4
@@ -39,8 +43,15 @@ def _fold(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word.lower()) if not unicodedata.combining(c))
 
 
+def _vocabulary(conn) -> str:
+    """The words and their paper counts as (term, doc), in the connection's dialect."""
+    if dialect(conn) == "postgresql":
+        return "(SELECT word AS term, papers AS doc FROM search_words) AS search_words_vocab"
+    return "search_words_vocab"
+
+
 async def _known(conn: aiosqlite.Connection, word: str) -> bool:
-    return bool(await fetch_all(conn, "SELECT 1 FROM search_words_vocab WHERE term = ?", [word]))
+    return bool(await fetch_all(conn, f"SELECT 1 FROM {_vocabulary(conn)} WHERE term = ?", [word]))
 
 
 async def _words_starting(conn: aiosqlite.Connection, letter: str) -> list[str]:
@@ -54,7 +65,7 @@ async def _words_starting(conn: aiosqlite.Connection, letter: str) -> list[str]:
     cached = cache.get(letter)
     if cached is None or time.monotonic() - cached[0] > CACHE_SECONDS:
         rows = await fetch_all(
-            conn, "SELECT term FROM search_words_vocab WHERE term >= ? AND term < ?", [letter, letter + "\U0010ffff"]
+            conn, f"SELECT term FROM {_vocabulary(conn)} WHERE term >= ? AND term < ?", [letter, letter + "\U0010ffff"]
         )
         cached = (time.monotonic(), [row[0] for row in rows])
         cache[letter] = cached
@@ -72,7 +83,7 @@ async def closest_word(conn: aiosqlite.Connection, word: str) -> str | None:
     tied = sorted(term for term, distance, _ in found if distance == nearest)[:MAX_TIED]
     papers = {}
     for term in tied:
-        rows = await fetch_all(conn, "SELECT doc FROM search_words_vocab WHERE term = ?", [term])
+        rows = await fetch_all(conn, f"SELECT doc FROM {_vocabulary(conn)} WHERE term = ?", [term])
         papers[term] = rows[0][0] if rows else 0
     return min(tied, key=lambda term: (-papers[term], term))
 

@@ -701,6 +701,7 @@ async def test_operational_errors_from_match_become_query_errors(conn, monkeypat
     import storage.search
 
     monkeypatch.setattr(storage.search, "to_fts_query", lambda text: 'title: "x')
+    monkeypatch.setattr(storage.search, "to_tsquery_text", lambda text: "'x' &")  # PostgreSQL's
     with pytest.raises(QueryError, match="could not be understood"):
         await search(conn, "anything")
 

@@ -239,3 +239,20 @@ async def test_title_matches_follow_changed_titles_and_filters(conn, window_of):
                         source="s", origin=f"s/{DAY}.md", sha256="changed")
     assert 1 not in numbers(await search(conn, "kernels graph"))
     assert numbers(await search(conn, "kernels tree")) == [1]
+
+
+async def test_papers_matching_keeps_the_given_papers_that_match_in_search_syntax(conn):
+    from storage.search import papers_matching
+    from storage.search_query import QueryError
+
+    await add_days(conn, paper(1, title="Video diffusion"), paper(2, summary="Diffusion of videos."),
+                   paper(3, title="Image diffusion"), paper(4, title="Video games"))
+    rows = await (await conn.execute("SELECT id, arxiv_id FROM papers")).fetchall()
+    row_of = {int(arxiv_id.split(".")[1]): paper_id for paper_id, arxiv_id in rows}
+    day = [row_of[1], row_of[2], row_of[4]]
+    assert await papers_matching(conn, "video diffusion", day) == {row_of[1], row_of[2]}
+    assert await papers_matching(conn, '"video diffusion"', day) == {row_of[1]}
+    assert await papers_matching(conn, "video -diffusion", day) == {row_of[4]}
+    assert await papers_matching(conn, "video", []) == set()
+    with pytest.raises(QueryError):
+        await papers_matching(conn, "-video", day)

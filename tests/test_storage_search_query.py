@@ -1,8 +1,12 @@
-"""to_fts_query: user text in, safe FTS5 MATCH expression out (pure Python, checked against real FTS5)."""
+"""to_fts_query / to_tsquery_text: user text in, safe FTS5 MATCH expression or PostgreSQL tsquery out
+(pure Python, checked against real FTS5 and, where it answers, real PostgreSQL with the library's
+text search configuration)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import uuid
 
 import pytest
 from hypothesis import given, settings
@@ -11,37 +15,78 @@ from hypothesis import strategies as st
 import datetime as dt
 
 from storage.facets import date_range_tokens, day_tokens
-from storage.search_query import MAX_TERMS, QueryError, to_fts_query
+from storage import db
+from storage.search_query import MAX_TERMS, QueryError, to_fts_query, to_tsquery_text
+from tests.backends import with_schema
+from tests.services import service_url
+
+DOCS = [
+    (1, "cats and dogs"),
+    (2, "cats alone"),
+    (3, "dogs alone"),
+    (4, "the exact phrase here"),
+    (5, "phrase exact reversed"),
+    (6, "generation of images"),
+    (7, "transformer models"),
+    (8, "title x is not a column filter"),
+    (9, "near the river"),
+]
 
 
-@pytest.fixture(scope="module")
-def fts() -> sqlite3.Connection:
+class Fts5Docs:
     """An in-memory FTS5 table with the library's tokenizer, to prove expressions parse and mean what we say."""
-    conn = sqlite3.connect(":memory:")
-    conn.execute(
-        "CREATE VIRTUAL TABLE docs USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2')"
-    )
-    conn.executemany(
-        "INSERT INTO docs (rowid, body) VALUES (?, ?)",
-        [
-            (1, "cats and dogs"),
-            (2, "cats alone"),
-            (3, "dogs alone"),
-            (4, "the exact phrase here"),
-            (5, "phrase exact reversed"),
-            (6, "generation of images"),
-            (7, "transformer models"),
-            (8, "title x is not a column filter"),
-            (9, "near the river"),
-        ],
-    )
-    yield conn
-    conn.close()
+
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect(":memory:")
+        self.conn.execute("CREATE VIRTUAL TABLE docs USING fts5(body, tokenize = 'porter unicode61 remove_diacritics 2')")
+        self.conn.executemany("INSERT INTO docs (rowid, body) VALUES (?, ?)", DOCS)
+
+    def matches(self, user_text: str) -> set[int]:
+        rows = self.conn.execute("SELECT rowid FROM docs WHERE docs MATCH ?", (to_fts_query(user_text),))
+        return {row[0] for row in rows}
+
+    def close(self) -> None:
+        self.conn.close()
 
 
-def matches(fts: sqlite3.Connection, user_text: str) -> set[int]:
-    rows = fts.execute("SELECT rowid FROM docs WHERE docs MATCH ?", (to_fts_query(user_text),))
-    return {row[0] for row in rows}
+class PostgresDocs:
+    """The same documents as tsvectors of the library's configuration (migration postgres/001), in a schema of their own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.schema = f"t_{uuid.uuid4().hex[:12]}"
+        self.library = self.run(db.connect(with_schema(service_url("postgres"), self.schema)))
+        self.run(self.library.execute("CREATE TABLE docs (id BIGINT PRIMARY KEY, body TSVECTOR NOT NULL)"))
+        self.run(self.library.executemany(
+            "INSERT INTO docs (id, body) VALUES (?, to_tsvector('paperbot_search', ?))", DOCS
+        ))
+
+    def run(self, coroutine):
+        return self.loop.run_until_complete(coroutine)
+
+    async def _matches(self, expression: str) -> set[int]:
+        rows = await self.library.execute("SELECT id FROM docs WHERE body @@ to_tsquery('paperbot_search', ?)", [expression])
+        return {row[0] for row in await rows.fetchall()}
+
+    def matches(self, user_text: str) -> set[int]:
+        return self.run(self._matches(to_tsquery_text(user_text)))
+
+    def close(self) -> None:
+        self.run(self.library.execute(f'DROP SCHEMA "{self.schema}" CASCADE'))
+        self.run(self.library.close())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fts(request: pytest.FixtureRequest):
+    """The documents on each backend: every query below must parse and mean the same on both."""
+    docs = Fts5Docs() if request.param == "sqlite" else PostgresDocs()
+    yield docs
+    docs.close()
+
+
+def matches(fts, user_text: str) -> set[int]:
+    return fts.matches(user_text)
 
 
 def test_bare_words_are_anded(fts):
@@ -131,10 +176,9 @@ def test_query_error_is_a_value_error():
 @given(st.text())
 def test_any_text_gives_a_valid_expression_or_query_error(fts, text):
     try:
-        expression = to_fts_query(text)
+        matches(fts, text)
     except QueryError:
         return
-    fts.execute("SELECT count(*) FROM docs WHERE docs MATCH ?", (expression,)).fetchone()
 
 
 @settings(max_examples=300, deadline=None)
@@ -142,10 +186,9 @@ def test_any_text_gives_a_valid_expression_or_query_error(fts, text):
                                  "cats", "dogs", " ", "é", "x"]), max_size=20).map("".join))
 def test_syntax_soup_gives_a_valid_expression_or_query_error(fts, text):
     try:
-        expression = to_fts_query(text)
+        matches(fts, text)
     except QueryError:
         return
-    fts.execute("SELECT count(*) FROM docs WHERE docs MATCH ?", (expression,)).fetchone()
 
 
 # --- date filters as facet tokens (storage.facets, pure Python) -----------------------------------

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from storage import db
 from storage.models import Digest
 from storage.papers import ingest_digest
 from storage.vocabulary import did_you_mean
+from tests.backends import empty_postgres_library
 from tests.factories import paper
 
 DAY = dt.date(2025, 3, 3)
@@ -60,3 +63,19 @@ async def test_a_library_made_before_the_vocabulary_gets_one(tmp_path, monkeypat
         assert await db.integrity_check(conn) == []
     finally:
         await conn.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_library_made_before_the_vocabulary_gets_one(monkeypatch):
+    from storage import postgres
+
+    before = [migration for migration in postgres.MIGRATIONS if migration[1] < "012"]
+    monkeypatch.setattr(postgres, "MIGRATIONS", before)
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", len(before))
+    async with empty_postgres_library() as conn:
+        await add(conn, paper(1, title="Protein folding"), paper(2, title="Protein design"))
+        monkeypatch.undo()
+        assert await postgres.migrate(conn) == db.SCHEMA_VERSION
+        assert await did_you_mean(conn, "protien") == "protein"
+        rows = await (await conn.execute("SELECT papers FROM search_words WHERE word = 'protein'")).fetchall()
+        assert rows[0][0] == 2

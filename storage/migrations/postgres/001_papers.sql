@@ -74,3 +74,84 @@ CREATE TABLE paper_tags (
     PRIMARY KEY (paper_id, tag_id, source)
 );
 CREATE INDEX paper_tags_by_tag ON paper_tags (tag_id, paper_id);
+
+-- ----- Full-text search (storage/search.py, storage/ranking.py) ---------------------------------
+-- SQLite's FTS5 index becomes a tsvector column with a GIN index, kept by a trigger:
+-- - text search configuration `paperbot_search`: PostgreSQL's parser; unaccent ('aimee' finds
+--   'Aimée') then the English snowball stemmer ('models' finds 'model') with no stop words, so
+--   every word is searchable as in FTS5. Hyphenated compounds are indexed as their parts only
+--   ('LLaMA-Berry' = llama, berry at neighbouring positions), as FTS5's unicode61 splits them.
+-- - `search_vector`: title (weight A), authors (B), tags (C), summary (D), the weights marking the
+--   columns as FTS5's do (for ts_rank; search ranks by storage/ranking.py); `search_length`: its
+--   number of words, for BM25's length normalisation. Titles alone get their own vector in 012.
+-- - filters: facet_text's tokens (storage/facets.py) as an array with its own GIN index, so a
+--   filter matches only Paperbot's own tokens, never a summary that spells one.
+-- unaccent is an extension: created if this role may (else accents simply stay significant).
+
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public;
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'unaccent unavailable (%): search keeps accents', SQLERRM;
+END
+$$;
+
+CREATE TEXT SEARCH DICTIONARY paperbot_stem (TEMPLATE = snowball, Language = english);
+
+CREATE TEXT SEARCH CONFIGURATION paperbot_search (COPY = pg_catalog.english);
+ALTER TEXT SEARCH CONFIGURATION paperbot_search DROP MAPPING FOR asciihword, hword, numhword;
+ALTER TEXT SEARCH CONFIGURATION paperbot_search
+    ALTER MAPPING FOR asciiword, word, hword_asciipart, hword_part WITH paperbot_stem;
+
+-- The library's own words for "Did you mean …?" (migration 012): folded, not stemmed.
+CREATE TEXT SEARCH CONFIGURATION paperbot_words (COPY = pg_catalog.simple);
+ALTER TEXT SEARCH CONFIGURATION paperbot_words DROP MAPPING FOR asciihword, hword, numhword;
+
+DO $$
+DECLARE
+    home TEXT := (SELECT n.nspname FROM pg_ts_dict d JOIN pg_namespace n ON n.oid = d.dictnamespace
+                  WHERE d.dictname = 'unaccent' LIMIT 1);
+BEGIN
+    IF home IS NOT NULL THEN
+        EXECUTE format('ALTER TEXT SEARCH CONFIGURATION paperbot_search ALTER MAPPING FOR asciiword, word, '
+                       'hword_asciipart, hword_part WITH %I.unaccent, paperbot_stem', home);
+        EXECUTE format('ALTER TEXT SEARCH CONFIGURATION paperbot_search ALTER MAPPING FOR numword, hword_numpart '
+                       'WITH %I.unaccent, simple', home);
+        EXECUTE format('ALTER TEXT SEARCH CONFIGURATION paperbot_words ALTER MAPPING FOR asciiword, word, '
+                       'numword, hword_asciipart, hword_part, hword_numpart WITH %I.unaccent, simple', home);
+    END IF;
+END
+$$;
+
+ALTER TABLE papers
+    ADD COLUMN search_vector TSVECTOR NOT NULL DEFAULT '',
+    ADD COLUMN search_length INTEGER NOT NULL DEFAULT 0;
+
+-- What the index sees, as SQLite's paper_search_text view: authors as 'A, B' rather than JSON.
+CREATE FUNCTION paperbot_search_vector(title TEXT, authors TEXT, summary TEXT, tags TEXT) RETURNS TSVECTOR
+LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT setweight(to_tsvector('paperbot_search', title), 'A')
+        || setweight(to_tsvector('paperbot_search',
+                     coalesce((SELECT string_agg(value, ', ') FROM json_array_elements_text(authors::json)), '')), 'B')
+        || setweight(to_tsvector('paperbot_search', tags), 'C')
+        || setweight(to_tsvector('paperbot_search', summary), 'D')
+$$;
+
+-- Only text changes re-index: moving last_day or updated_at leaves the vector alone.
+CREATE FUNCTION papers_search_index() RETURNS TRIGGER
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR new.title IS DISTINCT FROM old.title OR new.authors IS DISTINCT FROM old.authors
+       OR new.summary IS DISTINCT FROM old.summary OR new.tag_text IS DISTINCT FROM old.tag_text THEN
+        new.search_vector := paperbot_search_vector(new.title, new.authors, new.summary, new.tag_text);
+        new.search_length := (SELECT coalesce(sum(cardinality(positions)), 0) FROM unnest(new.search_vector));
+    END IF;
+    RETURN new;
+END
+$$;
+
+CREATE TRIGGER papers_search_index BEFORE INSERT OR UPDATE OF title, authors, summary, tag_text ON papers
+FOR EACH ROW EXECUTE FUNCTION papers_search_index();
+
+CREATE INDEX papers_search ON papers USING gin (search_vector);
+CREATE INDEX papers_facets ON papers USING gin (string_to_array(facet_text, ' '));
