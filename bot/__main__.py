@@ -505,7 +505,7 @@ def db_copy(
     from storage import copy
 
     def show(table: copy.TableCopy) -> None:
-        err.print(f"copied {table.rows:>9,} rows of {table.name}", markup=False, highlight=False)
+        err.print(f"{table.name:<16} {table.rows:>10,} rows", markup=False, highlight=False)
 
     try:
         report = asyncio.run(copy.copy_library(source, destination, batch_rows=batch_rows, on_table=show))

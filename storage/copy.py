@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -115,7 +116,11 @@ async def _copy(src: Any, dest: Any, source_name: str, dest_name: str, batch_row
             columns = [c for c in source_columns if c in dest_columns]
             written = 0
             async for rows in read(table, columns, batch_rows):
-                await dest_side.insert(table, columns, rows)
+                try:
+                    await dest_side.insert(table, columns, rows)
+                except dest_side.errors as error:
+                    raise CopyRefused(f"{dest_name} refused a row of {table} ({type(error).__name__}: "
+                                      f"{str(error).splitlines()[0]}): nothing was copied") from None
                 written += len(rows)
             expected, landed = await read.count(table), await dest_side.count(table)
             if not expected == written == landed:
@@ -168,6 +173,8 @@ def _side(library: Any) -> _SQLite | _Postgres:
 
 class _SQLite:
     """A SQLite library, worked through its writer connection (reads of a snapshot, bulk writes)."""
+
+    errors = (sqlite3.Error,)
 
     def __init__(self, library: Any) -> None:
         self.library = library
@@ -259,8 +266,11 @@ class _Postgres:
     """A PostgreSQL library: its schema's tables, read through a snapshot, written in its one transaction."""
 
     def __init__(self, library: Any) -> None:
+        import asyncpg
+
         self.library = library
         self.schema = library.schema
+        self.errors = (asyncpg.PostgresError,)
 
     async def _all(self, sql: str, *params: Any) -> list:
         async with self.library.pool.acquire() as conn:
