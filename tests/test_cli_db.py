@@ -276,13 +276,21 @@ async def _seed_everything_but_papers(path: Path) -> None:
         await conn.close()
 
 
-def sqlite_rows(path: Path) -> dict[str, list]:
-    """Every row of every ordinary table (not the search index), as sorted dicts."""
+def sqlite_columns(path: Path) -> dict[str, list[str]]:
+    """The columns of every ordinary table (not the search index's tables)."""
     with sqlite3.connect(path) as conn:
         conn.row_factory = sqlite3.Row
         tables = [row["name"] for row in conn.execute("PRAGMA table_list")
                   if row["type"] == "table" and row["schema"] == "main" and not row["name"].startswith("sqlite_")]
-        return {t: sorted((dict(r) for r in conn.execute(f"SELECT * FROM {t}")), key=repr) for t in tables}
+        return {t: [c["name"] for c in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+
+
+def sqlite_rows(path: Path) -> dict[str, list]:
+    """Every row of every ordinary table, as sorted dicts."""
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        return {t: sorted((dict(r) for r in conn.execute(f"SELECT * FROM {t}")), key=repr)
+                for t in sqlite_columns(path)}
 
 
 def sqlite_sequences(path: Path) -> dict[str, int]:
@@ -290,7 +298,9 @@ def sqlite_sequences(path: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT name, seq FROM sqlite_sequence"))
 
 
-def postgres_rows(url: str, tables: list[str]) -> dict[str, list]:
+def postgres_rows(url: str, tables: dict[str, list[str]]) -> dict[str, list]:
+    """Every row of `tables`, only their named columns (PostgreSQL's search columns are its own)."""
+
     async def read() -> dict[str, list]:
         import asyncpg
 
@@ -298,7 +308,8 @@ def postgres_rows(url: str, tables: list[str]) -> dict[str, list]:
 
         conn = await asyncpg.connect(url.split("?")[0], server_settings={"search_path": schema_of(url)})
         try:
-            return {t: sorted((dict(r) for r in await conn.fetch(f"SELECT * FROM {t}")), key=repr) for t in tables}
+            return {t: sorted((dict(r) for r in await conn.fetch(f"SELECT {', '.join(columns)} FROM {t}")), key=repr)
+                    for t, columns in tables.items()}
         finally:
             await conn.close()
 
@@ -370,7 +381,7 @@ def test_copy_sqlite_to_postgresql_and_back_keeps_every_row_id_and_counter(libra
     assert there.exit_code == 0, there.output
     assert f"{len(original['papers']):,} papers, 2 digest channels, 2 subscribers" in there.stdout
     assert "counts checked" in there.stdout
-    assert postgres_rows(postgres_schema, list(original)) == original
+    assert postgres_rows(postgres_schema, sqlite_columns(library_path)) == original
     # The ledger's id counter continues after the removed channel's item, as SQLite's would.
     assert postgres_next_id(postgres_schema, "outbox") == sqlite_sequences(library_path)["outbox"] + 1
 
@@ -397,13 +408,13 @@ def test_copy_between_two_sqlite_files_keeps_every_row(library_path: Path, tmp_p
 @pytest.mark.postgres
 def test_copy_refuses_a_destination_that_holds_a_library(library_path: Path, postgres_schema: str) -> None:
     assert copy_command(str(library_path), postgres_schema).exit_code == 0
-    before = postgres_rows(postgres_schema, ["papers", "tags"])
+    before = postgres_rows(postgres_schema, {"papers": ["id", "arxiv_id"], "tags": ["id", "norm"]})
     result = copy_command(str(library_path), postgres_schema)
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, "already holds a library")
     assert f"{len(before['papers']):,} papers" in result.stderr
     assert "postgres@127.0.0.1" in result.stderr or "***" in result.stderr or "@" not in postgres_schema
-    assert postgres_rows(postgres_schema, ["papers", "tags"]) == before
+    assert postgres_rows(postgres_schema, {"papers": ["id", "arxiv_id"], "tags": ["id", "norm"]}) == before
 
 
 def test_copy_refuses_a_sqlite_destination_that_holds_a_library(library_path: Path, tmp_path: Path) -> None:
@@ -433,7 +444,7 @@ def test_a_copy_that_fails_midway_leaves_the_destination_empty(library_path: Pat
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     error = result.stderr.strip().splitlines()[-1]  # after the tables' progress lines
     assert "refused a row of votes" in error and "nothing was copied" in error
-    emptied = postgres_rows(postgres_schema, list(sqlite_rows(library_path)))
+    emptied = postgres_rows(postgres_schema, sqlite_columns(library_path))
     assert {table: len(rows) for table, rows in emptied.items() if rows} == {}
     # ... and a corrected source then copies into it.
     with sqlite3.connect(library_path) as conn:
