@@ -50,7 +50,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARDS_PER_PROCESS = 2
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-STARTUP_TIMEOUT = 120.0
+STARTUP_TIMEOUT = 120.0  # plus STARTUP_PER_CHANNEL for each channel: GUILD_CREATEs and the scheduler's jobs
+STARTUP_PER_CHANNEL = 0.1
 RUN_TIMEOUT = 1800.0
 
 
@@ -80,7 +81,7 @@ async def worker(spec: dict[str, Any]) -> None:
     bot = create_bot(settings, guild_ready_timeout=0.01)
     bot.http.user_agent += f" process-{spec['process']}"  # which process sent a request
     runner = asyncio.create_task(bot.start(os.environ["DISCORD_TOKEN"]))
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+    deadline = time.monotonic() + spec.get("startup_timeout", STARTUP_TIMEOUT)
     while not (bot.is_ready() and bot.daily is not None and bot.daily.scheduler.running):
         if runner.done():
             runner.result()
@@ -158,6 +159,7 @@ async def _measure(channels_count: int, processes: int, mode: str, redis_url: st
                    requests_per_second: float, shared_library: bool, postgres_library: str | None,
                    workdir: pathlib.Path | None) -> dict[str, Any]:
     shard_count = processes * SHARDS_PER_PROCESS
+    startup_timeout = STARTUP_TIMEOUT + STARTUP_PER_CHANNEL * channels_count
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_dir:
         tmp = pathlib.Path(tmp_dir)
         async with FakeDiscord(shard_count=shard_count) as fake:
@@ -179,11 +181,14 @@ async def _measure(channels_count: int, processes: int, mode: str, redis_url: st
                       "api_base_url": fake.api_base_url, "gateway_url": fake.gateway_url,
                       "shard_ids": shards_of_process(p), "shard_count": shard_count,
                       "redis_url": redis_url if mode == "shared" else None,
-                      "requests_per_second": requests_per_second, "now": now.isoformat()}
+                      "requests_per_second": requests_per_second, "now": now.isoformat(),
+                      "startup_timeout": startup_timeout}
                      for p in range(processes)]
             workers = [await _start(spec, fake.token, tmp / f"process-{p}.log") for p, spec in enumerate(specs)]
             try:
-                ready = [await _line(w, "ready", STARTUP_TIMEOUT) for w in workers]
+                starting = time.perf_counter()
+                ready = [await _line(w, "ready", startup_timeout) for w in workers]
+                startup = time.perf_counter() - starting
                 fake.enable_rate_limits(per_route=(5, 5.0), global_per_second=GLOBAL_PER_SECOND, global_window=1.0,
                                         limits={f"POST {MESSAGES_ROUTE}": CHANNEL_MESSAGES})
                 if latency:
@@ -241,6 +246,7 @@ async def _measure(channels_count: int, processes: int, mode: str, redis_url: st
         "limiter_global_429s": limiter.global_limited,
         "other_errors": len(traffic) - len(ok) - len(limited),
         "wall_seconds": wall,
+        "startup_seconds": startup,
         "process_seconds": [d["seconds"] for d in done],
         "redis_fallbacks": sum(d["fallbacks"] for d in done),
         "late_slots_given_up": sum(d["late_slots"] for d in done),
