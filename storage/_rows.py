@@ -56,24 +56,25 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Iterable[Any] 
 
 async def load_papers(conn: aiosqlite.Connection, ids: Iterable[int]) -> dict[int, StoredPaper]:
     """StoredPapers by row id, with tags (display forms, alphabetical), days and sources: three queries for any number."""
-    ids_json = id_list(ids)
-    rows = await fetch_all(
-        conn, f"SELECT {PAPER_COLUMNS} FROM papers p WHERE p.id IN (SELECT value FROM json_each(?))", (ids_json,)
+    ids = list(ids)
+    (paper_listed, ids_param), (tag_listed, _), (day_listed, _) = (
+        any_of(conn, column, ids) for column in ("p.id", "pt.paper_id", "paper_id")
     )
+    rows = await fetch_all(conn, f"SELECT {PAPER_COLUMNS} FROM papers p WHERE {paper_listed}", (ids_param,))
     tags: dict[int, list[str]] = defaultdict(list)
     for paper_id, name, _norm in await fetch_all(
         conn,
-        """SELECT DISTINCT pt.paper_id, t.name, t.norm FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
-           WHERE pt.paper_id IN (SELECT value FROM json_each(?)) ORDER BY pt.paper_id, t.norm""",
-        (ids_json,),
+        f"""SELECT DISTINCT pt.paper_id, t.name, t.norm FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
+            WHERE {tag_listed} ORDER BY pt.paper_id, t.norm""",
+        (ids_param,),
     ):
         tags[paper_id].append(name)
     days: dict[int, set[str]] = defaultdict(set)
     sources: dict[int, set[str]] = defaultdict(set)
     for paper_id, day, source in await fetch_all(
         conn,
-        "SELECT paper_id, day, source FROM appearances WHERE paper_id IN (SELECT value FROM json_each(?))",
-        (ids_json,),
+        f"SELECT paper_id, day, source FROM appearances WHERE {day_listed}",
+        (ids_param,),
     ):
         days[paper_id].add(day)
         sources[paper_id].add(source)

@@ -139,7 +139,7 @@ async def save_channel(conn: aiosqlite.Connection, channel: DigestChannel) -> No
                 created_at, updated_at, broken_reason, broken_notified, forum, create_forum_tags)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, ?), ?, NULL, 0, ?, ?)
            ON CONFLICT (channel_id) DO UPDATE SET
-               created_at = coalesce(?, created_at),
+               created_at = coalesce(?, digest_channels.created_at),
                guild_id = excluded.guild_id, post_time = excluded.post_time,
                timezone = excluded.timezone, tags = excluded.tags, style = excluded.style,
                empty_day_note = excluded.empty_day_note, set_up_by = excluded.set_up_by,

@@ -79,6 +79,11 @@ def split_statements(script: str) -> list[str]:
 
 
 async def user_version(conn: aiosqlite.Connection) -> int:
+    """The schema version in force (SQLite keeps it in the file header, PostgreSQL in a table)."""
+    if dialect(conn) == "postgresql":
+        from storage import postgres
+
+        return await postgres.user_version(conn)
     async with conn.execute("PRAGMA user_version") as cursor:
         return (await cursor.fetchone())[0]
 
@@ -88,8 +93,13 @@ async def migrate(conn: aiosqlite.Connection) -> int:
 
     Each migration runs in its own IMMEDIATE transaction together with its
     user_version bump, re-checking the version under the write lock so two
-    processes starting at once cannot apply a migration twice.
+    processes starting at once cannot apply a migration twice. On PostgreSQL,
+    `storage.postgres.migrate` keeps the same promises.
     """
+    if dialect(conn) == "postgresql":
+        from storage import postgres
+
+        return await postgres.migrate(conn)
     version = await user_version(conn)
     if version > SCHEMA_VERSION:
         raise SchemaTooNewError(
@@ -513,7 +523,15 @@ class Library:
 
 
 async def integrity_check(conn: aiosqlite.Connection) -> list[str]:
-    """Problems found in the file, its foreign keys, the search index and tag counts; [] means healthy."""
+    """Problems found in the file, its foreign keys, the search index and tag counts; [] means healthy.
+
+    On PostgreSQL the server looks after its files; `storage.postgres.integrity_problems` checks
+    that every foreign key is enforced and holds, then the tag counts are checked as here.
+    """
+    if dialect(conn) == "postgresql":
+        from storage import postgres
+
+        return await postgres.integrity_problems(conn) + await _tag_count_problems(conn)
     try:
         async with conn.execute("PRAGMA integrity_check") as cursor:
             problems = [row[0] for row in await cursor.fetchall() if row[0] != "ok"]
@@ -544,9 +562,11 @@ async def _search_index_problems(conn: aiosqlite.Connection) -> list[str]:
 
 async def _tag_count_problems(conn: aiosqlite.Connection) -> list[str]:
     sql = """
-        SELECT t.name, t.paper_count,
-               (SELECT count(DISTINCT pt.paper_id) FROM paper_tags pt WHERE pt.tag_id = t.id) AS actual
-        FROM tags t WHERE t.paper_count IS NOT actual"""
+        SELECT name, paper_count, actual FROM (
+            SELECT t.name, t.paper_count,
+                   (SELECT count(DISTINCT pt.paper_id) FROM paper_tags pt WHERE pt.tag_id = t.id) AS actual
+            FROM tags t) counted
+        WHERE paper_count IS DISTINCT FROM actual"""
     async with conn.execute(sql) as cursor:
         return [f"tag {row[0]!r} counts {row[1]} papers but has {row[2]}" for row in await cursor.fetchall()]
 
@@ -638,7 +658,13 @@ async def _database_file(conn: aiosqlite.Connection) -> str:
 
 
 async def backup(conn: aiosqlite.Connection, dest: Path) -> None:
-    """Copy the live database to `dest`; a problem with `dest` is raised as the DatabaseError explaining it."""
+    """Copy the live database to `dest`; a problem with `dest` is raised as the DatabaseError explaining it.
+
+    A PostgreSQL library is backed up by PostgreSQL's own tool, which copies it consistently
+    while the bot runs: refused here with the command to use.
+    """
+    if dialect(conn) == "postgresql":
+        raise errors.BackupNotHere(conn.url, conn.schema)
     with errors.translated(dest):
         errors.check_folder(Path(dest))
         await _backup(conn, dest)

@@ -65,6 +65,19 @@ class SchemaTooNewError(DatabaseError):
     """The database was written by a newer Paperbot; opening it could damage it."""
 
 
+class BackupNotHere(DatabaseError):
+    """`backup` copies SQLite files; PostgreSQL has its own tool for a consistent copy of a live database."""
+
+    def __init__(self, url: str, schema: str) -> None:
+        from storage.postgres import redacted
+
+        super().__init__(
+            f"the library at {redacted(url)} is on PostgreSQL, which Paperbot does not copy itself: back it up "
+            f"with pg_dump (pg_dump --schema={schema} --format=custom --file=paperbot.dump 'DATABASE URL'), "
+            f"and restore it with pg_restore"
+        )
+
+
 class CannotOpen(DatabaseError):
     def __init__(self, path: Path, detail: str) -> None:
         super().__init__(f"cannot use the library {path}: {detail}")

@@ -99,7 +99,7 @@ async def record_attempt(
             conn,
             f"""INSERT INTO fetches ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, 1, ?, ?)
             ON CONFLICT (source, day, kind) DO UPDATE SET
-                status = excluded.status, detail = excluded.detail, attempts = attempts + 1,
+                status = excluded.status, detail = excluded.detail, attempts = fetches.attempts + 1,
                 last_attempt_at = excluded.last_attempt_at
             RETURNING {_COLUMNS}""",
             (source, day.isoformat(), kind, status, detail, when, when),
@@ -143,7 +143,7 @@ async def day_is_missing(conn: aiosqlite.Connection, day: dt.date) -> bool:
     """
     rows = await fetch_all(
         conn,
-        """SELECT coalesce(sum(status = 'missing'), 0), coalesce(sum(status IN ('ingested', 'waiting')), 0)
+        """SELECT count(*) FILTER (WHERE status = 'missing'), count(*) FILTER (WHERE status IN ('ingested', 'waiting'))
            FROM fetches WHERE day = ?""",
         (day.isoformat(),),
     )

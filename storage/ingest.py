@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import aiosqlite
 
 from storage.db import transaction
-from storage._rows import fetch_all, id_list, to_json, utc_now_text
+from storage._rows import any_of, fetch_all, to_json, utc_now_text
 from storage.facets import paper_facets
 from storage.models import Digest, IngestResult, Paper
 from storage.tags import display_tag, normalize_tag
@@ -255,8 +255,9 @@ class _DigestIngest:
                ON CONFLICT (source, day) DO UPDATE SET
                    origin = excluded.origin, sha256 = excluded.sha256, ingested_at = excluded.ingested_at,
                    paper_count = excluded.paper_count, problem_count = excluded.problem_count
-               WHERE origin IS NOT excluded.origin OR sha256 IS NOT excluded.sha256
-                  OR paper_count IS NOT excluded.paper_count OR problem_count IS NOT excluded.problem_count""",
+               WHERE digests.origin IS DISTINCT FROM excluded.origin OR digests.sha256 IS DISTINCT FROM excluded.sha256
+                  OR digests.paper_count IS DISTINCT FROM excluded.paper_count
+                  OR digests.problem_count IS DISTINCT FROM excluded.problem_count""",
             (self.source, self.day, origin, sha256, self.now, paper_count, problem_count),
         )
 
@@ -299,37 +300,36 @@ class _DigestIngest:
 
     async def load_stored(self, column: str, values: list) -> dict[str, _StoredPaper]:
         """Papers (by arXiv id) whose `column` is one of `values`, with their appearances and tags."""
+        wanted, param = any_of(self.conn, column, values)
         rows = await fetch_all(
             self.conn,
             f"""SELECT id, arxiv_id, title, url, authors, summary, github_urls, huggingface_urls, extra,
                        facet_text, first_day, last_day
-                FROM papers WHERE {column} IN (SELECT value FROM json_each(?))""",
-            (id_list(values),),
+                FROM papers WHERE {wanted}""",
+            (param,),
         )
         stored = {row[1]: _StoredPaper(row[0], dict(zip(CONTENT_FIELDS, row[2:9])), *row[9:12]) for row in rows}
         by_id = {paper.id: paper for paper in stored.values()}
+        listed, ids = any_of(self.conn, "paper_id", by_id)
         for paper_id, tag, source in await fetch_all(
-            self.conn,
-            "SELECT paper_id, tag_id, source FROM paper_tags WHERE paper_id IN (SELECT value FROM json_each(?))",
-            (id_list(by_id),),
+            self.conn, f"SELECT paper_id, tag_id, source FROM paper_tags WHERE {listed}", (ids,)
         ):
             by_id[paper_id].tags_by_source[source].add(tag)
         for paper_id, day, source, content_hash, position in await fetch_all(
             self.conn,
-            """SELECT paper_id, day, source, content_hash, position FROM appearances
-               WHERE paper_id IN (SELECT value FROM json_each(?))""",
-            (id_list(by_id),),
+            f"SELECT paper_id, day, source, content_hash, position FROM appearances WHERE {listed}",
+            (ids,),
         ):
             by_id[paper_id].appearances[day, source] = (content_hash, position)
         return stored
 
     async def load_withdrawn(self, listed_ids: list[int]) -> list[_StoredPaper]:
         """Papers this (source, day) listed before but no longer does: a corrected digest dropped them."""
+        listed, ids = any_of(self.conn, "paper_id", listed_ids)
         rows = await fetch_all(
             self.conn,
-            """SELECT paper_id FROM appearances WHERE day = ? AND source = ?
-               AND paper_id NOT IN (SELECT value FROM json_each(?))""",
-            (self.day, self.source, id_list(listed_ids)),
+            f"SELECT paper_id FROM appearances WHERE day = ? AND source = ? AND NOT ({listed})",
+            (self.day, self.source, ids),
         )
         if not rows:
             return []
@@ -338,11 +338,11 @@ class _DigestIngest:
     async def load_version_rows(self, papers: list[_StoredPaper]) -> None:
         """What the sources said where it differs from what is shown, for the papers to merge again."""
         by_id = {paper.id: paper for paper in papers}
+        listed, ids = any_of(self.conn, "paper_id", by_id)
         for row in await fetch_all(
             self.conn,
-            f"""SELECT paper_id, day, source, {', '.join(VERSION_COLUMNS)} FROM paper_versions
-                WHERE paper_id IN (SELECT value FROM json_each(?))""",
-            (id_list(by_id),),
+            f"SELECT paper_id, day, source, {', '.join(VERSION_COLUMNS)} FROM paper_versions WHERE {listed}",
+            (ids,),
         ):
             by_id[row[0]].version_rows[row[1], row[2]] = tuple(row[3:])
 
@@ -358,11 +358,10 @@ class _DigestIngest:
             for row in paper.version_rows.values():
                 if row[-1] is not None:
                     known_ids.update(json.loads(row[-1]))
+        by_norm, norms = any_of(self.conn, "norm", wanted)
+        by_id, ids = any_of(self.conn, "id", known_ids)
         for tag_id, norm, name in await fetch_all(
-            self.conn,
-            """SELECT id, norm, name FROM tags WHERE norm IN (SELECT value FROM json_each(?))
-               OR id IN (SELECT value FROM json_each(?))""",
-            (id_list(wanted), id_list(known_ids)),
+            self.conn, f"SELECT id, norm, name FROM tags WHERE {by_norm} OR {by_id}", (norms, ids)
         ):
             self.tag_names[tag_id] = (norm, name)
         ids = {norm: tag_id for tag_id, (norm, _) in self.tag_names.items()}
@@ -464,7 +463,7 @@ class _DigestIngest:
         )
         await conn.executemany(
             """INSERT INTO appearances (paper_id, day, source, position, content_hash) VALUES (?, ?, ?, ?, ?)
-               ON CONFLICT DO UPDATE SET position = excluded.position, content_hash = excluded.content_hash""",
+               ON CONFLICT (paper_id, day, source) DO UPDATE SET position = excluded.position, content_hash = excluded.content_hash""",
             writes.appearances,
         )
         await conn.executemany(
@@ -473,7 +472,7 @@ class _DigestIngest:
         await conn.executemany(
             f"""INSERT INTO paper_versions (paper_id, day, source, {', '.join(VERSION_COLUMNS)})
                 VALUES (?, ?, ?, {', '.join('?' for _ in VERSION_COLUMNS)})
-                ON CONFLICT DO UPDATE SET {', '.join(f'{name} = excluded.{name}' for name in VERSION_COLUMNS)}""",
+                ON CONFLICT (paper_id, day, source) DO UPDATE SET {', '.join(f'{name} = excluded.{name}' for name in VERSION_COLUMNS)}""",
             writes.versions,
         )
         await conn.executemany(

@@ -10,24 +10,31 @@ a message Discord created but whose answer was lost can be recognised in the cha
 
 Item status: 'planned' -> 'done' (every message accepted) or 'skipped' (with the reason). What a
 channel got is also kept per channel id in `channel_history`, which outlives `/digest remove`.
+
+Several processes may share one library (PostgreSQL): each item is sent only by the process that
+`claim`s it, so nothing is posted twice. A claim dies with its process, so an item a dead process
+was sending is claimed and finished by another, or by the restart, resuming as above.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 import aiosqlite
 from pydantic import BaseModel
 
-from storage._rows import fetch_all, id_list, to_day, utc_now_text
+from storage._rows import any_of, fetch_all, to_day, utc_now_text
 from storage.db import transaction, write
 
 __all__ = [
     "Item",
     "Kind",
     "PlannedMessage",
+    "claim",
     "finish",
     "get",
     "handled_targets",
@@ -96,11 +103,12 @@ async def _load(conn: aiosqlite.Connection, rows: list) -> list[Item]:
         return []
     ids = [row["id"] for row in rows]
     messages: dict[int, list[PlannedMessage]] = {item_id: [] for item_id in ids}
+    of_items, item_ids = any_of(conn, "item_id", ids)
     for row in await fetch_all(
         conn,
-        """SELECT item_id, position, payload, nonce, in_thread, tried_at, look_after, message_id FROM outbox_messages
-           WHERE item_id IN (SELECT value FROM json_each(?)) ORDER BY item_id, position""",
-        (id_list(ids),),
+        f"""SELECT item_id, position, payload, nonce, in_thread, tried_at, look_after, message_id FROM outbox_messages
+            WHERE {of_items} ORDER BY item_id, position""",
+        (item_ids,),
     ):
         messages[row["item_id"]].append(
             PlannedMessage(
@@ -156,13 +164,14 @@ async def plan(
             (kind, target_id, period.isoformat()),
         )
         if not rows:
-            cursor = await conn.execute(
+            inserted = await fetch_all(
+                conn,
                 """INSERT INTO outbox (kind, target_id, channel_id, user_id, period, late, status, planned_at, post_tags)
-                   VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?)""",
+                   VALUES (?, ?, ?, ?, ?, ?, 'planned', ?, ?) RETURNING id""",
                 (kind, target_id, channel_id, user_id, period.isoformat(), int(late), utc_now_text(),
                  json.dumps(post_tags, ensure_ascii=False) if post_tags is not None else None),
             )
-            item_id = cursor.lastrowid
+            item_id = inserted[0][0]
             await conn.executemany(
                 "INSERT INTO outbox_messages (item_id, position, payload, nonce, in_thread) VALUES (?, ?, ?, ?, ?)",
                 [
@@ -174,6 +183,19 @@ async def plan(
     item = await get(conn, kind, target_id, period)
     assert item is not None  # planned above; items go only with their channel or user
     return item
+
+
+@asynccontextmanager
+async def claim(conn: aiosqlite.Connection, item_id: int) -> AsyncIterator[bool]:
+    """Yield True while this process alone may send item `item_id`; False if another holds it
+    (leave the item alone: its holder, or whoever claims it after the holder died, sends it).
+
+    Built on the library's `hold`: across processes on PostgreSQL (released when the holder's
+    connection drops, so a killed process frees its items at once), within the process on SQLite.
+    Claim first, then read the item again (`get`): its last holder may have sent more of it meanwhile.
+    """
+    async with conn.hold("outbox", item_id) as mine:
+        yield mine
 
 
 async def mark_tried(conn: aiosqlite.Connection, item_id: int, position: int, look_after: int | None) -> None:
@@ -263,14 +285,16 @@ async def skip(conn: aiosqlite.Connection, kind: Kind, target_id: int, period: d
               else "SELECT 1 FROM digest_channels WHERE channel_id = ?")
     now = utc_now_text()
     async with transaction(conn):
+        if not await fetch_all(conn, parent, (target_id,)):
+            return
         await conn.execute(
-            f"""INSERT INTO outbox (kind, target_id, channel_id, user_id, period, late, status, reason, planned_at,
-                                    finished_at)
-               SELECT ?, ?, ?, ?, ?, 0, 'skipped', ?, ?, ? WHERE EXISTS ({parent})
+            """INSERT INTO outbox (kind, target_id, channel_id, user_id, period, late, status, reason, planned_at,
+                                   finished_at)
+               VALUES (?, ?, ?, ?, ?, 0, 'skipped', ?, ?, ?)
                ON CONFLICT (kind, target_id, period) DO UPDATE SET
                    status = 'skipped', reason = excluded.reason, finished_at = excluded.finished_at
-               WHERE status = 'planned'""",
-            (kind, target_id, channel_id, user_id, period.isoformat(), reason, now, now, target_id),
+               WHERE outbox.status = 'planned'""",
+            (kind, target_id, channel_id, user_id, period.isoformat(), reason, now, now),
         )
         rows = await fetch_all(
             conn, "SELECT id FROM outbox WHERE kind = ? AND target_id = ? AND period = ?",
@@ -292,11 +316,11 @@ async def periods(
     conn: aiosqlite.Connection, kind: Kind, target_id: int, since: dt.date, statuses: tuple[Status, ...]
 ) -> set[dt.date]:
     """Periods from `since` on whose item has one of `statuses`."""
+    of_statuses, wanted = any_of(conn, "status", statuses)
     rows = await fetch_all(
         conn,
-        """SELECT period FROM outbox WHERE kind = ? AND target_id = ? AND period >= ?
-             AND status IN (SELECT value FROM json_each(?))""",
-        (kind, target_id, since.isoformat(), id_list(statuses)),
+        f"SELECT period FROM outbox WHERE kind = ? AND target_id = ? AND period >= ? AND {of_statuses}",
+        (kind, target_id, since.isoformat(), wanted),
     )
     return {to_day(row[0]) for row in rows}
 
@@ -327,12 +351,12 @@ async def last_periods(conn: aiosqlite.Connection, kind: Kind) -> dict[int, dt.d
 async def last_recorded_message(conn: aiosqlite.Connection, kind: Kind, target_id: int) -> int | None:
     """The newest message id recorded for the target (any item of this family): where to start
     reading its history when looking for a message whose answer was lost."""
-    kinds = ("dm",) if kind == "dm" else CHANNEL_KINDS
+    of_kinds, kinds = any_of(conn, "o.kind", ("dm",) if kind == "dm" else CHANNEL_KINDS)
     rows = await fetch_all(
         conn,
-        """SELECT max(m.message_id) FROM outbox_messages m JOIN outbox o ON o.id = m.item_id
-           WHERE o.target_id = ? AND o.kind IN (SELECT value FROM json_each(?)) AND m.in_thread = 0""",
-        (target_id, id_list(kinds)),
+        f"""SELECT max(m.message_id) FROM outbox_messages m JOIN outbox o ON o.id = m.item_id
+            WHERE o.target_id = ? AND {of_kinds} AND m.in_thread = 0""",
+        (target_id, kinds),
     )
     return rows[0][0]
 

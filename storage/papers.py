@@ -11,7 +11,7 @@ import datetime as dt
 
 import aiosqlite
 
-from storage._rows import fetch_all, id_list, load_papers, load_papers_in_order, to_day
+from storage._rows import any_of, fetch_all, load_papers, load_papers_in_order, to_day
 from storage.ingest import ingest_digest
 from storage.models import StoredPaper, arxiv_id_from
 from storage.search import all_matches, papers_with_tag, search
@@ -55,9 +55,10 @@ async def papers_on_day(
     sql = "SELECT a.paper_id FROM appearances a WHERE a.day = ?"
     params: list = [day.isoformat()]
     if tags:
-        sql += """ AND EXISTS (SELECT 1 FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
-                               WHERE pt.paper_id = a.paper_id AND t.norm IN (SELECT value FROM json_each(?)))"""
-        params.append(id_list(normalize_tag(tag) for tag in tags))
+        named, norms = any_of(conn, "t.norm", (normalize_tag(tag) for tag in tags))
+        sql += f""" AND EXISTS (SELECT 1 FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
+                                WHERE pt.paper_id = a.paper_id AND {named})"""
+        params.append(norms)
     rows = await fetch_all(conn, sql + " ORDER BY a.source, a.position", params)
     return await load_papers_in_order(conn, list(dict.fromkeys(row[0] for row in rows)))
 

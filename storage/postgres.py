@@ -12,7 +12,8 @@ module asks `dialect(conn)` and says both.
   where BEGIN IMMEDIATE serialises them: the modules' read-then-write steps stay correct across
   processes without each growing its own locking.
 - Reads outside a transaction run on any pooled connection within the caller's time budget
-  (`storage.db.budget`); one that runs out is cancelled and raises `QueryTooBroad`.
+  (`storage.db.budget`); one that runs out is cancelled and raises `QueryTooBroad`. One member's
+  reads run one at a time (`storage.db.reads_for`), as on SQLite.
 - `hold(name, key)`: a session advisory lock on a connection kept for locks, so a claim (a day's
   fetch, a ledger item) belongs to one process and dies with it: PostgreSQL releases a killed
   process's locks when its connection drops, with no lease to wait out.
@@ -24,6 +25,7 @@ import asyncio
 import contextvars
 import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -33,7 +35,7 @@ from typing import Any
 import asyncpg
 
 from storage import errors
-from storage.db import SCHEMA_VERSION, _allowance, _remaining, _Rows
+from storage.db import SCHEMA_VERSION, _allowance, _member, _remaining, _Rows
 from storage.search_query import QueryTooBroad
 
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -43,6 +45,7 @@ _STATUS_COUNT = re.compile(r"(\d+)$")
 # Every write transaction takes this lock first (see the module docstring). Its key is the
 # library's schema, so libraries in separate schemas of one database never wait for each other.
 _WRITERS = "writers"
+CONNECT_TIMEOUT_SECONDS = 10  # an unreachable host says so within this, instead of a minute's silence
 POOL_SIZE = 6  # the writer's transaction, readers, and the migration lock; plus one connection for `hold`
 
 _transaction: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
@@ -104,6 +107,7 @@ class PostgresLibrary:
         self._locks_conn: asyncpg.Connection | None = None
         self._locks_guard = asyncio.Lock()
         self._held: dict[tuple[str, int], int] = {}  # (name, key) -> times held by this process
+        self._members: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     # ----- statements ----------------------------------------------------------------------
 
@@ -119,19 +123,30 @@ class PostgresLibrary:
         conn = _transaction.get()
         if conn is not None:
             return await _on(conn, text, params)
+        member = _member.get()
+        if member is None:
+            return await self._read(text, params)
+        lock = self._members.get(member)
+        if lock is None:
+            lock = self._members[member] = asyncio.Lock()
+        async with lock:  # one member's reads one at a time (`storage.db.reads_for`), as on SQLite
+            return await self._read(text, params)
+
+    async def _read(self, text: str, params: Sequence) -> _Rows:
+        """A statement outside any transaction, on a pooled connection, within the caller's budget."""
         seconds = _remaining()
         if seconds <= 0:
             raise QueryTooBroad()
-        started = time.monotonic()
-        try:
-            async with self.pool.acquire() as pooled:
+        async with self.pool.acquire() as pooled:
+            started = time.monotonic()  # waiting for a connection is not the query's cost
+            try:
                 return await _on(pooled, text, params, timeout=seconds)
-        except asyncio.TimeoutError:
-            raise QueryTooBroad() from None
-        finally:
-            allowance = _allowance.get()
-            if allowance is not None:
-                allowance.charge(time.monotonic() - started)
+            except asyncio.TimeoutError:
+                raise QueryTooBroad() from None
+            finally:
+                allowance = _allowance.get()
+                if allowance is not None:
+                    allowance.charge(time.monotonic() - started)
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         rows = [tuple(row) for row in rows]
@@ -239,12 +254,20 @@ async def connect(url: str, *, pool_size: int = POOL_SIZE) -> PostgresLibrary:
     """Open the library at `url` (postgresql://…), its schema created and migrated."""
     schema = schema_of(url)
     try:
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
-        raise errors.DatabaseError(f"cannot connect to PostgreSQL at {redacted(url)}: {error}") from None
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size, timeout=CONNECT_TIMEOUT_SECONDS)
+    except (OSError, asyncio.TimeoutError) as error:
+        raise errors.DatabaseError(
+            f"cannot reach PostgreSQL at {redacted(url)} ({error or 'no answer'}): is the server running, "
+            f"and are the host and port in [database] url right?"
+        ) from None
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as error:
+        raise errors.DatabaseError(f"cannot use PostgreSQL at {redacted(url)}: {error}; check [database] url") from None
     library = PostgresLibrary(pool, url, schema)
     try:
         await migrate(library)
+    except asyncpg.PostgresError as error:  # not a migration's own failure (that is a RuntimeError naming it)
+        await pool.close()
+        raise errors.DatabaseError(f"cannot set up the library at {redacted(url)}: {error}") from None
     except BaseException:
         await pool.close()
         raise
@@ -265,25 +288,91 @@ async def user_version(library: PostgresLibrary) -> int:
 
 
 async def migrate(library: PostgresLibrary) -> int:
-    """Bring the schema up to date: each migration in its own transaction with its version bump,
-    under a lock, so processes starting together apply each migration once."""
+    """Bring the schema up to SCHEMA_VERSION and return the version now in force.
+
+    As on SQLite, each migration runs in its own transaction together with its version bump.
+    A session advisory lock, taken before anything else (even creating the schema), makes
+    processes starting at once migrate one after the other: the second finds the work done.
+    PostgreSQL releases the lock if the migrating process dies.
+    """
     async with library.pool.acquire() as conn:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{library.schema}"')
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", library._key("migrate", 0))
-            await conn.execute("CREATE TABLE IF NOT EXISTS paperbot_schema (version INTEGER NOT NULL)")
-            await conn.execute("INSERT INTO paperbot_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM paperbot_schema)")
-            version = await conn.fetchval("SELECT version FROM paperbot_schema")
-            if version > SCHEMA_VERSION:
-                raise errors.SchemaTooNewError(
-                    f"The database is at schema version {version}, but this Paperbot only knows up to "
-                    f"{SCHEMA_VERSION}. Upgrade Paperbot (or restore a backup) before using it."
-                )
-            for number, name, sql in MIGRATIONS[version:]:
-                try:
-                    async with conn.transaction():
-                        await conn.execute(sql)
-                        await conn.execute("UPDATE paperbot_schema SET version = $1", number)
-                except asyncpg.PostgresError as error:
-                    raise RuntimeError(f"migration postgres/{name} failed: {error}") from error
-            return await conn.fetchval("SELECT version FROM paperbot_schema")
+        lock = library._key("migrate", 0)
+        await conn.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", lock)
+        try:
+            return await _migrate_locked(conn, library.schema)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtextextended($1, 0))", lock)
+
+
+async def _migrate_locked(conn: asyncpg.Connection, schema: str) -> int:
+    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    if await conn.fetchval("SELECT to_regclass('paperbot_schema') IS NULL"):
+        others = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1", schema)
+        if others:
+            names = ", ".join(row[0] for row in others[:5])
+            raise errors.DatabaseError(
+                f"the PostgreSQL schema {schema!r} holds another program's tables ({names}) and no Paperbot "
+                f"library: give Paperbot a schema of its own (?search_path=paperbot in [database] url)"
+            )
+        await conn.execute("CREATE TABLE paperbot_schema (version INTEGER NOT NULL)")
+        await conn.execute("INSERT INTO paperbot_schema VALUES (0)")
+    version = await conn.fetchval("SELECT version FROM paperbot_schema")
+    if version > SCHEMA_VERSION:
+        raise errors.SchemaTooNewError(
+            f"The database is at schema version {version}, but this Paperbot only knows up to "
+            f"{SCHEMA_VERSION}. Upgrade Paperbot (or restore a backup) before using it."
+        )
+    for number, name, sql in MIGRATIONS[version:]:
+        try:
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("UPDATE paperbot_schema SET version = $1", number)
+        except asyncpg.PostgresError as error:
+            raise RuntimeError(f"migration postgres/{name} failed: {error}") from error
+    return await conn.fetchval("SELECT version FROM paperbot_schema")
+
+
+async def integrity_problems(library: PostgresLibrary) -> list[str]:
+    """Foreign keys that are not enforced or do not hold; [] when every one does.
+
+    PostgreSQL enforces foreign keys as rows are written, so they hold by construction unless
+    someone switched that off (a NOT VALID constraint, triggers disabled, a replica session):
+    the check says which, and counts the rows pointing nowhere, as SQLite's foreign_key_check.
+    """
+    problems = []
+    async with library.pool.acquire() as conn:
+        keys = await conn.fetch(
+            """SELECT c.conname, c.convalidated, child.relname AS child, parent.relname AS parent,
+                      ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                            JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns,
+                      ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                            JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i) AS refers
+               FROM pg_constraint c
+               JOIN pg_class child ON child.oid = c.conrelid
+               JOIN pg_class parent ON parent.oid = c.confrelid
+               WHERE c.contype = 'f' AND c.connamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+               ORDER BY child.relname, c.conname""",
+            library.schema,
+        )
+        switched_off = {
+            row[0]
+            for row in await conn.fetch(
+                """SELECT DISTINCT c.conname FROM pg_trigger t JOIN pg_constraint c ON c.oid = t.tgconstraint
+                   WHERE t.tgenabled = 'D' AND c.contype = 'f' AND c.connamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)""",
+                library.schema,
+            )
+        }
+        for key in keys:
+            if not key["convalidated"]:
+                problems.append(f"{key['child']}: foreign key {key['conname']} is not validated (NOT VALID)")
+            if key["conname"] in switched_off:
+                problems.append(f"{key['child']}: foreign key {key['conname']} is switched off (triggers disabled)")
+            joined = " AND ".join(f'p."{r}" = c."{col}"' for col, r in zip(key["columns"], key["refers"]))
+            present = " AND ".join(f'c."{col}" IS NOT NULL' for col in key["columns"])
+            dangling = await conn.fetchval(
+                f'SELECT count(*) FROM "{key["child"]}" c WHERE {present} '
+                f'AND NOT EXISTS (SELECT 1 FROM "{key["parent"]}" p WHERE {joined})'
+            )
+            if dangling:
+                problems.append(f"{key['child']}: {dangling} rows point to a missing {key['parent']} row")
+    return problems

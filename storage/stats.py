@@ -9,19 +9,23 @@ a paper listed again in a later week counts in that week too. A week is an ISO w
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
-from storage._rows import fetch_all, to_day
+from storage._rows import any_of, fetch_all, to_day
+from storage.db import dialect
 from storage.models import TagCount
 from storage.tags import normalize_tag
 
 __all__ = ["DaySummary", "SourceCount", "day_summary", "tag_counts_by_week", "week_start"]
 
-# SQLite: the Monday on or before a 'YYYY-MM-DD' day (back 6 days, then forward to a Monday).
-_WEEK_OF = "date(a.day, '-6 days', 'weekday 1')"
+# The Monday on or before a 'YYYY-MM-DD' day, as the same text. SQLite: back 6 days, then forward
+# to a Monday; PostgreSQL: date_trunc to the ISO week, which starts on Monday.
+_WEEK_OF = {
+    "sqlite": "date(a.day, '-6 days', 'weekday 1')",
+    "postgresql": "to_char(date_trunc('week', a.day::date), 'YYYY-MM-DD')",
+}
 
 
 def week_start(day: dt.date) -> dt.date:
@@ -58,11 +62,8 @@ async def tag_counts_by_week(
 
     if tags:
         norms = list(dict.fromkeys(normalize_tag(t) for t in tags))
-        rows = await fetch_all(
-            conn,
-            "SELECT t.id, t.name, t.norm FROM tags t WHERE t.norm IN (SELECT value FROM json_each(?))",
-            (json.dumps(norms),),
-        )
+        named, param = any_of(conn, "t.norm", norms)
+        rows = await fetch_all(conn, f"SELECT t.id, t.name, t.norm FROM tags t WHERE {named}", (param,))
         by_norm = {row[2]: (row[0], row[1]) for row in rows}
         chosen = [by_norm[n] for n in norms if n in by_norm]
     else:
@@ -75,7 +76,7 @@ async def tag_counts_by_week(
                    JOIN paper_tags pt ON pt.paper_id = a.paper_id
                    JOIN tags t ON t.id = pt.tag_id
                    WHERE a.day >= ? AND a.day <= ?
-                   GROUP BY t.id ORDER BY n DESC, t.norm LIMIT ?""",
+                   GROUP BY t.id, t.name, t.norm ORDER BY n DESC, t.norm LIMIT ?""",
                 (low, high, max(0, top)),
             )
         ]
@@ -84,14 +85,15 @@ async def tag_counts_by_week(
 
     index = {week.isoformat(): n for n, week in enumerate(weeks)}
     series: dict[int, list[int]] = {tag_id: [0] * len(weeks) for tag_id, _ in chosen}
+    tagged, param = any_of(conn, "pt.tag_id", [tag_id for tag_id, _ in chosen])
     rows = await fetch_all(
         conn,
-        f"""SELECT pt.tag_id, {_WEEK_OF} AS week, count(DISTINCT a.paper_id)
+        f"""SELECT pt.tag_id, {_WEEK_OF[dialect(conn)]} AS week, count(DISTINCT a.paper_id)
             FROM appearances a
             JOIN paper_tags pt ON pt.paper_id = a.paper_id
-            WHERE a.day >= ? AND a.day <= ? AND pt.tag_id IN (SELECT value FROM json_each(?))
+            WHERE a.day >= ? AND a.day <= ? AND {tagged}
             GROUP BY pt.tag_id, week""",
-        (low, high, json.dumps([tag_id for tag_id, _ in chosen])),
+        (low, high, param),
     )
     for tag_id, week, count in rows:
         series[tag_id][index[week]] = count
@@ -124,7 +126,7 @@ async def day_summary(conn: aiosqlite.Connection, day: dt.date, *, top: int = 5)
     key = day.isoformat()
     totals = await fetch_all(
         conn,
-        """SELECT count(*), coalesce(sum(p.github_urls != '[]'), 0)
+        """SELECT count(*), count(*) FILTER (WHERE p.github_urls != '[]')
            FROM papers p WHERE p.id IN (SELECT paper_id FROM appearances WHERE day = ?)""",
         (key,),
     )
@@ -135,7 +137,7 @@ async def day_summary(conn: aiosqlite.Connection, day: dt.date, *, top: int = 5)
            JOIN paper_tags pt ON pt.paper_id = a.paper_id
            JOIN tags t ON t.id = pt.tag_id
            WHERE a.day = ?
-           GROUP BY t.id ORDER BY n DESC, t.norm LIMIT ?""",
+           GROUP BY t.id, t.name, t.norm ORDER BY n DESC, t.norm LIMIT ?""",
         (key, max(0, top)),
     )
     source_rows = await fetch_all(

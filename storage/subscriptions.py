@@ -1,7 +1,8 @@
 """Personal subscriptions (tags and keywords): who follows what, and which of a day's papers match.
 
 A subscriber follows tags (matched on their normalized identity, `storage.tags.normalize_tag`)
-and keywords (matched with the same full-text rules as search, `storage.search_query`). Each day
+and keywords (matched with the same full-text rules as search, `storage.search_query`; on
+PostgreSQL by `storage.search.papers_matching`, search's own full-text machinery there). Each day
 a subscriber gets at most one DM, which goes through the one delivery ledger (`storage.outbox`,
 kind 'dm'); its rows cascade from the subscriber row like everything else about the user.
 
@@ -20,8 +21,8 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel
 
-from storage import db
-from storage._rows import fetch_all, id_list, load_papers, utc_now_text
+from storage import db, search
+from storage._rows import any_of, fetch_all, id_list, load_papers, utc_now_text
 from storage.db import transaction, write
 from storage.models import StoredPaper
 from storage.search_query import QueryError, QueryTooBroad, to_fts_query
@@ -145,11 +146,13 @@ async def add_subscription(
         count = (await fetch_all(conn, "SELECT count(*) FROM subscriptions WHERE user_id = ?", (user_id,)))[0][0]
         if count >= max_per_user:
             raise TooManySubscriptions(max_per_user)
-        cursor = await conn.execute(
-            "INSERT INTO subscriptions (user_id, kind, value, norm, guild_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        inserted = await fetch_all(
+            conn,
+            "INSERT INTO subscriptions (user_id, kind, value, norm, guild_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
             (user_id, kind, value, norm, guild_id, now),
         )
-        subscription_id = cursor.lastrowid
+        subscription_id = inserted[0][0]
     rows = await fetch_all(conn, "SELECT * FROM subscriptions WHERE id = ?", (subscription_id,))
     return _subscription(rows[0])
 
@@ -177,13 +180,11 @@ async def get_subscriber(conn: aiosqlite.Connection, user_id: int) -> Subscriber
 
 
 async def _subscribers(conn: aiosqlite.Connection, rows: list) -> list[Subscriber]:
-    ids = [row["user_id"] for row in rows]
+    of_users, user_ids = any_of(conn, "user_id", [row["user_id"] for row in rows])
     guilds: dict[int, list[int]] = defaultdict(list)
     counts: dict[int, int] = defaultdict(int)
     for user_id, guild_id in await fetch_all(
-        conn,
-        "SELECT user_id, guild_id FROM subscriptions WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        (id_list(ids),),
+        conn, f"SELECT user_id, guild_id FROM subscriptions WHERE {of_users} ORDER BY id", (user_ids,)
     ):
         counts[user_id] += 1
         if guild_id is not None and guild_id not in guilds[user_id]:
@@ -284,22 +285,23 @@ async def matches_on_day(
     day_ids = list(dict.fromkeys(row[0] for row in day_rows))
     if not day_ids:
         return {}
+    of_users, users = any_of(conn, "user_id", user_ids)
     subs = await fetch_all(
         conn,
-        """SELECT user_id, kind, value, norm FROM subscriptions
-           WHERE user_id IN (SELECT value FROM json_each(?)) ORDER BY user_id, kind DESC, norm""",
-        (id_list(user_ids),),
+        f"SELECT user_id, kind, value, norm FROM subscriptions WHERE {of_users} ORDER BY user_id, kind DESC, norm",
+        (users,),
     )
     # paper ids per tag norm and per keyword norm, computed once for all users
     tag_norms = {row["norm"] for row in subs if row["kind"] == "tag"}
     by_tag: dict[str, set[int]] = defaultdict(set)
     if tag_norms:
+        of_norms, norms = any_of(conn, "t.norm", sorted(tag_norms))
+        of_day, day_papers = any_of(conn, "pt.paper_id", day_ids)
         for paper_id, norm in await fetch_all(
             conn,
-            """SELECT DISTINCT pt.paper_id, t.norm FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
-               WHERE t.norm IN (SELECT value FROM json_each(?))
-                 AND pt.paper_id IN (SELECT value FROM json_each(?))""",
-            (id_list(sorted(tag_norms)), id_list(day_ids)),
+            f"""SELECT DISTINCT pt.paper_id, t.norm FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
+                WHERE {of_norms} AND {of_day}""",
+            (norms, day_papers),
         ):
             by_tag[norm].add(paper_id)
     by_keyword: dict[str, set[int]] = {}
@@ -320,26 +322,30 @@ async def matches_on_day(
 
 
 async def _keyword_papers(conn: aiosqlite.Connection, keyword: str, paper_ids: list[int]) -> set[int]:
-    """The day's papers matching a keyword, within one search's time budget (too costly: none, logged).
-
-    A plain `rowid IN (…)` would make FTS5 run the whole match once per paper; the rowid range
-    lets it run once over the day's span, and `+rowid` keeps the day's ids a plain filter on top.
-    """
-    try:
-        match = f"({to_fts_query(keyword)})"
-    except QueryError:
-        return set()
+    """The day's papers matching a keyword, within one search's time budget (too costly: none, logged)."""
     try:
         with db.budget(db.QUERY_BUDGET_SECONDS):
-            rows = await fetch_all(
-                conn,
-                """SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
-                   AND +rowid IN (SELECT value FROM json_each(?))""",
-                (match, min(paper_ids), max(paper_ids), id_list(paper_ids)),
-            )
+            if db.dialect(conn) == "postgresql":
+                return await search.papers_matching(conn, keyword, paper_ids)
+            return await _fts5_keyword_papers(conn, keyword, paper_ids)
     except QueryTooBroad:
         log.warning("keyword subscription %r is too costly to match; it matched nothing today", keyword)
         return set()
+    except QueryError:  # the rules changed since it was made: it matches nothing
+        return set()
+
+
+async def _fts5_keyword_papers(conn: aiosqlite.Connection, keyword: str, paper_ids: list[int]) -> set[int]:
+    """SQLite: a plain `rowid IN (…)` would make FTS5 run the whole match once per paper; the rowid
+    range lets it run once over the day's span, and `+rowid` keeps the day's ids a plain filter on top."""
+    match = f"({to_fts_query(keyword)})"
+    try:
+        rows = await fetch_all(
+            conn,
+            """SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? AND rowid >= ? AND rowid <= ?
+               AND +rowid IN (SELECT value FROM json_each(?))""",
+            (match, min(paper_ids), max(paper_ids), id_list(paper_ids)),
+        )
     except sqlite3.OperationalError:
         return set()
     return {row[0] for row in rows}

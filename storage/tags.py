@@ -19,6 +19,7 @@ import unicodedata
 
 import aiosqlite
 
+from storage.db import dialect
 from storage.models import TagCount
 
 
@@ -57,12 +58,13 @@ async def suggest_tags(conn: aiosqlite.Connection, text: str, limit: int = 25) -
 
     "multi modal", "multi-mod" and "MULTIMODAL" all find "Multi-Modal". Text with
     no letter or digit suggests every tag. A scan of the small tags table with
-    instr() — no LIKE wildcards to escape, and a few thousand tags take well
+    instr() (strpos() on PostgreSQL) — no LIKE wildcards to escape, and a few thousand tags take well
     under a millisecond.
     """
-    sql = """SELECT name, paper_count FROM tags
-             WHERE paper_count > 0 AND instr(norm, ?) > 0
-             ORDER BY paper_count DESC, norm LIMIT ?"""
+    contains = "strpos(norm, ?) > 0" if dialect(conn) == "postgresql" else "instr(norm, ?) > 0"
+    sql = f"""SELECT name, paper_count FROM tags
+              WHERE paper_count > 0 AND {contains}
+              ORDER BY paper_count DESC, norm LIMIT ?"""
     async with conn.execute(sql, (fold_tag(text), max(0, limit))) as cursor:
         return [TagCount(name=row[0], count=row[1]) for row in await cursor.fetchall()]
 

@@ -14,7 +14,7 @@ import datetime as dt
 import aiosqlite
 from pydantic import BaseModel
 
-from storage._rows import fetch_all, id_list, load_papers_in_order, utc_now_text
+from storage._rows import any_of, fetch_all, load_papers_in_order, utc_now_text
 from storage.db import transaction
 from storage.models import StoredPaper, TagCount
 from storage.tags import normalize_tag
@@ -81,26 +81,30 @@ async def toggle_vote(
 
 async def vote_counts(conn: aiosqlite.Connection, arxiv_ids: list[str], *, guild_id: int | None) -> dict[str, int]:
     """This server's votes per arXiv id (0 for papers without votes or unknown ids)."""
+    of_papers, wanted = any_of(conn, "p.arxiv_id", arxiv_ids)
     rows = await fetch_all(
         conn,
-        """SELECT p.arxiv_id, count(v.user_id) FROM papers p
-           LEFT JOIN votes v ON v.paper_id = p.id AND v.guild_id = ?
-           WHERE p.arxiv_id IN (SELECT value FROM json_each(?)) GROUP BY p.id""",
-        (_server(guild_id), id_list(arxiv_ids)),
+        f"""SELECT p.arxiv_id, count(v.user_id) FROM papers p
+            LEFT JOIN votes v ON v.paper_id = p.id AND v.guild_id = ?
+            WHERE {of_papers} GROUP BY p.id""",
+        (_server(guild_id), wanted),
     )
     counts = {arxiv_id: 0 for arxiv_id in arxiv_ids}
     counts.update({row[0]: row[1] for row in rows})
     return counts
 
 
-def _listed(since: dt.date | None, until: dt.date | None, tags: list[str] | None) -> tuple[str, list]:
+def _listed(
+    conn: aiosqlite.Connection, since: dt.date | None, until: dt.date | None, tags: list[str] | None
+) -> tuple[str, list]:
     """SQL for (paper_id, day): each paper listed in [since, until] (with one of `tags`), at its latest day there."""
     sql = "SELECT a.paper_id, max(a.day) AS day FROM appearances a WHERE a.day >= ? AND a.day <= ?"
     params: list = [since.isoformat() if since else _FIRST, until.isoformat() if until else _LAST]
     if tags:
-        sql += """ AND EXISTS (SELECT 1 FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
-                               WHERE pt.paper_id = a.paper_id AND t.norm IN (SELECT value FROM json_each(?)))"""
-        params.append(id_list(normalize_tag(tag) for tag in tags))
+        of_tags, norms = any_of(conn, "t.norm", [normalize_tag(tag) for tag in tags])
+        sql += f""" AND EXISTS (SELECT 1 FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
+                                WHERE pt.paper_id = a.paper_id AND {of_tags})"""
+        params.append(norms)
     return sql + " GROUP BY a.paper_id", params
 
 
@@ -121,15 +125,15 @@ async def ranked_papers(
     `voted_only`: leave out papers nobody voted for (`/papers top`); the roundup keeps them, so a
     week without votes still shows its newest papers. `tags`: only papers with one of them.
     """
-    listed, params = _listed(since, until, tags)
+    listed, params = _listed(conn, since, until, tags)
     ranked = f"""WITH listed AS ({listed})
                  SELECT * FROM (SELECT l.paper_id, l.day,
                                        (SELECT count(*) FROM votes v
                                         WHERE v.paper_id = l.paper_id AND v.guild_id = ?) AS votes
-                                FROM listed l)
+                                FROM listed l) counted
                  {"WHERE votes > 0" if voted_only else ""}"""
     params = [*params, _server(guild_id)]
-    total = (await fetch_all(conn, f"SELECT count(*) FROM ({ranked})", params))[0][0]
+    total = (await fetch_all(conn, f"SELECT count(*) FROM ({ranked}) ranked", params))[0][0]
     rows = await fetch_all(
         conn, ranked + " ORDER BY votes DESC, day DESC, paper_id DESC LIMIT ? OFFSET ?", [*params, limit, offset]
     )
@@ -145,12 +149,12 @@ async def busiest_tags(
     conn: aiosqlite.Connection, since: dt.date, until: dt.date, *, tags: list[str] | None = None, limit: int = 10
 ) -> list[TagCount]:
     """The tags carried by most papers listed in [since, until], most first (ties alphabetical)."""
-    listed, params = _listed(since, until, tags)
+    listed, params = _listed(conn, since, until, tags)
     rows = await fetch_all(
         conn,
         f"""SELECT t.name, count(DISTINCT pt.paper_id) AS papers
             FROM paper_tags pt JOIN tags t ON t.id = pt.tag_id
-            WHERE pt.paper_id IN (SELECT paper_id FROM ({listed}))
+            WHERE pt.paper_id IN (SELECT paper_id FROM ({listed}) listed)
             GROUP BY t.id ORDER BY papers DESC, t.norm LIMIT ?""",
         [*params, limit],
     )

@@ -16,11 +16,18 @@ from tests.world import world  # noqa: F401  (a fixture)
 from tests.backends import (  # noqa: F401  (storage tests run on each backend)
     backend, corpus_postgres_library, corpus_template, drop_database, empty_postgres_library, in_thread, pytest_generate_tests,
 )
+from tests.backends import configure_markers
 from tests.services import (  # noqa: F401  (markers redis/postgres: skipped where absent, required in CI)
-    postgres_url, pytest_configure, pytest_runtest_setup, redis_url, service_url,
+    postgres_url, pytest_runtest_setup, redis_url, service_url,
 )
+from tests.services import pytest_configure as configure_services
 
 DATA = Path(__file__).parent / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    configure_services(config)
+    configure_markers(config)
 CORPUS = DATA / "corpus"
 
 

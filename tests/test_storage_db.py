@@ -1,4 +1,4 @@
-"""storage.db on real SQLite files: PRAGMAs, migrations, integrity checks, online backup."""
+"""storage.db on real SQLite files and on PostgreSQL: settings, migrations, integrity checks, backups, reads."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import datetime as dt
 import sqlite3
 import threading
 import time
+import uuid
 
 import aiosqlite
+import asyncpg
 import pytest
 
-from storage import db
+from storage import db, errors, postgres
 from storage.models import Digest, Paper
 from storage.papers import get_paper, ingest_digest, search
+from tests.backends import empty_postgres_library, sqlite_only, with_schema
 
 
 def a_digest(day: dt.date = dt.date(2025, 2, 20), count: int = 3) -> Digest:
@@ -38,6 +41,7 @@ async def pragma(conn: aiosqlite.Connection, name: str):
         return (await cursor.fetchone())[0]
 
 
+@sqlite_only("PRAGMAs and the row factory are settings of a SQLite connection")
 async def test_connect_sets_pragmas_and_row_factory(conn):
     assert await pragma(conn, "journal_mode") == "wal"
     assert await pragma(conn, "foreign_keys") == 1
@@ -48,7 +52,7 @@ async def test_connect_sets_pragmas_and_row_factory(conn):
 
 async def test_connect_migrates_to_schema_version(conn):
     assert db.SCHEMA_VERSION == len(db.MIGRATIONS) >= 1
-    assert await pragma(conn, "user_version") == db.SCHEMA_VERSION
+    assert await db.user_version(conn) == db.SCHEMA_VERSION
 
 
 async def test_migrate_is_rerunnable(conn):
@@ -122,7 +126,10 @@ async def test_integrity_check_ok_on_fresh_and_filled_library(conn):
 
 async def test_integrity_check_reports_dangling_foreign_keys_and_stale_counts(conn):
     await ingest_digest(conn, a_digest(), source="s", origin="o", sha256="h")
-    await conn.execute("PRAGMA foreign_keys = OFF")
+    if db.dialect(conn) == "postgresql":  # superusers only: enforcement switched off for the table
+        await conn.execute("ALTER TABLE digests DISABLE TRIGGER ALL")
+    else:
+        await conn.execute("PRAGMA foreign_keys = OFF")
     await conn.execute("DELETE FROM digests")
     await conn.execute("UPDATE tags SET paper_count = 99")
     problems = await db.integrity_check(conn)
@@ -137,6 +144,10 @@ async def test_integrity_check_leaves_no_transaction_open(tmp_path):
         assert not legacy.in_transaction
 
 
+BACKUP_IS_SQLITES = "SQLite's online backup of its file; a PostgreSQL library is refused, naming pg_dump"
+
+
+@sqlite_only(BACKUP_IS_SQLITES)
 async def test_backup_copies_a_healthy_library(conn, tmp_path):
     await ingest_digest(conn, a_digest(count=50), source="s", origin="o", sha256="h")
     dest = tmp_path / "backups" / "copy.db"
@@ -151,6 +162,7 @@ async def test_backup_copies_a_healthy_library(conn, tmp_path):
         await copy.close()
 
 
+@sqlite_only(BACKUP_IS_SQLITES)
 async def test_backup_while_another_connection_writes(conn, tmp_path):
     await ingest_digest(conn, a_digest(count=10), source="s", origin="o", sha256="h")
     writer = await db.connect(tmp_path / "library.db")
@@ -169,6 +181,7 @@ async def test_backup_while_another_connection_writes(conn, tmp_path):
         await copy.close()
 
 
+@sqlite_only(BACKUP_IS_SQLITES)
 async def test_backup_overwrites_an_older_copy(conn, tmp_path):
     dest = tmp_path / "copy.db"
     await db.backup(conn, dest)
@@ -262,16 +275,22 @@ async def test_a_read_does_not_queue_behind_a_slow_read(conn):
 
 async def test_reads_do_not_wait_for_the_writer_nor_see_its_open_transaction(conn):
     gate = threading.Event()
-    await conn.writer.create_function("wait_for_gate", 0, lambda: gate.wait(60))
+    if db.dialect(conn) == "sqlite":
+        await conn.writer.create_function("wait_for_gate", 0, lambda: gate.wait(60))
 
     async def ingest_like() -> None:
         async with db.transaction(conn):
-            await conn.execute("INSERT INTO tags (norm, name) VALUES ('held', 'Held')")
-            await conn.execute("SELECT wait_for_gate()")  # the writer is busy until the gate opens
+            await conn.execute("INSERT INTO tags (id, norm, name) VALUES (1, 'held', 'Held')")
+            written.set()
+            if db.dialect(conn) == "sqlite":
+                await conn.execute("SELECT wait_for_gate()")  # the writer is busy until the gate opens
+            else:  # its transaction stays open (and its write lock held) until the gate opens
+                while not gate.is_set():
+                    await asyncio.sleep(0.01)
 
+    written = asyncio.Event()
     writing = asyncio.create_task(ingest_like())
-    while not conn.in_transaction:
-        await asyncio.sleep(0.01)
+    await written.wait()
     try:
         assert await asyncio.wait_for(fetch_one(conn, "SELECT count(*) FROM tags"), 30) == 0
         assert not writing.done()
@@ -283,11 +302,12 @@ async def test_reads_do_not_wait_for_the_writer_nor_see_its_open_transaction(con
 
 async def test_reads_inside_a_transaction_see_its_own_writes(conn):
     async with db.transaction(conn):
-        await conn.execute("INSERT INTO tags (norm, name) VALUES ('mine', 'Mine')")
+        await conn.execute("INSERT INTO tags (id, norm, name) VALUES (1, 'mine', 'Mine')")
         assert await fetch_one(conn, "SELECT count(*) FROM tags WHERE norm = 'mine'") == 1
     assert await fetch_one(conn, "SELECT count(*) FROM tags WHERE norm = 'mine'") == 1
 
 
+@sqlite_only("SQLite reads run on read-only connections of their own; PostgreSQL's pool serves both")
 async def test_readers_are_read_only(conn):
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         await conn._read("INSERT INTO tags (norm, name) VALUES ('x', 'x')", ())
@@ -322,3 +342,86 @@ async def test_a_budget_counts_database_time_not_time_spent_waiting(conn):
     with db.budget(0.5):
         time.sleep(0.6)  # the event loop held by something else (a huge ingest, say)
         assert await fetch_one(conn, "SELECT 1") == 1
+
+
+# -- PostgreSQL's own ways to fail: the server, the URL, the schema (issue #15) -------------------
+
+
+@pytest.fixture
+async def schema_url(postgres_url):
+    """A URL naming a schema of its own in the test database, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield with_schema(postgres_url, schema)
+    plain = await asyncpg.connect(postgres_url)
+    try:
+        await plain.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await plain.close()
+
+
+@pytest.mark.postgres
+async def test_backup_refuses_a_postgres_library_naming_pg_dump(tmp_path):
+    async with empty_postgres_library() as library:
+        with pytest.raises(errors.DatabaseError, match="pg_dump"):
+            await db.backup(library, tmp_path / "copy.db")
+    assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("url, says", [
+    ("postgresql://postgres@127.0.0.1:1/test", "cannot reach PostgreSQL at postgresql://postgres@127.0.0.1:1/test"),
+    ("postgresql://postgres@127.0.0.1:5432/no_such_database_here", 'database "no_such_database_here" does not exist'),
+    ("postgresql://postgres:secret@127.0.0.1:notaport/test", "check \\[database\\] url"),
+])
+async def test_an_unreachable_server_or_a_wrong_url_is_one_clear_error(url, says):
+    with pytest.raises(errors.DatabaseError, match=says) as raised:
+        await db.connect(url)
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.postgres
+async def test_a_newer_postgres_schema_is_a_clear_error(schema_url):
+    library = await db.connect(schema_url)
+    await library.write("UPDATE paperbot_schema SET version = ?", (db.SCHEMA_VERSION + 1,))
+    await library.close()
+    with pytest.raises(db.SchemaTooNewError, match="Upgrade Paperbot"):
+        await db.connect(schema_url)
+
+
+@pytest.mark.postgres
+async def test_a_failed_postgres_migration_rolls_back_with_its_version(schema_url, monkeypatch):
+    broken = [*postgres.MIGRATIONS, (db.SCHEMA_VERSION + 1, "999_broken.sql", "CREATE TABLE half (x int); SELECT nope();")]
+    monkeypatch.setattr(postgres, "MIGRATIONS", broken)
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", len(broken))
+    with pytest.raises(RuntimeError, match="999_broken.sql"):
+        await db.connect(schema_url)
+    monkeypatch.undo()
+    library = await db.connect(schema_url)
+    try:
+        assert await db.user_version(library) == db.SCHEMA_VERSION  # the good ones stay applied
+        assert await fetch_one(library, "SELECT to_regclass('half') IS NULL") is True
+    finally:
+        await library.close()
+
+
+@pytest.mark.postgres
+async def test_processes_migrating_one_postgres_schema_at_once_apply_each_migration_once(schema_url):
+    libraries = await asyncio.gather(*(db.connect(schema_url) for _ in range(4)))
+    try:
+        assert {await db.user_version(library) for library in libraries} == {db.SCHEMA_VERSION}
+        assert await db.integrity_check(libraries[0]) == []
+    finally:
+        for library in libraries:
+            await library.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_schema_holding_another_programs_tables_is_refused(schema_url, postgres_url):
+    schema = schema_url.rsplit("search_path=", 1)[1]
+    plain = await asyncpg.connect(postgres_url)
+    try:
+        await plain.execute(f'CREATE SCHEMA "{schema}"; CREATE TABLE "{schema}".invoices (id int)')
+    finally:
+        await plain.close()
+    with pytest.raises(errors.DatabaseError, match="another program's tables \\(invoices\\)"):
+        await db.connect(schema_url)

@@ -1,19 +1,25 @@
-"""The delivery ledger (`storage.outbox`) on real SQLite files: channel digests, roundups and DMs."""
+"""The delivery ledger (`storage.outbox`) on each backend: channel digests, roundups, DMs, and who may send them."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import sqlite3
+import subprocess
+import sys
 
+import asyncpg
 import pytest
 
 from storage import channels, db, outbox
 from storage import subscriptions as subs
 from storage.channels import DigestChannel
+from tests.backends import empty_postgres_library
 
 DAY = dt.date(2025, 2, 20)
 GUILD = 900
+#: What each backend raises for a row a constraint refuses.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
 
 
 def a_channel(channel_id: int = 100, **settings) -> DigestChannel:
@@ -70,7 +76,7 @@ async def test_a_failed_plan_leaves_nothing_and_no_open_transaction(conn, channe
 
 
 async def test_a_delivery_needs_its_channel(conn):
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         await outbox.plan(conn, "digest", 12345, DAY, payloads(1), late=False)
     assert not conn.in_transaction
 
@@ -262,3 +268,91 @@ async def test_migration_10_moves_the_three_old_ledgers_into_one(tmp_path, monke
         assert await db.integrity_check(conn) == []
     finally:
         await conn.close()
+
+
+# ----- claims: one sender per item, across processes (issue #15) ------------------------------------
+
+
+async def test_an_item_is_claimed_by_one_task_at_a_time_and_freed_after(conn, channel) -> None:
+    item = await outbox.plan(conn, "digest", 100, DAY, payloads(1))
+    other = await outbox.plan(conn, "digest", 100, DAY + dt.timedelta(days=1), payloads(1))
+
+    async def try_claim(item_id: int) -> bool:
+        async with outbox.claim(conn, item_id) as mine:
+            return mine
+
+    async with outbox.claim(conn, item.id) as mine:
+        assert mine
+        assert not await asyncio.create_task(try_claim(item.id))  # another task of this process
+        assert await asyncio.create_task(try_claim(other.id))  # other items stay free
+    assert await try_claim(item.id)
+
+
+@pytest.mark.postgres
+async def test_two_processes_on_one_library_never_claim_the_same_item() -> None:
+    async with empty_postgres_library() as first:
+        second = await db.connect(first.url)  # another process's library: its own connections
+        try:
+            await channels.save_channel(first, a_channel())
+            item = await outbox.plan(first, "digest", 100, DAY, payloads(1))
+            other = await outbox.plan(first, "digest", 100, DAY + dt.timedelta(days=1), payloads(1))
+            async with outbox.claim(first, item.id) as mine:
+                assert mine
+                async with outbox.claim(second, item.id) as theirs:
+                    assert not theirs
+                async with outbox.claim(second, other.id) as theirs:
+                    assert theirs
+            async with outbox.claim(second, item.id) as theirs:
+                assert theirs
+                async with outbox.claim(first, item.id) as mine:
+                    assert not mine
+            async with outbox.claim(first, item.id) as mine:  # a closed holder holds nothing
+                assert mine
+                await first.close()
+                async with outbox.claim(second, item.id) as theirs:
+                    assert theirs
+        finally:
+            await second.close()
+
+
+_HOLDER = """
+import asyncio, sys
+from storage import db, outbox
+
+async def hold(url, item_id):
+    library = await db.connect(url)
+    async with outbox.claim(library, item_id) as mine:
+        print(mine, flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(hold(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def _claim_once_freed(library, item_id: int, attempts: int = 200) -> bool:
+    """Claim the item as soon as PostgreSQL has noticed its holder died (a few polls at most)."""
+    for _ in range(attempts):
+        async with outbox.claim(library, item_id) as mine:
+            if mine:
+                return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.mark.postgres
+async def test_an_item_claimed_by_a_killed_process_is_claimed_by_another() -> None:
+    async with empty_postgres_library() as library:
+        await channels.save_channel(library, a_channel())
+        item = await outbox.plan(library, "digest", 100, DAY, payloads(1))
+        holder = subprocess.Popen([sys.executable, "-c", _HOLDER, library.url, str(item.id)],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            said = await asyncio.to_thread(holder.stdout.readline)
+            assert said.strip() == "True"
+            async with outbox.claim(library, item.id) as mine:
+                assert not mine  # held by the other process
+        finally:
+            holder.kill()  # SIGKILL: no chance to let go
+            holder.wait()
+            holder.stdout.close()
+        assert await _claim_once_freed(library, item.id)
