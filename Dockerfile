@@ -6,7 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PAPERBOT_DATABASE__PATH=/data/library.db
+    PAPERBOT_DATABASE__URL=sqlite:////data/library.db
 
 WORKDIR /app
 COPY requirements.lock ./
@@ -22,6 +22,8 @@ RUN pip install --no-deps . \
  && mkdir /data && chown paperbot:paperbot /data
 
 # The library (and its heartbeat file) lives on a volume; the bot runs as an unprivileged user.
+# A cluster process (compose.yaml, profile `cluster`) sets PAPERBOT_DATABASE__URL to PostgreSQL
+# instead and keeps only its heartbeat on /data.
 VOLUME ["/data"]
 USER paperbot
 

@@ -16,14 +16,16 @@ Figures: combined successful requests/s against the 50/s ceiling, global and per
 duplicates and misses read back from the fake Discord, each server posted by the process holding
 its shard. Each process has its own SQLite library with its own servers' channels, so the run
 measures the rate limit; `--shared-library` gives them one SQLite file instead, which is where
-SQLite runs out (see results.md; one library for many busy processes is the PostgreSQL backend's
-job, next). 127.0.0.1 only, bounded in channels and time.
+SQLite runs out (see results.md), and `--postgres URL` one PostgreSQL library (a fresh schema in
+that database, filled by `paperbot db copy` and dropped afterwards): what clusters are meant to run
+on. 127.0.0.1 only, bounded in channels and time.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -32,6 +34,7 @@ import pathlib
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -40,14 +43,15 @@ from benchmarks.fanout import (
     _build_library, _read_back,
 )
 from bot.shards import shard_of
-from storage import db, outbox
+from storage import copy, db, outbox
 from testing import FakeDiscord
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARDS_PER_PROCESS = 2
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-STARTUP_TIMEOUT = 120.0
+STARTUP_TIMEOUT = 120.0  # plus STARTUP_PER_CHANNEL for each channel: GUILD_CREATEs and the scheduler's jobs
+STARTUP_PER_CHANNEL = 0.1
 RUN_TIMEOUT = 1800.0
 
 
@@ -63,8 +67,11 @@ async def worker(spec: dict[str, Any]) -> None:
     from bot.client import create_bot, point_at
     from settings import DatabaseSettings, DeliverySettings, DiscordSettings, Settings
 
+    library = spec["library"]
+    if library.startswith("postgresql://") and "url" not in DatabaseSettings.model_fields:
+        raise SystemExit("this Paperbot has no [database] url setting, so it cannot run on PostgreSQL")
     settings = Settings(
-        database=DatabaseSettings(path=spec["library"]),
+        database=DatabaseSettings(url=library) if library.startswith("postgresql://") else DatabaseSettings(path=library),
         discord=DiscordSettings(api_base_url=spec["api_base_url"], gateway_url=spec["gateway_url"],
                                 shard_ids=spec["shard_ids"], shard_count=spec["shard_count"],
                                 rate_limit_redis_url=spec["redis_url"]),
@@ -74,7 +81,7 @@ async def worker(spec: dict[str, Any]) -> None:
     bot = create_bot(settings, guild_ready_timeout=0.01)
     bot.http.user_agent += f" process-{spec['process']}"  # which process sent a request
     runner = asyncio.create_task(bot.start(os.environ["DISCORD_TOKEN"]))
-    deadline = time.monotonic() + STARTUP_TIMEOUT
+    deadline = time.monotonic() + spec.get("startup_timeout", STARTUP_TIMEOUT)
     while not (bot.is_ready() and bot.daily is not None and bot.daily.scheduler.running):
         if runner.done():
             runner.result()
@@ -118,9 +125,41 @@ async def _line(process: asyncio.subprocess.Process, key: str, timeout: float) -
 
 async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str = "shared",
                   redis_url: str = DEFAULT_REDIS, latency: float = 0.15, requests_per_second: float = 48.0,
-                  shared_library: bool = False, workdir: pathlib.Path | None = None) -> dict[str, Any]:
-    """Fan the day out to `channels_count` channels from `processes` cluster processes; the figures."""
+                  shared_library: bool = False, postgres_url: str | None = None,
+                  workdir: pathlib.Path | None = None) -> dict[str, Any]:
+    """Fan the day out to `channels_count` channels from `processes` cluster processes; the figures.
+
+    `postgres_url`: every process on one PostgreSQL library, in a new schema of that database.
+    """
+    if postgres_url is None:
+        return await _measure(channels_count, processes, mode, redis_url, latency, requests_per_second,
+                              shared_library, None, workdir)
+    async with _postgres_schema(postgres_url) as library_url:
+        return await _measure(channels_count, processes, mode, redis_url, latency, requests_per_second,
+                              True, library_url, workdir)
+
+
+@contextlib.asynccontextmanager
+async def _postgres_schema(url: str):
+    """A URL naming a new schema in `url`'s database, dropped afterwards."""
+    import asyncpg
+
+    schema = f"bench_shards_{uuid.uuid4().hex[:10]}"
+    try:
+        yield url + ("&" if "?" in url else "?") + f"search_path={schema}"
+    finally:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def _measure(channels_count: int, processes: int, mode: str, redis_url: str, latency: float,
+                   requests_per_second: float, shared_library: bool, postgres_library: str | None,
+                   workdir: pathlib.Path | None) -> dict[str, Any]:
     shard_count = processes * SHARDS_PER_PROCESS
+    startup_timeout = STARTUP_TIMEOUT + STARTUP_PER_CHANNEL * channels_count
     with tempfile.TemporaryDirectory(dir=workdir) as tmp_dir:
         tmp = pathlib.Path(tmp_dir)
         async with FakeDiscord(shard_count=shard_count) as fake:
@@ -132,6 +171,9 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
             for n, library in enumerate(libraries):
                 await _build_library(library, DAY, [(g.id, g.channel_ids[0]) for g in guilds
                                                     if shared_library or owner[g.channel_ids[0]] == n])
+            if postgres_library is not None:  # the same library, moved as an admin would move theirs
+                await copy.copy_library(str(libraries[0]), postgres_library)
+                libraries = [postgres_library]
             if mode == "shared":
                 await _forget_schedule(redis_url, fake.bot_user.id)
             now = dt.datetime.combine(DAY, POST_TIME, dt.UTC) + dt.timedelta(hours=1)
@@ -139,11 +181,14 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
                       "api_base_url": fake.api_base_url, "gateway_url": fake.gateway_url,
                       "shard_ids": shards_of_process(p), "shard_count": shard_count,
                       "redis_url": redis_url if mode == "shared" else None,
-                      "requests_per_second": requests_per_second, "now": now.isoformat()}
+                      "requests_per_second": requests_per_second, "now": now.isoformat(),
+                      "startup_timeout": startup_timeout}
                      for p in range(processes)]
             workers = [await _start(spec, fake.token, tmp / f"process-{p}.log") for p, spec in enumerate(specs)]
             try:
-                ready = [await _line(w, "ready", STARTUP_TIMEOUT) for w in workers]
+                starting = time.perf_counter()
+                ready = [await _line(w, "ready", startup_timeout) for w in workers]
+                startup = time.perf_counter() - starting
                 fake.enable_rate_limits(per_route=(5, 5.0), global_per_second=GLOBAL_PER_SECOND, global_window=1.0,
                                         limits={f"POST {MESSAGES_ROUTE}": CHANNEL_MESSAGES})
                 if latency:
@@ -184,6 +229,7 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
     return {
         "mode": mode,
         "shared_library": shared_library,
+        "backend": "postgresql" if postgres_library is not None else "sqlite",
         "channels": channels_count,
         "processes": processes,
         "shard_count": shard_count,
@@ -200,6 +246,7 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
         "limiter_global_429s": limiter.global_limited,
         "other_errors": len(traffic) - len(ok) - len(limited),
         "wall_seconds": wall,
+        "startup_seconds": startup,
         "process_seconds": [d["seconds"] for d in done],
         "redis_fallbacks": sum(d["fallbacks"] for d in done),
         "late_slots_given_up": sum(d["late_slots"] for d in done),
@@ -227,7 +274,8 @@ def markdown(runs: list[dict[str, Any]]) -> str:
     """The clusters section of results.md."""
     first = runs[0]
     lines = [
-        "## Clusters: one global limit across processes",
+        "## Clusters on PostgreSQL: one library, one global limit" if first.get("backend") == "postgresql"
+        else "## Clusters: one global limit across processes",
         "",
         f"{first['day']}'s digest to {first['channels']:,} channels (one per server) from {first['processes']} "
         f"Paperbot processes, each its own Python process holding {SHARDS_PER_PROCESS} of {first['shard_count']} "
@@ -237,7 +285,9 @@ def markdown(runs: list[dict[str, Any]]) -> str:
            if first["added_latency_seconds"] else "."),
         "`shared`: the processes pace through Redis (`[discord] rate_limit_redis_url`); `alone`: each paces itself "
         "(no Redis), each at `[delivery] requests_per_second` (the column's rate). "
-        + ("All processes share one SQLite library." if first.get("shared_library")
+        + ("All processes share one PostgreSQL library (filled from SQLite by `paperbot db copy`)."
+           if first.get("backend") == "postgresql"
+           else "All processes share one SQLite library." if first.get("shared_library")
            else "Each process has its own SQLite library with its own servers' channels."),
         "",
         "| figure | " + " | ".join(f"`{r['mode']}` {r['requests_per_second_setting']:g}/s" for r in runs) + " |",
@@ -280,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "data" / "results-shards.json")
     parser.add_argument("--markdown", nargs="+", type=pathlib.Path, help="print the section for these result files")
     parser.add_argument("--shared-library", action="store_true", help="one SQLite library for all processes")
+    parser.add_argument("--postgres", metavar="URL", help="one PostgreSQL library for all processes, in a new "
+                        "schema of this database, e.g. postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # discord.py warns on every 429; they are counted instead
@@ -292,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     modes = ["shared", "alone"] if args.mode == "both" else [args.mode]
     runs = [asyncio.run(measure(args.channels, processes=args.processes, mode=mode, redis_url=args.redis_url,
                                 latency=args.latency, requests_per_second=args.requests_per_second,
-                                shared_library=args.shared_library))
+                                shared_library=args.shared_library, postgres_url=args.postgres))
             for mode in modes]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(runs, indent=2) + "\n")

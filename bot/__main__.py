@@ -495,6 +495,32 @@ def db_backup(
     out.print(f"backed up to {destination}")
 
 
+@db_app.command("copy")
+def db_copy(
+    source: Annotated[str, typer.Argument(help="The library to copy: a file, sqlite:///path or postgresql://…")],
+    destination: Annotated[str, typer.Argument(help="An empty library to fill, on the other backend.")],
+    batch_rows: Annotated[int, typer.Option(min=1, help="Rows read and written at a time.")] = 2000,
+) -> None:
+    """Copy a whole library into an empty one, e.g. from SQLite into PostgreSQL (stop the bot first).
+
+    One transaction on the destination: a failed copy leaves it empty. Passwords belong in the
+    URL given here (or PGPASSWORD), never in a file the bot reads as plain config.
+    """
+    from storage import copy
+
+    def show(table: copy.TableCopy) -> None:
+        err.print(f"{table.name:<16} {table.rows:>10,} rows", markup=False, highlight=False)
+
+    try:
+        report = asyncio.run(copy.copy_library(source, destination, batch_rows=batch_rows, on_table=show))
+    except DatabaseError as error:
+        raise fail(str(error)) from None
+    out.print(f"copied {report.rows:,} rows in {len(report.tables)} tables ({report.count('papers'):,} papers, "
+              f"{report.count('digest_channels'):,} digest channels, {report.count('subscribers'):,} subscribers) "
+              f"from {report.source} to {report.destination}; counts checked, schema version {report.schema_version}",
+              markup=False)
+
+
 def main() -> None:
     app()
 

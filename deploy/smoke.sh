@@ -28,8 +28,12 @@ if docker compose version >/dev/null 2>&1; then
   [ -e config.toml ] || { cp config.example.toml config.toml; made+=(config.toml); }
   trap 'rm -f "${made[@]}"' EXIT
   docker compose config --quiet
+  POSTGRES_PASSWORD=smoke docker compose --profile cluster config --quiet
+  [ "$(docker compose --profile cluster config --services | sort | tr '\n' ' ')" = "bot-0 bot-1 paperbot postgres redis " ] \
+    || { echo "compose.yaml: the cluster profile does not list bot-0 bot-1 postgres redis"; exit 1; }
+  [ "$(docker compose config --services)" = "paperbot" ] || { echo "compose.yaml: the default is not the one bot"; exit 1; }
   docker compose build --quiet
-  echo "compose.yaml: valid, builds"
+  echo "compose.yaml: valid (default and cluster profiles), builds"
 else
   echo "docker compose is not installed: compose.yaml not exercised"
 fi

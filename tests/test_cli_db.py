@@ -238,3 +238,215 @@ def test_a_backup_onto_a_full_disk_is_one_line_and_exit_1(shared_folder: Path) -
     result = paperbot("db", "backup", str(disk / "copy.db"), database=path, prefix=tiny_disk(disk))
     assert result.returncode == 1, result.stdout + result.stderr
     assert_one_line_error(result.stderr, "is full: free some space")
+
+
+# --- paperbot db copy: a library into an empty one on the other backend --------------------------
+
+
+async def _seed_everything_but_papers(path: Path) -> None:
+    """Channels (one a forum with a roundup), a tag role, ledger items (sent, skipped, and one whose
+    channel was removed, so the id counter is ahead of the rows), votes and subscriptions."""
+    import datetime as dt
+
+    from storage import channels, outbox, subscriptions, votes
+    from storage.channels import DigestChannel
+
+    conn = await db.connect(path)
+    try:
+        day = dt.date(2025, 3, 21)
+        for n, style in enumerate(["compact", "thread", "forum"]):
+            await channels.save_channel(conn, DigestChannel(
+                channel_id=1000 + n, guild_id=50 + n, post_time=dt.time(9, 30), timezone="Europe/Paris",
+                tags=["Computer Vision"] if n else [], style=style, set_up_by=7))
+        await channels.set_roundup(conn, 1002, 4, dt.time(17, 0))
+        await channels.set_tag_role(conn, 51, "Computer Vision", 888)
+        sent = await outbox.plan(conn, "digest", 1000, day, [({"content": "héllo ✓"}, False), ({"content": "b"}, True)])
+        await outbox.mark_tried(conn, sent.id, 0, None)
+        await outbox.mark_sent(conn, sent.id, 0, 123456789012345678)
+        await outbox.skip(conn, "digest", 1001, day, "nothing to post")
+        await outbox.plan(conn, "digest", 1002, day, [({"content": "gone"}, False)])
+        await channels.remove_channel(conn, 1002)  # its item goes; its id is never handed out again
+        for user in (7, 8):
+            await subscriptions.add_subscription(conn, user, "tag", "Computer Vision", guild_id=50, max_per_user=10)
+        await subscriptions.add_subscription(conn, 8, "keyword", "diffusion", guild_id=None, max_per_user=10)
+        await outbox.plan(conn, "dm", 8, day, [({"content": "your papers"}, False)])
+        for user, arxiv_id in [(7, "2502.13923"), (8, "2502.13923")]:
+            await votes.toggle_vote(conn, arxiv_id, user, guild_id=50)
+    finally:
+        await conn.close()
+
+
+def sqlite_columns(path: Path) -> dict[str, list[str]]:
+    """The columns of every ordinary table (not the search index's tables)."""
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        tables = [row["name"] for row in conn.execute("PRAGMA table_list")
+                  if row["type"] == "table" and row["schema"] == "main" and not row["name"].startswith("sqlite_")]
+        return {t: [c["name"] for c in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+
+
+def sqlite_rows(path: Path) -> dict[str, list]:
+    """Every row of every ordinary table, as sorted dicts."""
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        return {t: sorted((dict(r) for r in conn.execute(f"SELECT * FROM {t}")), key=repr)
+                for t in sqlite_columns(path)}
+
+
+def sqlite_sequences(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT name, seq FROM sqlite_sequence"))
+
+
+def postgres_rows(url: str, tables: dict[str, list[str]]) -> dict[str, list]:
+    """Every row of `tables`, only their named columns (PostgreSQL's search columns are its own)."""
+
+    async def read() -> dict[str, list]:
+        import asyncpg
+
+        from storage.postgres import schema_of
+
+        conn = await asyncpg.connect(url.split("?")[0], server_settings={"search_path": schema_of(url)})
+        try:
+            return {t: sorted((dict(r) for r in await conn.fetch(f"SELECT {', '.join(columns)} FROM {t}")), key=repr)
+                    for t, columns in tables.items()}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def postgres_next_id(url: str, table: str) -> int:
+    """The id the table's identity sequence hands out next (read without taking it)."""
+
+    async def read() -> int:
+        import asyncpg
+
+        from storage.postgres import schema_of
+
+        conn = await asyncpg.connect(url.split("?")[0], server_settings={"search_path": schema_of(url)})
+        try:
+            sequence = await conn.fetchval(f"SELECT pg_get_serial_sequence('{table}', 'id')")
+            row = await conn.fetchrow(f"SELECT last_value, is_called FROM {sequence}")
+            return row["last_value"] + 1 if row["is_called"] else row["last_value"]
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+async def _search_ids(path: Path, query: str) -> list[str]:
+    from storage import papers
+
+    conn = await db.connect(path)
+    try:
+        return [hit.paper.arxiv_id for hit in (await papers.search(conn, query, limit=20)).hits]
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A URL naming a schema of its own in the test database, dropped afterwards."""
+    import uuid
+
+    schema = f"copy_{uuid.uuid4().hex[:12]}"
+    yield f"{postgres_url}?search_path={schema}"
+
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def copy_command(source: str, destination: str):
+    return invoke("db", "copy", source, destination, database=Path("unused.db"))
+
+
+@pytest.mark.postgres
+def test_copy_sqlite_to_postgresql_and_back_keeps_every_row_id_and_counter(library_path: Path, tmp_path: Path,
+                                                                          postgres_schema: str) -> None:
+    asyncio.run(_seed_everything_but_papers(library_path))
+    original = sqlite_rows(library_path)
+    assert all(original[t] for t in ("papers", "digest_channels", "outbox", "outbox_messages", "votes",
+                                     "subscriptions", "subscribers", "tag_roles", "channel_history"))
+
+    there = copy_command(f"sqlite:///{library_path}", postgres_schema)
+    assert there.exit_code == 0, there.output
+    assert f"{len(original['papers']):,} papers, 2 digest channels, 2 subscribers" in there.stdout
+    assert "counts checked" in there.stdout
+    assert postgres_rows(postgres_schema, sqlite_columns(library_path)) == original
+    # The ledger's id counter continues after the removed channel's item, as SQLite's would.
+    assert postgres_next_id(postgres_schema, "outbox") == sqlite_sequences(library_path)["outbox"] + 1
+
+    back = tmp_path / "back.db"
+    again = copy_command(postgres_schema, f"sqlite:///{back}")
+    assert again.exit_code == 0, again.output
+    assert sqlite_rows(back) == original
+    assert sqlite_sequences(back) == sqlite_sequences(library_path)
+    for query in ("diffusion", '"large language models"', "generat*"):  # the search index was filled
+        assert asyncio.run(_search_ids(back, query)) == asyncio.run(_search_ids(library_path, query))
+    assert invoke("db", "check", database=back).exit_code == 0
+
+
+def test_copy_between_two_sqlite_files_keeps_every_row(library_path: Path, tmp_path: Path) -> None:
+    """The same copy without PostgreSQL, so it is exercised on every machine."""
+    asyncio.run(_seed_everything_but_papers(library_path))
+    result = copy_command(str(library_path), str(tmp_path / "copy.db"))
+    assert result.exit_code == 0, result.output
+    assert sqlite_rows(tmp_path / "copy.db") == sqlite_rows(library_path)
+    assert sqlite_sequences(tmp_path / "copy.db") == sqlite_sequences(library_path)
+    assert asyncio.run(_search_ids(tmp_path / "copy.db", "diffusion")) == asyncio.run(_search_ids(library_path, "diffusion"))
+
+
+@pytest.mark.postgres
+def test_copy_refuses_a_destination_that_holds_a_library(library_path: Path, postgres_schema: str) -> None:
+    assert copy_command(str(library_path), postgres_schema).exit_code == 0
+    before = postgres_rows(postgres_schema, {"papers": ["id", "arxiv_id"], "tags": ["id", "norm"]})
+    result = copy_command(str(library_path), postgres_schema)
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "already holds a library")
+    assert f"{len(before['papers']):,} papers" in result.stderr
+    assert "postgres@127.0.0.1" in result.stderr or "***" in result.stderr or "@" not in postgres_schema
+    assert postgres_rows(postgres_schema, {"papers": ["id", "arxiv_id"], "tags": ["id", "norm"]}) == before
+
+
+def test_copy_refuses_a_sqlite_destination_that_holds_a_library(library_path: Path, tmp_path: Path) -> None:
+    other = make_library(tmp_path / "other.db")
+    asyncio.run(_seed_everything_but_papers(other))  # channels and subscribers, no papers
+    before = sqlite_rows(other)
+    result = copy_command(str(library_path), str(other))
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "already holds a library (2 digest channels, 2 subscribers")
+    assert sqlite_rows(other) == before
+
+
+def test_copy_refuses_to_copy_a_library_onto_itself(library_path: Path) -> None:
+    result = copy_command(str(library_path), f"sqlite:///{library_path}")
+    assert result.exit_code == 1
+    assert_one_line_error(result.stderr, "is both the source and the destination")
+
+
+@pytest.mark.postgres
+def test_a_copy_that_fails_midway_leaves_the_destination_empty(library_path: Path, postgres_schema: str) -> None:
+    """A row PostgreSQL refuses (TEXT cannot hold NUL) in a table copied after the papers: the whole
+    copy is undone, so the destination never looks like a complete library."""
+    asyncio.run(_seed_everything_but_papers(library_path))
+    with sqlite3.connect(library_path) as conn:
+        conn.execute("UPDATE votes SET voted_at = ? WHERE user_id = 8", ("bad\x00time",))
+    result = copy_command(str(library_path), postgres_schema)
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]  # after the tables' progress lines
+    assert "refused a row of votes" in error and "nothing was copied" in error
+    emptied = postgres_rows(postgres_schema, sqlite_columns(library_path))
+    assert {table: len(rows) for table, rows in emptied.items() if rows} == {}
+    # ... and a corrected source then copies into it.
+    with sqlite3.connect(library_path) as conn:
+        conn.execute("UPDATE votes SET voted_at = '2025-03-21T10:00:00+00:00' WHERE user_id = 8")
+    assert copy_command(str(library_path), postgres_schema).exit_code == 0

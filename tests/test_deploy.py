@@ -60,7 +60,7 @@ def test_the_image_is_slim_unprivileged_keeps_the_library_on_a_volume_and_checks
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.\d+-slim$", text, re.MULTILINE)
     assert "RUN pip install --requirement requirements.lock" in text
-    assert 'VOLUME ["/data"]' in text and "PAPERBOT_DATABASE__PATH=/data/library.db" in text
+    assert 'VOLUME ["/data"]' in text and "PAPERBOT_DATABASE__URL=sqlite:////data/library.db" in text
     assert re.search(r"^USER paperbot$", text, re.MULTILINE)
     assert text.index("USER paperbot") < text.index("CMD [")
     assert 'HEALTHCHECK' in text and 'CMD ["paperbot", "health"]' in text
@@ -72,6 +72,60 @@ def test_the_compose_file_uses_the_env_file_the_volume_and_the_config() -> None:
     for needed in ("build: .", "env_file: .env", "paperbot-data:/data", "./config.toml:/app/config.toml:ro",
                    "restart: unless-stopped"):
         assert needed in text
+
+
+def compose_services() -> dict[str, str]:
+    """Each service's block of compose.yaml, as text (no YAML parser among the dependencies)."""
+    text = (REPO / "compose.yaml").read_text()
+    body = text.split("\nservices:\n", 1)[1].split("\nvolumes:\n", 1)[0]
+    return {m.group(1): m.group(2) for m in re.finditer(r"^  ([a-z0-9-]+):\n((?:(?:    .*)?\n)*)", body, re.MULTILINE)}
+
+
+def test_the_default_compose_service_is_one_bot_on_sqlite() -> None:
+    services = compose_services()
+    assert "profiles:" not in services["paperbot"]
+    assert all("profiles: [cluster]" in block for name, block in services.items() if name != "paperbot")
+
+
+def test_the_cluster_profile_runs_postgresql_redis_and_bots_covering_every_shard_once() -> None:
+    services = compose_services()
+    assert {"postgres", "redis"} <= set(services)
+    assert "image: postgres:15" in services["postgres"] and "pg_isready" in services["postgres"]
+    assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}" in services["postgres"]
+    assert "redis-cli" in services["redis"]
+    bots = {name: block for name, block in services.items() if name.startswith("bot-")}
+    assert len(bots) >= 2
+    shards, counts, volumes = [], set(), set()
+    for name, block in bots.items():
+        command = re.search(r'command: \["paperbot", "run", "--config", "/app/config.toml", '
+                            r'"--shards", "(\d+)-(\d+)", "--shard-count", "(\d+)"\]', block)
+        assert command, f"{name}: runs `paperbot run --shards a-b --shard-count n`"
+        first, last, count = map(int, command.groups())
+        shards += range(first, last + 1)
+        counts.add(count)
+        assert ("PAPERBOT_DATABASE__URL: postgresql://paperbot:${POSTGRES_PASSWORD}@postgres:5432/paperbot"
+                in block), f"{name}: the shared library, its password from .env"
+        assert "PAPERBOT_DISCORD__RATE_LIMIT_REDIS_URL: redis://redis:6379/" in block, f"{name}: the shared limit"
+        assert re.search(r"postgres:\n\s+condition: service_healthy", block)
+        assert re.search(r"redis:\n\s+condition: service_healthy", block)
+        assert "env_file: .env" in block and "./config.toml:/app/config.toml:ro" in block
+        assert 'test: ["CMD", "paperbot", "health", "--config", "/app/config.toml"]' in block
+        volumes.add(re.search(r"- ([a-z0-9-]+):/data", block).group(1))
+    assert len(counts) == 1 and sorted(shards) == list(range(counts.pop())), "every shard in exactly one process"
+    assert len(volumes) == len(bots), "each process its own heartbeat volume"
+    text = (REPO / "compose.yaml").read_text()
+    assert all(f"  {volume}:" in text.split("\nvolumes:\n", 1)[1] for volume in volumes | {"postgres-data"})
+
+
+def test_the_smoke_script_checks_both_compose_profiles() -> None:
+    script = (DEPLOY / "smoke.sh").read_text()
+    assert "docker compose config --quiet" in script
+    assert "--profile cluster config --quiet" in script and "--profile cluster config --services" in script
+
+
+def test_env_example_leaves_the_postgres_password_empty() -> None:
+    lines = (REPO / ".env.example").read_text().splitlines()
+    assert "POSTGRES_PASSWORD=" in lines
 
 
 def test_docker_builds_and_runs_the_image_and_compose_file() -> None:
