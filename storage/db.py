@@ -637,8 +637,25 @@ async def rebuild_search_index(conn: aiosqlite.Connection) -> None:
     """Re-create the full-text index from the papers table.
 
     FTS5's own 'rebuild' cannot read the content view (it uses json_each), so
-    this empties the index and re-inserts from the view in one transaction.
+    this empties the index and re-inserts from the view in one transaction. On PostgreSQL the
+    index is the papers' own vectors (migrations/postgres 001, 012), recomputed in place, and the
+    vocabulary is counted again.
     """
+    if dialect(conn) == "postgresql":
+        async with transaction(conn):
+            await conn.execute(
+                "UPDATE papers SET search_vector = v.vector, "
+                "search_length = (SELECT coalesce(sum(cardinality(positions)), 0) FROM unnest(v.vector)), "
+                "title_vector = to_tsvector('paperbot_search', title) "
+                "FROM (SELECT id, paperbot_search_vector(title, authors, summary, tag_text) AS vector FROM papers) v "
+                "WHERE papers.id = v.id"
+            )
+            await conn.execute("DELETE FROM search_words")
+            await conn.execute(
+                "INSERT INTO search_words (word, papers) SELECT word, count(*) "
+                "FROM papers, paperbot_words(papers.title, papers.tag_text) AS word GROUP BY word"
+            )
+        return
     async with transaction(conn):
         await conn.execute("INSERT INTO papers_fts (papers_fts) VALUES ('delete-all')")
         await conn.execute(

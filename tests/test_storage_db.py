@@ -196,7 +196,11 @@ async def test_backup_overwrites_an_older_copy(conn, tmp_path):
 
 async def test_rebuild_search_index_restores_search(conn):
     await ingest_digest(conn, a_digest(), source="s", origin="o", sha256="h")
-    await conn.execute("INSERT INTO papers_fts (papers_fts) VALUES ('delete-all')")
+    if db.dialect(conn) == "postgresql":
+        await conn.execute("UPDATE papers SET search_vector = '', title_vector = ''")
+        await conn.execute("DELETE FROM search_words")
+    else:
+        await conn.execute("INSERT INTO papers_fts (papers_fts) VALUES ('delete-all')")
     assert (await search(conn, "diffusion")).total == 0
     await db.rebuild_search_index(conn)
     assert (await search(conn, "diffusion")).total == 3
