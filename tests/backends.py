@@ -101,11 +101,11 @@ async def empty_postgres_library(url: str | None = None) -> AsyncIterator[db.Lib
             await conn.close()
 
 
-async def create_database(url: str, name: str, template: str | None = None) -> None:
+async def create_database(url: str, name: str, template: str | None = None, options: str = "") -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        await conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "") + f" {options}")
     finally:
         await conn.close()
 

@@ -429,3 +429,27 @@ async def test_a_postgres_schema_holding_another_programs_tables_is_refused(sche
         await plain.close()
     with pytest.raises(errors.DatabaseError, match="another program's tables \\(invoices\\)"):
         await db.connect(schema_url)
+
+
+@pytest.mark.postgres
+async def test_names_sort_bytewise_as_on_sqlite_whatever_the_databases_locale(conn, tmp_path) -> None:
+    """A PostgreSQL database made with an English locale sorts 'alpha' before 'Zeta'; SQLite sorts
+    bytewise ('Zeta' first). Sorted names (tag roles, tags, sources) follow SQLite's order on both."""
+    from storage import channels
+    from tests.backends import create_database, drop_database, with_database
+    from tests.services import service_url
+
+    url, name = service_url("postgres"), f"paperbot_icu_{uuid.uuid4().hex[:8]}"
+    await create_database(url, name, "template0", "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'")
+    try:
+        english = await db.connect(with_database(url, name))
+        try:
+            for library in (conn, english):
+                for tag, role in (("alpha", 1), ("Zeta", 2), ("beta", 3)):
+                    await channels.set_tag_role(library, 7, tag, role)
+            assert list(await channels.tag_roles(english, 7)) == list(await channels.tag_roles(conn, 7)) == [
+                "zeta", "alpha", "beta"]
+        finally:
+            await english.close()
+    finally:
+        await drop_database(url, name)
