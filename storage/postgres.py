@@ -106,6 +106,7 @@ class PostgresLibrary:
         self.pool, self.url, self.schema = pool, url, schema
         self._locks_conn: asyncpg.Connection | None = None
         self._locks_guard = asyncio.Lock()
+        self._writer = asyncio.Lock()  # this process's writers, one at a time (see `transaction`)
         self._held: dict[tuple[str, int], int] = {}  # (name, key) -> times held by this process
         self._members: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -161,10 +162,14 @@ class PostgresLibrary:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresLibrary]:
-        """One write transaction at a time for the whole library, as SQLite's BEGIN IMMEDIATE."""
+        """One write transaction at a time for the whole library, as SQLite's BEGIN IMMEDIATE.
+
+        A process's writers queue here first, not on the advisory lock: a writer waiting there
+        would hold a pooled connection, and enough of them would leave none for reads.
+        """
         if _transaction.get() is not None:
             raise RuntimeError("a transaction is already open in this task")
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self._writer, self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", self._key(_WRITERS, 0))
             token = _transaction.set(conn)
             try:
