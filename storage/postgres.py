@@ -178,8 +178,13 @@ class PostgresLibrary:
                 _transaction.reset(token)
 
     async def write(self, sql: str, params: Sequence = ()) -> int:
-        async with self.transaction():
-            return (await self._run(sql, params)).rowcount
+        """One statement on its own, which PostgreSQL applies atomically: it needs no writers lock,
+        so the ledger's per-message marks from many processes never queue behind each other."""
+        conn = _transaction.get()
+        if conn is not None:
+            return (await _on(conn, numbered(sql), params)).rowcount
+        async with self.pool.acquire() as pooled:
+            return (await _on(pooled, numbered(sql), params)).rowcount
 
     # ----- claims --------------------------------------------------------------------------
 
