@@ -136,6 +136,26 @@ def baseline_search(conn: sqlite3.Connection, query: str) -> list[int]:
     return [row[0] for row in rows]
 
 
+# The full-text indexes search and related papers read (FTS5 shadow tables share the index's name).
+INDEXES = {
+    "papers_fts": "full-text index (ranking, related papers, snippets)",
+    "papers_titles": "title index (title matches)",
+    "search_words": "word index (did you mean)",
+}
+
+
+def index_bytes(library: pathlib.Path) -> dict[str, int]:
+    """Bytes on disk of each index in INDEXES and of the whole library, from SQLite's dbstat (reads every page)."""
+    conn = sqlite3.connect(f"file:{library}?mode=ro", uri=True)
+    try:
+        sizes = dict(conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
+    finally:
+        conn.close()
+    out = {index: sum(size for name, size in sizes.items() if name.startswith(index + "_")) for index in INDEXES}
+    out["library"] = sum(sizes.values())
+    return out
+
+
 # --- scoring ----------------------------------------------------------------------------------
 
 
@@ -204,6 +224,7 @@ async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> di
         "real_papers": len(real),
         "build_seconds": build_s,
         "db_bytes": library.stat().st_size,
+        "index_bytes": index_bytes(library),
         "scores": by_kind,
         "latency_ms": {
             "product": {"p50": pct(product_ms, 50), "p95": pct(product_ms, 95), "p99": pct(product_ms, 99)},
@@ -293,6 +314,15 @@ def markdown(results: list[dict[str, Any]]) -> str:
             lat = x["latency_ms"]
             lines.append(f"| {r['papers']:,} | {x['papers']} | {x['related_listed']} | {x['share_with_common_tag']:.1%} | "
                          f"{x['random_share_with_common_tag']:.1%} | {lat.get('p50', 0):.2f} / {lat.get('p95', 0):.2f} / {lat.get('p99', 0):.2f} |")
+    sized = [r for r in results if r.get("index_bytes")]
+    if sized:
+        lines += ["", "Bytes per paper on disk (SQLite `dbstat`, each index with its shadow tables):", "",
+                  "| library | " + " | ".join(f"`{name}` {what}" for name, what in INDEXES.items()) + " | whole library |",
+                  "| --- | " + " | ".join("---" for _ in INDEXES) + " | --- |"]
+        for r in sized:
+            b = r["index_bytes"]
+            lines.append(f"| {r['papers']:,} | " + " | ".join(f"{b[name] / r['papers']:,.0f} B" for name in INDEXES)
+                         + f" | {b['library'] / r['papers']:,.0f} B ({b['library'] / 1e9:.2f} GB) |")
     return "\n".join(lines) + "\n"
 
 
