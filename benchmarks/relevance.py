@@ -173,7 +173,13 @@ def _rank(ids: list[int], target: int) -> int | None:
     return ids.index(target) + 1 if target in ids else None
 
 
+# The benchmark's own bookkeeping reads (every real paper, at 1M on a busy machine) may pass the product's 10 s
+# cap on any read; the product's searches and related-paper lookups keep their own budgets.
+BOOKKEEPING_READ_SECONDS = 600.0
+
+
 async def measure_size(distractors: int, synth: Synth | None, reuse: bool) -> dict[str, Any]:
+    storage_db.READ_BUDGET_SECONDS = max(storage_db.READ_BUDGET_SECONDS, BOOKKEEPING_READ_SECONDS)
     DATA.mkdir(parents=True, exist_ok=True)
     library = DATA / f"relevance-{distractors}.db"
     baseline = DATA / f"relevance-{distractors}-bm25.db"

@@ -351,7 +351,13 @@ async def _time(fn, conn, entry) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+# The baselines' single reads (a count of every LIKE match, bm25 over every match) take seconds at 1M on a
+# busy machine, past the product's 10 s cap on any read; the product's searches keep their own 2 s budget.
+BASELINE_READ_SECONDS = 600.0
+
+
 async def bench_search(path: pathlib.Path, synth: Synth, repeat: int, iterations: int) -> dict[str, Any]:
+    storage_db.READ_BUDGET_SECONDS = max(storage_db.READ_BUDGET_SECONDS, BASELINE_READ_SECONDS)
     conn = await storage_db.connect(path)
     try:
         mix = await query_mix(conn, synth)
