@@ -54,3 +54,14 @@ def test_relevance_scores_and_seeded_queries() -> None:
     assert {"kind": "short name", "query": "SmolVLM", "target": "2501.00001", "title": papers[0][2]} in queries
     for query in queries:
         assert set(query["query"].split()) <= set(relevance.title_words(query["title"])) | {"SmolVLM"}
+
+
+def test_relevance_reports_the_bytes_of_each_search_index(corpus_library: Path) -> None:
+    from benchmarks import relevance
+
+    sizes = relevance.index_bytes(corpus_library)
+
+    assert set(sizes) == {*relevance.INDEXES, "library"}
+    assert all(sizes[name] > 0 for name in relevance.INDEXES)
+    assert sum(sizes[name] for name in relevance.INDEXES) < sizes["library"]
+    assert corpus_library.stat().st_size >= sizes["library"]
