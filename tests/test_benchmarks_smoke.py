@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import attack, fanout, latency
+import pytest
+
+from benchmarks import attack, backends, fanout, latency
 
 
 async def test_fan_out_posts_every_planned_message_once_under_discords_limits(tmp_path: Path) -> None:
@@ -54,3 +56,17 @@ def test_relevance_scores_and_seeded_queries() -> None:
     assert {"kind": "short name", "query": "SmolVLM", "target": "2501.00001", "title": papers[0][2]} in queries
     for query in queries:
         assert set(query["query"].split()) <= set(relevance.title_words(query["title"])) | {"SmolVLM"}
+
+
+@pytest.mark.postgres
+async def test_both_backends_store_every_paper_and_answer_every_query(postgres_url: str, tmp_path: Path) -> None:
+    figures = await backends.measure(300, postgres_url, repeat=1, iterations=1, workdir=tmp_path)
+
+    for backend in ("sqlite", "postgresql"):
+        entry = figures["backends"][backend]
+        assert entry["ingest"]["papers"] == entry["stored"] == 300
+        search = entry["search"]
+        assert search["errors"] == {}
+        assert search["answered"] == search["queries"] == len(figures["mix"]) > 0
+    figures.update(date="today", seconds=0)
+    assert "## SQLite and PostgreSQL at 300" in backends.markdown(figures, "python -m benchmarks.backends --size 300")
