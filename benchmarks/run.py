@@ -158,29 +158,35 @@ async def ingest_product(path: pathlib.Path, digests, blocks: int, size: int) ->
     _fresh(path)
     conn = await storage_db.connect(path)
     try:
-        total = 0.0
-        done = 0
-        block_size = max(1, size // blocks)
-        block_rates, block_time, block_papers = [], 0.0, 0
-        for digest in digests:
-            start = time.perf_counter()
-            await storage_papers.ingest_digest(
-                conn, digest, source=SOURCE, origin=f"synth:{digest.date}", sha256=f"{digest.date}"
-            )
-            elapsed = time.perf_counter() - start
-            total += elapsed
-            n = len(digest.papers)
-            done += n
-            block_time += elapsed
-            block_papers += n
-            if block_papers >= block_size:
-                block_rates.append(block_papers / block_time)
-                block_time, block_papers = 0.0, 0
-        if block_papers:
-            block_rates.append(block_papers / block_time)
+        result = await ingest_timed(conn, digests, blocks, size)
         await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         await conn.close()
+    return result
+
+
+async def ingest_timed(conn, digests, blocks: int, size: int) -> dict[str, Any]:
+    """Every digest through storage.papers.ingest_digest on an open library (either backend); only those calls are timed."""
+    total = 0.0
+    done = 0
+    block_size = max(1, size // blocks)
+    block_rates, block_time, block_papers = [], 0.0, 0
+    for digest in digests:
+        start = time.perf_counter()
+        await storage_papers.ingest_digest(
+            conn, digest, source=SOURCE, origin=f"synth:{digest.date}", sha256=f"{digest.date}"
+        )
+        elapsed = time.perf_counter() - start
+        total += elapsed
+        n = len(digest.papers)
+        done += n
+        block_time += elapsed
+        block_papers += n
+        if block_papers >= block_size:
+            block_rates.append(block_papers / block_time)
+            block_time, block_papers = 0.0, 0
+    if block_papers:
+        block_rates.append(block_papers / block_time)
     return {"papers": done, "seconds": total, "papers_per_s": done / total, "block_papers_per_s": block_rates}
 
 

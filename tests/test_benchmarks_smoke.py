@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import attack, fanout, latency
+import pytest
+
+from benchmarks import attack, backends, fanout, latency
 
 
 async def test_fan_out_posts_every_planned_message_once_under_discords_limits(tmp_path: Path) -> None:
@@ -65,3 +67,17 @@ def test_relevance_reports_the_bytes_of_each_search_index(corpus_library: Path) 
     assert all(sizes[name] > 0 for name in relevance.INDEXES)
     assert sum(sizes[name] for name in relevance.INDEXES) < sizes["library"]
     assert corpus_library.stat().st_size >= sizes["library"]
+
+
+@pytest.mark.postgres
+async def test_both_backends_store_every_paper_and_answer_every_query(postgres_url: str, tmp_path: Path) -> None:
+    figures = await backends.measure(300, postgres_url, repeat=1, iterations=1, workdir=tmp_path)
+
+    for backend in ("sqlite", "postgresql"):
+        entry = figures["backends"][backend]
+        assert entry["ingest"]["papers"] == entry["stored"] == 300
+        search = entry["search"]
+        assert search["errors"] == {}
+        assert search["answered"] == search["queries"] == len(figures["mix"]) > 0
+    figures.update(date="today", seconds=0)
+    assert "## SQLite and PostgreSQL at 300" in backends.markdown(figures, "python -m benchmarks.backends --size 300")
