@@ -29,14 +29,11 @@ from benchmarks.percentiles import pct
 from benchmarks.run import DATA, _digests, _fresh, ingest_timed, product_search, query_mix, spread
 from benchmarks.synth import Synth
 from storage import db as storage_db
+from storage.postgres import drop_schema, with_schema
 
 HERE = pathlib.Path(__file__).resolve().parent
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ("sqlite", "postgresql")
-
-
-def _with_schema(url: str, schema: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
 
 
 async def _vacuum_analyze(server_url: str, schema: str) -> float:
@@ -50,14 +47,6 @@ async def _vacuum_analyze(server_url: str, schema: str) -> float:
     finally:
         await admin.close()
     return time.perf_counter() - started
-
-
-async def _drop_schema(server_url: str, schema: str) -> None:
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await admin.close()
 
 
 async def _stored(conn) -> int:
@@ -95,7 +84,7 @@ async def measure(size: int, postgres_url: str = POSTGRES_URL, repeat: int = 5, 
     conns: dict[str, Any] = {}
     try:
         conns["sqlite"] = await storage_db.connect(path)
-        conns["postgresql"] = await storage_db.connect(_with_schema(postgres_url, schema))
+        conns["postgresql"] = await storage_db.connect(with_schema(postgres_url, schema))
         for backend in BACKENDS:
             print(f"ingest {size:,} into {backend} …", flush=True)
             ingest = await ingest_timed(conns[backend], digests, 10, size)
@@ -136,7 +125,7 @@ async def measure(size: int, postgres_url: str = POSTGRES_URL, repeat: int = 5, 
     finally:
         for conn in conns.values():
             await conn.close()
-        await _drop_schema(postgres_url, schema)
+        await drop_schema(postgres_url, schema)
         _fresh(path)
     figures["loadavg_end"] = os.getloadavg()
     return figures

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -34,7 +33,6 @@ import pathlib
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -134,25 +132,11 @@ async def measure(channels_count: int = 1000, *, processes: int = 4, mode: str =
     if postgres_url is None:
         return await _measure(channels_count, processes, mode, redis_url, latency, requests_per_second,
                               shared_library, None, workdir)
-    async with _postgres_schema(postgres_url) as library_url:
+    from storage.postgres import scratch_schema
+
+    async with scratch_schema(postgres_url, "bench_shards") as library_url:
         return await _measure(channels_count, processes, mode, redis_url, latency, requests_per_second,
                               True, library_url, workdir)
-
-
-@contextlib.asynccontextmanager
-async def _postgres_schema(url: str):
-    """A URL naming a new schema in `url`'s database, dropped afterwards."""
-    import asyncpg
-
-    schema = f"bench_shards_{uuid.uuid4().hex[:10]}"
-    try:
-        yield url + ("&" if "?" in url else "?") + f"search_path={schema}"
-    finally:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
 
 
 async def _measure(channels_count: int, processes: int, mode: str, redis_url: str, latency: float,

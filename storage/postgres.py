@@ -25,6 +25,7 @@ import asyncio
 import contextvars
 import re
 import time
+import uuid
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -252,6 +253,31 @@ async def _on(conn: asyncpg.Connection, sql: str, params: Sequence, timeout: flo
     rows = _Rows([], ())
     rows.rowcount = int(count.group(1)) if count else -1
     return rows
+
+
+def with_schema(url: str, schema: str) -> str:
+    """`url` with its library in `schema` (the `search_path` option `schema_of` reads back)."""
+    return url + ("&" if "?" in url else "?") + f"search_path={schema}"
+
+
+@asynccontextmanager
+async def scratch_schema(url: str, prefix: str) -> AsyncIterator[str]:
+    """A URL naming a new schema (`prefix` + random) in `url`'s database, dropped with all it holds
+    afterwards: a throw-away library for tests and benchmarks."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        yield with_schema(url, schema)
+    finally:
+        await drop_schema(url, schema)
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    """Drop `schema` and everything in it from `url`'s database."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 def schema_of(url: str) -> str:

@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 
 from storage import db
+from storage.postgres import scratch_schema
 from tests.services import service_url
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -80,25 +81,15 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def with_schema(url: str, schema: str) -> str:
-    return url + ("&" if "?" in url else "?") + f"search_path={schema}"
-
-
 @asynccontextmanager
 async def empty_postgres_library(url: str | None = None) -> AsyncIterator[db.Library]:
     """A new library in a schema of its own, dropped afterwards."""
-    url = url or service_url("postgres")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    library = await db.connect(with_schema(url, schema))
-    try:
-        yield library
-    finally:
-        await library.close()
-        conn = await asyncpg.connect(url)
+    async with scratch_schema(url or service_url("postgres"), "t") as schema_url:
+        library = await db.connect(schema_url)
         try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            yield library
         finally:
-            await conn.close()
+            await library.close()
 
 
 async def create_database(url: str, name: str, template: str | None = None, options: str = "") -> None:

@@ -350,19 +350,11 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
     """A URL naming a schema of its own in the test database, dropped afterwards."""
     import uuid
 
+    from storage.postgres import drop_schema, with_schema
+
     schema = f"copy_{uuid.uuid4().hex[:12]}"
-    yield f"{postgres_url}?search_path={schema}"
-
-    async def drop() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(postgres_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    yield with_schema(postgres_url, schema)
+    asyncio.run(drop_schema(postgres_url, schema))
 
 
 def copy_command(source: str, destination: str):

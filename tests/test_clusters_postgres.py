@@ -16,7 +16,6 @@ import datetime as dt
 import os
 import signal
 import sys
-import uuid
 from collections import Counter
 from types import SimpleNamespace
 from contextlib import asynccontextmanager
@@ -36,7 +35,7 @@ from storage import channels, db, fetches, outbox
 from storage import subscriptions as subs
 from storage.channels import DigestChannel
 from testing import FakeDiscord, running_bot
-from tests.backends import with_schema
+from storage.postgres import scratch_schema
 from tests.test_clusters import QuickCluster
 from tests.services import service_url
 
@@ -69,16 +68,8 @@ def sender(request) -> str:
 @asynccontextmanager
 async def schema_url():
     """A PostgreSQL URL naming a schema of its own, dropped afterwards."""
-    base = service_url("postgres")
-    schema = f"c_{uuid.uuid4().hex[:12]}"
-    try:
-        yield with_schema(base, schema)
-    finally:
-        conn = await asyncpg.connect(base)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+    async with scratch_schema(service_url("postgres"), "c") as url:
+        yield url
 
 
 class DigestServer:

@@ -16,7 +16,8 @@ import pytest
 from storage import db, errors, postgres
 from storage.models import Digest, Paper
 from storage.papers import get_paper, ingest_digest, search
-from tests.backends import empty_postgres_library, sqlite_only, with_schema
+from storage.postgres import with_schema
+from tests.backends import empty_postgres_library, sqlite_only
 
 
 def a_digest(day: dt.date = dt.date(2025, 2, 20), count: int = 3) -> Digest:

@@ -17,7 +17,7 @@ import datetime as dt
 from storage.facets import date_range_tokens, day_tokens
 from storage import db
 from storage.search_query import MAX_TERMS, QueryError, to_fts_query, to_tsquery_text
-from tests.backends import with_schema
+from storage.postgres import with_schema
 from tests.services import service_url
 
 DOCS = [
