@@ -14,8 +14,8 @@ set of candidates:
 
 Candidates with every word in the title come first, then the others; each group is ordered
 by column-weighted BM25 (storage/ranking.py: FTS5's formula and weights title 10, authors 2,
-summary 1, tags 3, from cached term statistics), the first SCORED candidates of them; the
-rest of a group follows newest first. The older matches outside the candidates come after
+summary 1, tags 3, from cached term statistics): every title match (at most TITLE_MATCHES),
+and the newest others up to SCORED candidates in all; the rest follows newest first. The older matches outside the candidates come after
 them, newest first, so every match is reachable by paging. Beyond RANKED_MATCHES the total
 is a lower bound (`SearchPage.total_is_exact`).
 
@@ -56,7 +56,7 @@ _SUMMARY_COLUMN = 2
 RANKED_MATCHES = 1_000  # see the module docstring
 TITLE_MATCHES = 1_000
 TITLE_SCAN = 10_000  # matches the title walk may pass through; see _newest_title_matches
-SCORED = 200  # candidates scored by BM25, best groups first, newest first within each; see _ranked
+SCORED = 200  # candidates scored by BM25 at least: every title match, then the newest others; see _ranked
 SNIPPET_TOKENS = 24
 _SNIPPETS_PER_STATEMENT = 100
 _SNIPPET_GAP = 2_000  # rowids between two page ids read in one range rather than two
@@ -314,18 +314,19 @@ async def _newest_title_matches_postgres(
 async def _ranked(conn: aiosqlite.Connection, query: str, window: list[int], in_title: list[int]) -> list[int]:
     """The candidates, those with every word in the title first, each group by BM25 (storage/ranking.py).
 
-    The first SCORED candidates (title matches first, newest first) are scored; the rest of
-    each group follows them newest first.
+    Every title match is scored, however old: a remembered paper is among them, and a short name
+    may start hundreds of newer titles. The other candidates fill the scoring up to SCORED, newest
+    first; the rest of them follows the scored ones newest first.
     """
     candidates = list(dict.fromkeys(window + in_title))
     if len(candidates) < 2:
         return candidates
     title = set(in_title)
-    by_place = sorted(candidates, key=lambda paper_id: (paper_id not in title, -paper_id))
-    scores = await bm25_scores(conn, query_terms(query), by_place[:SCORED])
+    others = [paper_id for paper_id in candidates if paper_id not in title]  # newest first, as the window
+    scores = await bm25_scores(conn, query_terms(query), in_title + others[: max(0, SCORED - len(in_title))])
     unscored = float("inf")  # after the scored papers of their group, newest first
     return sorted(
-        by_place,
+        candidates,
         key=lambda paper_id: (paper_id not in title, -scores.get(paper_id, -unscored), -paper_id),
     )
 

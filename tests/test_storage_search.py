@@ -182,6 +182,18 @@ async def test_the_paper_named_by_a_short_name_beats_papers_that_mention_it(conn
     assert numbers(await search(conn, "SmolVLM"))[0] == 1
 
 
+async def test_the_named_paper_beats_more_newer_titles_sharing_its_name_than_are_scored(conn, monkeypatch):
+    """Every title match is scored, however many: the oldest of them, the paper itself, still ranks first."""
+    monkeypatch.setattr(storage.search, "SCORED", 3)
+    await add_days(
+        conn,
+        paper(1, title="SmolVLM: small vision language models", summary="SmolVLM is small. SmolVLM runs on phones."),
+        *[paper(n, title=f"SmolVLM for task {n}", summary="A long study of how phones run small models on "
+                "device, with many measurements of speed, memory and power.") for n in range(2, 10)],
+    )
+    assert numbers(await search(conn, "SmolVLM"))[0] == 1
+
+
 async def test_among_title_hits_the_closer_title_wins_over_the_newer_one(conn):
     """BM25 within a group: the words are most of a short title, little of a long one; recency only breaks ties."""
     await add_days(
