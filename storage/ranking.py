@@ -182,6 +182,17 @@ def word_term(word: str) -> Term | None:
     return Term(f'"{word}"', tuple((b" " + stem.encode(),) for stem in stems), f"({_lexeme(word)})")
 
 
+def _counter(words: tuple[tuple[bytes, ...], ...]):
+    """How often a term occurs in a column's text: a word's count, a phrase's rarest word's, a prefix's starts summed."""
+    if len(words) == 1 and len(words[0]) == 1:
+        start = words[0][0]
+        return lambda column: column.count(start)
+    if all(len(group) == 1 for group in words):
+        starts = [group[0] for group in words]
+        return lambda column: min(map(column.count, starts))
+    return lambda column: min(sum(map(column.count, group)) for group in words)
+
+
 async def inverse_document_frequencies(conn: aiosqlite.Connection, terms: list[Term]) -> list[float]:
     """Each term's IDF from its (estimated, cached) paper count."""
     stats = await _library_stats(conn)
@@ -198,16 +209,19 @@ async def bm25_scores(conn: aiosqlite.Connection, terms: list[Term], ids: list[i
         return {}
     stats = await _library_stats(conn)
     idfs = await inverse_document_frequencies(conn, terms)
-    # The four columns in one text, each after "\x01 ", so one lower/encode/translate serves them all.
+    # The four columns as one UTF-8 text, each after "\x01 ", so one lower/translate serves them all
+    # (bytes.lower folds ASCII only; the index folds the rest to ASCII stems anyway).
     if dialect(conn) == "postgresql":  # lengths: the search vector's word count (migration postgres/001)
         where, param = any_of(conn, "p.id", ids)
-        sql = f"""SELECT p.id, concat_ws(chr(1) || ' ', p.title, p.authors, p.summary, p.tag_text), p.search_length
+        sql = f"""SELECT p.id, convert_to(concat_ws(chr(1) || ' ', p.title, p.authors, p.summary, p.tag_text), 'UTF8'),
+                         p.search_length
                   FROM papers p WHERE {where}"""
         rows = await fetch_all(conn, sql, [param])
     else:
         rows = await fetch_all(
             conn,
-            """SELECT p.id, p.title || char(1, 32) || p.authors || char(1, 32) || p.summary || char(1, 32) || p.tag_text, d.sz
+            """SELECT p.id, CAST(p.title || char(1, 32) || p.authors || char(1, 32) || p.summary || char(1, 32) || p.tag_text
+                           AS BLOB), d.sz
                FROM papers p JOIN papers_fts_docsize d ON d.id = p.id
                WHERE p.id IN (SELECT value FROM json_each(?))""",
             [id_list(ids)],
@@ -215,27 +229,19 @@ async def bm25_scores(conn: aiosqlite.Connection, terms: list[Term], ids: list[i
     average = stats.average_length or 1.0
     base, per_length = K1 * (1 - B), K1 * B / average
     title_weight, authors_weight, summary_weight, tags_weight = COLUMN_WEIGHTS
-    words_only = all(len(term.words) == 1 and len(term.words[0]) == 1 for term in terms)
-    single = [(term.words[0][0], idf) for term, idf in zip(terms, idfs)]
+    # Per term, how to count it in a column (this loop runs for up to ~1,200 candidates a search):
+    # a word is one count; a phrase counts as its rarest word; a prefix sums its word starts.
+    counters = [(idf, _counter(term.words)) for term, idf in zip(terms, idfs)]
     scores: dict[int, float] = {}
     for paper_id, text, sizes in rows:
         # Each column starts with a space, so b" " + stem finds the words starting with it.
-        title, authors, summary, tags = (b" " + text.lower().encode().translate(_WORD_STARTS)).split(b"\x01", 3)
-        length = sizes if isinstance(sizes, int) else _text_length(sizes)
-        norm = base + per_length * length
+        title, authors, summary, tags = (b" " + text.lower().translate(_WORD_STARTS)).split(b"\x01", 3)
+        norm = base + per_length * (sizes if isinstance(sizes, int) else _text_length(sizes))
         score = 0.0
-        if words_only:  # the common case, kept lean: it runs for up to ~1,200 candidates a search
-            for start, idf in single:
-                tf = (title_weight * title.count(start) + authors_weight * authors.count(start)
-                      + summary_weight * summary.count(start) + tags_weight * tags.count(start))
-                if tf:
-                    score += idf * tf * (K1 + 1) / (tf + norm)
-        else:
-            columns = tuple(zip(COLUMN_WEIGHTS, (title, authors, summary, tags)))
-            for term, idf in zip(terms, idfs):
-                tf = sum(weight * min(sum(column.count(start) for start in group) for group in term.words)
-                         for weight, column in columns)
-                if tf:
-                    score += idf * tf * (K1 + 1) / (tf + norm)
+        for idf, count in counters:
+            tf = (title_weight * count(title) + authors_weight * count(authors)
+                  + summary_weight * count(summary) + tags_weight * count(tags))
+            if tf:
+                score += idf * tf * (K1 + 1) / (tf + norm)
         scores[paper_id] = score
     return scores
