@@ -92,7 +92,8 @@ async def worker(spec: dict[str, Any]) -> None:
     await bot.daily.post_due(dt.datetime.fromisoformat(spec["now"]))
     seconds = time.perf_counter() - started
     print(json.dumps({"done": True, "seconds": seconds, "fallbacks": getattr(bot.pacer, "fallbacks", 0),
-                      "late_slots": getattr(bot.pacer, "late_slots", 0)}), flush=True)
+                      "late": getattr(bot.pacer, "late", 0), "refused": getattr(bot.pacer, "refused", 0)}),
+          flush=True)
     await bot.close()
     await asyncio.wait({runner}, timeout=10)
 
@@ -233,7 +234,8 @@ async def _measure(channels_count: int, processes: int, mode: str, redis_url: st
         "startup_seconds": startup,
         "process_seconds": [d["seconds"] for d in done],
         "redis_fallbacks": sum(d["fallbacks"] for d in done),
-        "late_slots_given_up": sum(d["late_slots"] for d in done),
+        "late_wakes": sum(d["late"] for d in done),
+        "admissions_refused": sum(d["refused"] for d in done),
         "achieved_per_second": len(ok) / wall if wall else 0.0,
         "fraction_of_ceiling": len(ok) / wall / GLOBAL_PER_SECOND if wall else 0.0,
         "target_fraction": TARGET_FRACTION,
@@ -244,12 +246,14 @@ async def _measure(channels_count: int, processes: int, mode: str, redis_url: st
 
 
 async def _forget_schedule(redis_url: str, bot_id: int) -> None:
-    """A fresh run starts from an empty schedule (the key is the pacer's, for this fake bot's id)."""
+    """A fresh run starts from an empty schedule and window (the pacer's keys, for this fake bot's id)."""
     import redis.asyncio
+
+    from bot.posting.pacing import RedisPacer
 
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
-        await client.delete(f"paperbot:global-rate:{bot_id}")
+        await client.delete(*RedisPacer.keys_for(f"paperbot:global-rate:{bot_id}"))
     finally:
         await client.aclose()
 
@@ -283,7 +287,8 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         ("successful requests/s (all processes)",
          lambda r: f"{r['achieved_per_second']:.1f} = **{r['fraction_of_ceiling']:.0%}** of {GLOBAL_PER_SECOND}/s"),
         ("global 429s", lambda r: f"**{r['rate_limited_global']:,}**"),
-        ("slots given up by a stalled process", lambda r: f"{r['late_slots_given_up']:,}"),
+        ("wake-ups over an interval late (stalls) / admissions refused (window full)",
+         lambda r: f"{r.get('late_wakes', 0):,} / {r.get('admissions_refused', 0):,}"),
         ("per-channel 429s", lambda r: f"{r['rate_limited_route']:,}"),
         ("429s per 10 min at this pace", lambda r: f"{r['rate_limited_per_10_min']:,.0f} (ban at "
                                                     f"{INVALID_REQUESTS_PER_10_MIN:,})"),

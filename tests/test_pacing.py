@@ -9,6 +9,8 @@ anything: the fake Discord's limiter says whether the limit was kept.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import math
 import socket
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import discord
 import pytest
 from discord.ext import commands
 
+from bot.posting import pacing
 from bot.posting.pacing import NO_PACING, RedisPacer, RequestPacer, _counts_towards_the_global_limit, make_pacer
 from settings import DeliverySettings, DiscordSettings
 from testing import FakeDiscord, running_bot
@@ -69,8 +72,8 @@ async def test_processes_sharing_the_redis_pacer_stay_under_the_global_limit_tog
         assert await burst(fake_discord, pacers, requests_each=12) == 0
         assert all(p.fallbacks == 0 for p in pacers)
     finally:
+        await pacers[0].client.delete(*pacers[0].keys)
         for pacer in pacers:
-            await pacer.client.delete(pacer.key)
             await pacer.close()
 
 
@@ -113,7 +116,8 @@ async def test_the_bot_paces_every_rest_request_through_redis_under_its_own_key(
         assert isinstance(pacer, RedisPacer) and bot.daily.poster.pacer is NO_PACING  # paced once, on the wire
         assert pacer.key == f"paperbot:global-rate:{fake_discord.bot_user.id}"
         assert await pacer.client.exists(pacer.key) and pacer.fallbacks == 0  # syncing the commands took slots
-        await pacer.client.delete(pacer.key)
+        assert pacer.limit == 48 and pacer.window_us == 1_000_000  # Discord's window: 48 in any second
+        await pacer.client.delete(*pacer.keys)
 
 
 @pytest.mark.redis
@@ -153,8 +157,8 @@ async def test_requests_discord_py_held_back_after_a_global_429_leave_paced_not_
         finally:
             wire = getattr(bots[0], "pacer", None)
             if wire is not None:
-                await wire.client.delete(wire.key)
-            await explicit[0].client.delete(key)
+                await wire.client.delete(*wire.keys)
+            await explicit[0].client.delete(*explicit[0].keys)
             for pacer in explicit:
                 await pacer.close()
     injected = [r for r in fake.requests if r.status == 429 and r.response.get("retry_after") == 2.0]
@@ -165,17 +169,135 @@ async def test_requests_discord_py_held_back_after_a_global_429_leave_paced_not_
         assert limiter.global_limited > 0
 
 
+STALLED = contextvars.ContextVar("stalled", default=False)
+
+
+class StalledLoop:
+    """`asyncio` as the pacer sees it in the tasks of a process marked `STALLED`: its sleeps end late.
+
+    `every`: until `until` (loop time) the process's event loop gets to run only every `every`
+    seconds from `start`, so a sleep ends at the next tick, together with every other one due
+    meanwhile (a stalled loop). `late`: each sleep ends that much after it was due (a loop always
+    behind). Other tasks, and everything but the pacer, keep the real clock.
+    """
+
+    def __init__(self, *, start: float = 0.0, every: float = 0.0, until: float = 0.0, late: float = 0.0) -> None:
+        self.start, self.every, self.until, self.late = start, every, until, late
+
+    def __getattr__(self, name: str):
+        return getattr(asyncio, name)
+
+    async def sleep(self, delay: float, result=None):
+        if not STALLED.get():
+            return await asyncio.sleep(delay, result)
+        now = asyncio.get_running_loop().time()
+        due = now + delay
+        if self.every and due < self.until:
+            due = self.start + math.ceil((due - self.start) / self.every) * self.every
+        return await asyncio.sleep(due + self.late - now, result)
+
+
 @pytest.mark.redis
-async def test_a_process_woken_late_for_its_slot_takes_a_new_one_instead_of_bursting(redis_url: str) -> None:
-    ticks = iter(range(1000))
-    pacer = make_pacer(20.0, redis_url=redis_url, key=f"test-{uuid.uuid4()}")
-    pacer.clock = lambda: next(ticks) * 0.5  # every look at the clock finds it half a second later
+async def test_callers_of_a_stalled_process_never_go_together_past_the_global_limit(
+    fake_discord: FakeDiscord, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One process's event loop stalls for three seconds, with callers waiting for their slots.
+
+    When it runs again every caller whose slot passed wakes at once; letting them go as they
+    wake (as the old pacer did once they had been late three times running) puts them all into
+    one of Discord's windows. Each must be admitted by the shared window instead, so the fake
+    Discord sees no global 429.
+    """
+    fake = fake_discord
+    guild = fake.add_guild("Research")
+    key = f"paperbot-test:{uuid.uuid4()}"
+    # 20/s = 5 in any 0.25 s, against the fake's 10 per 0.25 s: room for the timing of two processes in one loop.
+    pacers = [make_pacer(20.0, redis_url=redis_url, key=key, window=0.25) for _ in range(2)]
+    async with AsyncExitStack() as stack:
+        bots = [await stack.enter_async_context(running_bot(fake, process_bot)) for _ in pacers]
+        limiter = fake.enable_rate_limits(per_route=(1000, 60.0), global_per_second=10, global_window=0.25)
+        now = asyncio.get_running_loop().time()
+        monkeypatch.setattr(pacing, "asyncio", StalledLoop(start=now, every=1.0, until=now + 3.0))
+
+        async def one(bot, pacer, stalled: bool) -> None:
+            STALLED.set(stalled)
+            await pacer.wait()
+            await bot.http.request(discord.http.Route("GET", "/guilds/{guild_id}", guild_id=guild.id))
+
+        try:
+            await asyncio.gather(*(one(bots[0], pacers[0], True) for _ in range(16)),
+                                 *(one(bots[1], pacers[1], False) for _ in range(2)))
+        finally:
+            await pacers[0].client.delete(*pacers[0].keys)
+            for pacer in pacers:
+                await pacer.close()
+    assert len(fake.requests_to("GET", "/guilds/{guild_id}")) >= 18
+    assert limiter.global_limited == 0
+    assert pacers[0].late > 0  # the stall did make it late
+
+
+@pytest.mark.redis
+async def test_a_process_always_late_for_its_slot_keeps_its_place_and_is_not_starved(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request in any 0.2 s, one slot every 0.2 s; process A wakes 0.28 s after each.
+
+    A finds the window taken by B's latest request every time it wakes. Turned away, it keeps its
+    place by its slot: B leaves it the next free one, so A gets through while B still has
+    requests waiting, instead of only once B has none (or going anyway, past the limit).
+    """
+    key = f"paperbot-test:{uuid.uuid4()}"
+    slow, busy = (make_pacer(5.0, redis_url=redis_url, key=key, window=0.2) for _ in range(2))
+    monkeypatch.setattr(pacing, "asyncio", StalledLoop(late=0.28))
+    went: list[str] = []
+
+    async def one(pacer, name: str) -> None:
+        STALLED.set(name == "A")
+        await pacer.wait()
+        went.append(name)
+
     try:
-        await pacer.wait()  # the first slot is free at once: nothing to be late for
-        await pacer.wait()  # the next is 50 ms away, and each wake-up is 0.5 s late: re-reserved, then goes
-        assert pacer.late_slots == RedisPacer.MAX_RESERVATIONS - 1
+        assert slow.limit == 1
+        await one(busy, "B")  # B is busy before A asks
+        await asyncio.gather(*(one(busy, "B") for _ in range(7)), one(slow, "A"))
     finally:
-        await pacer.client.delete(pacer.key)
+        await slow.client.delete(*slow.keys)
+        await slow.close()
+        await busy.close()
+    assert slow.refused >= 1 and slow.fallbacks == busy.fallbacks == 0  # turned away, then admitted
+    assert went.index("A") < len(went) - 2, went
+
+
+@pytest.mark.redis
+async def test_each_admission_is_one_entry_in_the_window_however_close_together(redis_url: str) -> None:
+    """Two processes let 60 requests go at a high rate: the log counts every one (members are unique)."""
+    key = f"paperbot-test:{uuid.uuid4()}"
+    pacers = [make_pacer(1000.0, redis_url=redis_url, key=key, window=10.0) for _ in range(2)]
+    try:
+        await asyncio.gather(*(pacer.wait() for pacer in pacers for _ in range(30)))
+        assert await pacers[0].client.zcard(pacers[0].keys[1]) == 60
+        assert not await pacers[0].client.exists(pacers[0].keys[2])  # nobody waited, so nobody holds a place
+    finally:
+        await pacers[0].client.delete(*pacers[0].keys)
+        for pacer in pacers:
+            await pacer.close()
+
+
+@pytest.mark.redis
+async def test_a_caller_cancelled_while_it_waits_gives_its_place_in_the_window_back(redis_url: str) -> None:
+    pacer = make_pacer(1.0, redis_url=redis_url, key=f"paperbot-test:{uuid.uuid4()}")  # one request a second
+    log_key = pacer.keys[1]
+    try:
+        await pacer.wait()
+        waiting = asyncio.create_task(pacer.wait())  # its slot is a second away
+        while await pacer.client.zcard(log_key) < 2:  # reserved: its place is in the log
+            await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await pacer.client.zcard(log_key) == 1  # only the request that went
+    finally:
+        await pacer.client.delete(*pacer.keys)
         await pacer.close()
 
 

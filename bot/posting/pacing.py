@@ -1,18 +1,23 @@
 """Pacing requests under Discord's global limit: in this process, or shared by every process.
 
 Discord allows a bot 50 requests per second in all, however many processes it runs. One
-process paces itself (`RequestPacer`). Several processes of one bot share a `RedisPacer`: the
-next free slot lives in Redis and an atomic script hands out slots in turn, timed by Redis's own
-clock, so the processes together keep the configured rate whatever their number. Posters only
-need `Pacer.wait()`, so they take either. With the shared pacer the bot paces every REST request
-on the wire instead (`pace_every_request`), where discord.py's retries are paced too.
+process paces itself (`RequestPacer`). Several processes of one bot share a `RedisPacer`: Redis
+lets each request go, atomically and by its own clock, only while fewer than the configured
+rate went in the last second from all processes together (a sliding log), and a schedule of
+slots kept beside it spaces them evenly. Posters only need `Pacer.wait()`, so they take either.
+With the shared pacer the bot paces every REST request on the wire instead
+(`pace_every_request`), where discord.py's retries are paced too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import math
 import time
+import uuid
 from typing import Callable, Protocol
 
 import aiohttp
@@ -73,90 +78,190 @@ class RequestPacer:
         """Nothing to release; here so every pacer closes alike."""
 
 
-#: Reserve the next slot: KEYS[1] holds the next free slot (µs, Redis's clock); ARGV[1] is the
-#: interval in µs, ARGV[2] the key's expiry in ms. Returns how many µs the caller must wait.
-#: Like `RequestPacer`, a slot nobody took in time is gone, never made up in a burst.
+#: Reserve the next slot. KEYS: the next free slot, the log (`ADMIT`). ARGV: the interval (µs),
+#: the limit, the window (µs), the caller's member, the keys' expiry (ms). The slot is the next
+#: free one, or later if the window would be full there: then it is when the oldest entry that
+#: fills it leaves. The reservation goes into the log at the slot, holding the caller's place.
+#: Returns the slot (µs, Redis's clock) and how many µs until it. Like `RequestPacer`, a slot
+#: nobody took in time is gone, never made up in a burst.
 RESERVE_SLOT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local slot = tonumber(redis.call('GET', KEYS[1]) or '0')
 if slot < now then slot = now end
-redis.call('SET', KEYS[1], string.format('%d', slot + tonumber(ARGV[1])), 'PX', ARGV[2])
-return slot - now
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local inside = redis.call('ZRANGEBYSCORE', KEYS[2], string.format('(%d', slot - window), '+inf', 'WITHSCORES')
+local count = #inside / 2
+if count >= limit then slot = tonumber(inside[2 * (count - limit + 1)]) + window end
+redis.call('ZADD', KEYS[2], slot, ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('SET', KEYS[1], string.format('%d', slot + interval), 'PX', ARGV[5])
+return {slot, slot - now}
+"""
+
+#: Let one request go now, or say how long to wait: the sliding log of `RedisPacer`.
+#: KEYS: the next free slot, the log (admission times, and reservations at their slots, in µs by
+#: member), the callers waiting (their slots by member) and until when each keeps its place (µs
+#: by member). ARGV: the limit, the window (µs), the caller's member and slot (µs), the interval
+#: (µs), how long a refused caller keeps its place without asking again (µs), the keys' expiry
+#: (ms). Admitted if the window up to now (without the caller's own reservation) and the callers
+#: waiting since an earlier slot leave it room: logged now, returns 0. Otherwise the caller waits
+#: in line by its slot and gets the µs until the entry that makes room leaves.
+ADMIT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local limit, window, member, slot = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local interval = tonumber(ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+  redis.call('ZREM', KEYS[3], gone)
+  redis.call('ZREM', KEYS[4], gone)
+end
+redis.call('ZREM', KEYS[2], member)
+local inside = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES')
+local taken = #inside / 2 + redis.call('ZCOUNT', KEYS[3], '-inf', '(' .. ARGV[4])
+if taken < limit then
+  redis.call('ZADD', KEYS[2], now, member)
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('ZREM', KEYS[3], member)
+  redis.call('ZREM', KEYS[4], member)
+  if now > slot + interval then
+    local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+    if nxt < now + interval then
+      redis.call('SET', KEYS[1], string.format('%d', now + interval), 'PX', ARGV[7])
+    end
+  end
+  return 0
+end
+local wait = interval
+local making_room = taken - limit + 1
+if making_room <= #inside / 2 then wait = tonumber(inside[2 * making_room]) + window - now end
+redis.call('ZADD', KEYS[3], 'NX', slot, member)
+redis.call('ZADD', KEYS[4], now + wait + tonumber(ARGV[6]), member)
+redis.call('PEXPIRE', KEYS[3], ARGV[7])
+redis.call('PEXPIRE', KEYS[4], ARGV[7])
+return wait
 """
 
 
 class RedisPacer:
-    """`RequestPacer`'s schedule kept in Redis, so all processes of one bot share one rate.
+    """At most `limit` requests in any `window` (1 s) across all processes of a bot, admitted by Redis.
+
+    A caller reserves the next slot of a schedule kept in Redis (`RESERVE_SLOT`: `RequestPacer`'s,
+    shared, so requests stay evenly spaced) and then, when it wakes, must be admitted by a sliding
+    log of the window's requests (`ADMIT`), by Redis's clock at the moment it goes. A process
+    whose event loop stalled wakes late: it goes only if the window has room, so late callers
+    cannot burst past the limit. The schedule hands out no slot the window could not admit, and
+    a reservation holds its place in the log until it is used, so callers on time are not turned
+    away and the log does not end up setting the pace (it would repeat a second's bunching in
+    the next). Within a process callers go in turn, one holding a slot at a time, so a stall
+    wakes one caller, not all of them. A caller the window turns away keeps its place in line by
+    its slot: newer callers leave it the next free place, so a process that is always late still
+    gets through, however busy the others are.
 
     If Redis cannot be reached the process falls back to a local pacer at `fallback_per_second`
     (its share of the rate: its shards / all shards), so the processes together still stay under
     the limit, and tries Redis again after `retry_after` seconds.
     """
 
-    #: Woken more than this many slot intervals after its slot, a caller takes a new slot instead.
-    LATE_SLOTS = 2
-    #: A caller late for this many slots in a row goes anyway (a process stalled that often is not bursting).
-    MAX_RESERVATIONS = 3
+    #: How long (s) a caller the log turned away keeps its place without asking again (a process gone).
+    CLAIM_SECONDS = 5.0
+    #: Redis keys expire this long (ms) after their last write: nothing is left behind by a bot gone.
+    EXPIRY_MS = 60_000
 
-    def __init__(self, client, key: str, per_second: float, *, fallback_per_second: float,
+    def __init__(self, client, key: str, per_second: float, *, fallback_per_second: float, window: float = 1.0,
                  retry_after: float = 5.0, clock=time.monotonic) -> None:
         self.client = client
         self.key = key
+        self.keys = self.keys_for(key)
         self.interval_us = max(1, round(1_000_000 / per_second))
+        self.window_us = max(1, round(window * 1_000_000))
+        #: Requests admitted in any window: the configured rate over the window, rounded up.
+        self.limit = max(1, math.ceil(per_second * window - 1e-9))
         self.fallback = RequestPacer(fallback_per_second, clock)
         self.retry_after = retry_after
         self.clock = clock
         self._reserve = client.register_script(RESERVE_SLOT)
+        self._admit = client.register_script(ADMIT)
+        self._turn = asyncio.Lock()
+        self._name = uuid.uuid4().hex  # log members are this process's name and a count: unique, however close in time
+        self._admissions = itertools.count()
         self._down_until: float | None = None
         #: Slots taken locally because Redis was unreachable (for logs and tests).
         self.fallbacks = 0
-        #: Slots given up because this process woke too late for them (a stall).
-        self.late_slots = 0
+        #: Callers woken more than an interval after their slot (a stalled event loop).
+        self.late = 0
+        #: Times the log turned a caller away (the window was full) and it waited for a place.
+        self.refused = 0
 
-    async def wait(self, retries: int = 0) -> None:
+    @staticmethod
+    def keys_for(key: str) -> tuple[str, str, str, str]:
+        """The schedule, the log, the callers waiting and their deadlines: all a bot's pacing keeps in Redis."""
+        return key, f"{key}:admitted", f"{key}:waiting", f"{key}:waiting-until"
+
+    async def wait(self) -> None:
         from redis.exceptions import RedisError
 
-        if self._down_until is not None and self.clock() < self._down_until:
-            self.fallbacks += 1
-            return await self.fallback.wait()
-        try:
-            wait_us = await self._reserve(keys=[self.key], args=[self.interval_us, 60_000])
-        except (RedisError, OSError) as error:
-            if self._down_until is None:
-                log.warning("rate-limit Redis unreachable (%s); pacing this process alone at its share", error)
-            self._down_until = self.clock() + self.retry_after
-            self.fallbacks += 1
-            return await self.fallback.wait()
+        async with self._turn:
+            if self._down_until is not None and self.clock() < self._down_until:
+                self.fallbacks += 1
+                return await self.fallback.wait()
+            try:
+                await self._admitted()
+            except (RedisError, OSError) as error:
+                if self._down_until is None:
+                    log.warning("rate-limit Redis unreachable (%s); pacing this process alone at its share", error)
+                self._down_until = self.clock() + self.retry_after
+                self.fallbacks += 1
+                return await self.fallback.wait()
+
+    async def _admitted(self) -> None:
+        """Wait for a slot, then until the log admits this caller; nobody goes without admission."""
+        member = f"{self._name}:{next(self._admissions)}"
+        slot, wait_us = await self._reserve(keys=list(self.keys[:2]),
+                                            args=[self.interval_us, self.limit, self.window_us, member, self.EXPIRY_MS])
         if self._down_until is not None:
             log.info("rate-limit Redis reachable again; sharing the global rate")
             self._down_until = None
-        if wait_us > 0:
-            slot = self.clock() + wait_us / 1_000_000
-            await asyncio.sleep(wait_us / 1_000_000)
-            late = self.clock() - slot
-            if late > self.LATE_SLOTS * self.interval_us / 1_000_000 and retries < self.MAX_RESERVATIONS - 1:
-                # Woken well after the slot (a stalled event loop): so were the callers after it,
-                # and all going now would be a burst. Give the slot up and take a new one.
-                self.late_slots += 1
-                return await self.wait(retries + 1)
+        args = [self.limit, self.window_us, member, slot, self.interval_us, round(self.CLAIM_SECONDS * 1_000_000),
+                self.EXPIRY_MS]
+        try:
+            if wait_us > 0:
+                due = self.clock() + wait_us / 1_000_000
+                await asyncio.sleep(wait_us / 1_000_000)
+                if self.clock() - due > self.interval_us / 1_000_000:
+                    self.late += 1
+            while wait_us := await self._admit(keys=list(self.keys), args=args):
+                self.refused += 1
+                await asyncio.sleep(wait_us / 1_000_000)
+        except asyncio.CancelledError:  # give the place up at once rather than hold it until it expires
+            with contextlib.suppress(Exception):
+                pipe = self.client.pipeline(transaction=False)
+                for key in self.keys[1:]:
+                    pipe.zrem(key, member)
+                await pipe.execute()
+            raise
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
-def make_pacer(per_second: float, *, redis_url: str | None, key: str, share: float = 1.0) -> RequestPacer | RedisPacer:
+def make_pacer(per_second: float, *, redis_url: str | None, key: str, share: float = 1.0,
+               window: float = 1.0) -> RequestPacer | RedisPacer:
     """The pacer for `[delivery] requests_per_second`: shared through Redis when a URL is set.
 
     `key` names the bot (its user id): processes of one bot share a rate, other bots do not.
-    `share` is this process's part of the rate if it has to pace alone (Redis down).
+    `share` is this process's part of the rate if it has to pace alone (Redis down). `window`
+    is the span Discord counts requests over (1 s; tests shrink it with the fake's).
     """
     if not redis_url:
         return RequestPacer(per_second)
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
-    return RedisPacer(client, f"paperbot:global-rate:{key}", per_second, fallback_per_second=per_second * share)
+    return RedisPacer(client, f"paperbot:global-rate:{key}", per_second, fallback_per_second=per_second * share,
+                      window=window)
 
 
 def _counts_towards_the_global_limit(url) -> bool:
