@@ -15,9 +15,10 @@ set of candidates:
 Candidates with every word in the title come first, then the others; each group is ordered
 by column-weighted BM25 (storage/ranking.py: FTS5's formula and weights title 10, authors 2,
 summary 1, tags 3, from cached term statistics): every title match (at most TITLE_MATCHES),
-and the newest others up to SCORED candidates in all; the rest follows newest first. The older matches outside the candidates come after
-them, newest first, so every match is reachable by paging. Beyond RANKED_MATCHES the total
-is a lower bound (`SearchPage.total_is_exact`).
+and the newest others up to SCORED candidates in all; the rest follows newest first. The
+older matches outside the candidates come after them, newest first, so every match is
+reachable by paging. Beyond RANKED_MATCHES the total is a lower bound
+(`SearchPage.total_is_exact`).
 
 The trade: a title match older than the newest ~TITLE_SCAN matches of a very common query
 is not pulled forward, and term counts are close to FTS5's, not equal (storage/ranking.py).
