@@ -229,7 +229,7 @@ async def bm25_scores(conn: aiosqlite.Connection, terms: list[Term], ids: list[i
     average = stats.average_length or 1.0
     base, per_length = K1 * (1 - B), K1 * B / average
     title_weight, authors_weight, summary_weight, tags_weight = COLUMN_WEIGHTS
-    # Per term, how to count it in a column (this loop runs for up to ~1,200 candidates a search):
+    # Per term, how to count it in a column (this loop runs for up to 1,000 candidates a search):
     # a word is one count; a phrase counts as its rarest word; a prefix sums its word starts.
     counters = [(idf, _counter(term.words)) for term, idf in zip(terms, idfs)]
     scores: dict[int, float] = {}
