@@ -95,7 +95,8 @@ async def worker(spec: dict[str, Any]) -> None:
     await bot.daily.post_due(dt.datetime.fromisoformat(spec["now"]))
     seconds = time.perf_counter() - started
     print(json.dumps({"done": True, "seconds": seconds, "fallbacks": getattr(bot.pacer, "fallbacks", 0),
-                      "late": getattr(bot.pacer, "late", 0), "refused": getattr(bot.pacer, "refused", 0)}),
+                      "late": getattr(bot.pacer, "late", 0), "refused": getattr(bot.pacer, "refused", 0),
+                      "stale": getattr(bot.pacer, "stale", 0)}),
           flush=True)
     await bot.close()
     await asyncio.wait({runner}, timeout=10)
@@ -268,6 +269,7 @@ async def _measure(channels_count: int, processes: int, mode: str, redis_url: st
         "redis_fallbacks": sum(d["fallbacks"] for d in done),
         "late_wakes": sum(d["late"] for d in done),
         "admissions_refused": sum(d["refused"] for d in done),
+        "admissions_asked_again": sum(d["stale"] for d in done),
         "achieved_per_second": len(ok) / wall if wall else 0.0,
         "fraction_of_ceiling": len(ok) / wall / GLOBAL_PER_SECOND if wall else 0.0,
         "target_fraction": TARGET_FRACTION,
@@ -319,8 +321,9 @@ def markdown(runs: list[dict[str, Any]]) -> str:
         ("successful requests/s (all processes)",
          lambda r: f"{r['achieved_per_second']:.1f} = **{r['fraction_of_ceiling']:.0%}** of {GLOBAL_PER_SECOND}/s"),
         ("global 429s", lambda r: f"**{r['rate_limited_global']:,}**"),
-        ("wake-ups over an interval late (stalls) / admissions refused (window full)",
-         lambda r: f"{r.get('late_wakes', 0):,} / {r.get('admissions_refused', 0):,}"),
+        ("wake-ups over an interval late (stalls) / admissions refused (window full) / asked again (resumed late)",
+         lambda r: f"{r.get('late_wakes', 0):,} / {r.get('admissions_refused', 0):,} / "
+                   f"{r.get('admissions_asked_again', 0):,}"),
         ("per-channel 429s", lambda r: f"{r['rate_limited_route']:,}"),
         ("429s per 10 min at this pace", lambda r: f"{r['rate_limited_per_10_min']:,.0f} (ban at "
                                                     f"{INVALID_REQUESTS_PER_10_MIN:,})"),

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -281,6 +282,40 @@ async def test_each_admission_is_one_entry_in_the_window_however_close_together(
         await pacers[0].client.delete(*pacers[0].keys)
         for pacer in pacers:
             await pacer.close()
+
+
+@pytest.mark.redis
+async def test_a_caller_resuming_late_from_its_admission_is_logged_when_it_goes(redis_url: str) -> None:
+    """Redis lets the request go, then the process's event loop is busy for 0.2 s before the caller resumes.
+
+    The request leaves 0.2 s after Redis logged it, so Discord would count it in a later window than
+    the log has it; a few of those together go past the limit. The caller asks again instead, and
+    the log holds the time it left.
+    """
+    pacer = make_pacer(20.0, redis_url=redis_url, key=f"paperbot-test:{uuid.uuid4()}")
+    admit, answers = pacer._admit, []
+
+    async def busy_after_the_first_answer(*args, **kwargs):
+        answers.append(await admit(*args, **kwargs))
+        if answers == [0]:
+            time.sleep(0.2)  # the loop runs other work before this caller resumes
+        return answers[-1]
+
+    pacer._admit = busy_after_the_first_answer
+
+    async def redis_now() -> int:
+        seconds, microseconds = await pacer.client.time()
+        return seconds * 1_000_000 + microseconds
+
+    try:
+        asked = await redis_now()
+        await pacer.wait()
+        [(_, logged)] = await pacer.client.zrange(pacer.keys[1], 0, -1, withscores=True)
+        assert logged >= asked + 200_000  # logged when it left, not when Redis first let it go
+        assert answers == [0, 0] and pacer.stale == 1
+    finally:
+        await pacer.client.delete(*pacer.keys)
+        await pacer.close()
 
 
 @pytest.mark.redis
