@@ -1,9 +1,9 @@
 -- The fetch log: as migrations/sqlite/003_fetches.sql.
 
 CREATE TABLE fetches (
-    source           TEXT COLLATE "C" NOT NULL,
+    source           TEXT NOT NULL,
     day              TEXT NOT NULL,
-    kind             TEXT COLLATE "C" NOT NULL CHECK (kind IN ('markdown', 'json', 'folder')),
+    kind             TEXT NOT NULL CHECK (kind IN ('markdown', 'json', 'folder')),
     status           TEXT NOT NULL CHECK (status IN ('ingested', 'missing', 'failed', 'waiting')),
     detail           TEXT NOT NULL DEFAULT '',
     attempts         INTEGER NOT NULL CHECK (attempts >= 1),
